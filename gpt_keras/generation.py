@@ -1,0 +1,268 @@
+"""Autoregressive generation: pass the prompt, sample a word, append it, repeat.
+
+Two loops give the same records (one per generated word: the prompt so far, the distribution the word
+was drawn from, and the last position's attention over the prompt, per head):
+
+- `generate_lecture` is the lecture's loop, kept for teaching: it calls `model.predict` on the whole
+  growing sequence for every word.
+- `CachedGenerator` keeps each block's keys and values (a key/value cache) and runs one compiled step
+  per word on fixed shapes, so nothing is recomputed or retraced; it also samples many texts at once.
+
+Both stop when padding (index 0) is sampled or the text reaches `max_tokens` tokens, prompt included,
+as in the lecture. A prompt longer than the context window slides: only the last `max_len` tokens are
+seen, and the attention covers those.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from typing import Callable
+
+import keras
+import numpy as np
+from keras import ops
+
+from gpt_keras.data import Vocabulary
+from gpt_keras.model import transformer_blocks
+from gpt_keras.sampling import Sampler, SamplingError
+
+PAD_ID = 0
+
+
+class PromptWarning(UserWarning):
+    """A prompt had words outside the vocabulary or did not fit the context window."""
+
+
+def encode_prompt(vocab: Vocabulary, prompt: str, max_len: int) -> list[int]:
+    """Token ids of a prompt; unknown words become `[UNK]` and a long prompt is cut to the window, with a warning."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise SamplingError("the prompt is empty; give at least one word, e.g. 'wine review'")
+    ids, unknown = vocab.encode(prompt)
+    if unknown:
+        warnings.warn(f"prompt words not in the vocabulary, read as [UNK]: {', '.join(unknown)}", PromptWarning,
+                      stacklevel=3)
+    if len(ids) > max_len:
+        warnings.warn(f"the prompt has {len(ids)} tokens, more than the context window of {max_len}: "
+                      f"the model sees only the last {max_len}", PromptWarning, stacklevel=3)
+    return ids
+
+
+def check_max_tokens(max_tokens: int) -> int:
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, (int, np.integer)) or max_tokens < 1:
+        raise SamplingError(f"max_tokens must be an integer of at least 1, got {max_tokens!r}")
+    return int(max_tokens)
+
+
+def make_record(prompt: str, distribution: np.ndarray, attention: np.ndarray, token: int, word: str) -> dict:
+    """One step as the lecture records it, plus the chosen token and word for convenience."""
+    return {"prompt": prompt, "word_probs": distribution, "atts": attention, "token": token, "word": word}
+
+
+def _context_length(model: keras.Model) -> int:
+    return model.get_layer("embedding").max_len
+
+
+def generate_lecture(model: keras.Model, vocab: Vocabulary, start_prompt: str, max_tokens: int,
+                     sampler: Sampler, rng: np.random.Generator) -> tuple[list[dict], str]:
+    """The lecture's loop: `model.predict` on the whole sequence for every new word.
+
+    Returns:
+        (records, generated text).
+    """
+    max_tokens = check_max_tokens(max_tokens)
+    max_len = _context_length(model)
+    tokens = encode_prompt(vocab, start_prompt, max_len)
+    prompt = " ".join(vocab.standardize(start_prompt))
+    info, sample_token = [], None
+    while len(tokens) < max_tokens and sample_token != PAD_ID:
+        x = np.array([tokens[-max_len:]])
+        y, att = model.predict(x, verbose=0)
+        sample_token, probs = sampler.sample(y[0][-1], rng)
+        info.append(make_record(prompt, probs, att[0, :, -1, :], sample_token, vocab[sample_token]))
+        tokens.append(sample_token)
+        prompt = _append_word(prompt, vocab[sample_token])
+    return info, prompt
+
+
+def _append_word(prompt: str, word: str) -> str:
+    return prompt + " " + word if word else prompt  # padding ends the text and adds no word
+
+
+@dataclasses.dataclass
+class BatchResult:
+    """Texts sampled together: token ids, texts, and each chosen word's log-probability under the model.
+
+    `log_probs[i, t]` is log p(token t | tokens before it) from the model's own distribution (before
+    temperature), NaN where sample i had already stopped. Perplexity of a sample is
+    exp(-mean of its log-probabilities).
+    """
+
+    prompt_ids: list[int]
+    tokens: np.ndarray
+    lengths: np.ndarray
+    log_probs: np.ndarray
+    texts: list[str]
+    step_distributions: list[np.ndarray]  # the model's untempered distribution at each step, [batch, vocab]
+
+
+class CachedGenerator:
+    """Fast generation with a key/value cache and one compiled decoding step.
+
+    Each step embeds only the newest token, appends its keys and values to each block's cache and
+    attends over the cache, instead of re-running the whole sequence. Shapes are fixed (the cache
+    spans the whole context window, masked past the current position), so the step is traced once.
+
+    Args:
+        model: a GPT built by `build_gpt` (trained or not).
+        vocab: its vocabulary.
+
+    Example:
+        >>> generator = CachedGenerator(model, vocab)                       # doctest: +SKIP
+        >>> info, text = generator.generate("wine review : germany", 80, Sampler(0.5), rng)
+    """
+
+    def __init__(self, model: keras.Model, vocab: Vocabulary):
+        self.model = model
+        self.vocab = vocab
+        self.embedding = model.get_layer("embedding")
+        self.blocks = transformer_blocks(model)
+        self.output_layer = model.get_layer("probabilities")
+        self.max_len = self.embedding.max_len
+        self._step = _compile(self._decode_step, model)
+
+    # -- the compiled step ---------------------------------------------------------------------
+
+    def _decode_step(self, token_ids, position, caches):
+        """Probabilities for the next token, last-position attention [batch, heads, max_len], new caches."""
+        x = self.embedding.token_emb(token_ids[:, None]) + self.embedding.pos_emb(position[None])
+        visible = ops.arange(self.max_len) <= position
+        new_caches, attention = [], None
+        for block, (key_cache, value_cache) in zip(self.blocks, caches):
+            mha = block.attn
+            query = mha._query_dense(x) * (1.0 / math.sqrt(block.key_dim))
+            start = (0, position, 0, 0)
+            key_cache = ops.slice_update(key_cache, start, ops.cast(mha._key_dense(x), key_cache.dtype))
+            value_cache = ops.slice_update(value_cache, start, ops.cast(mha._value_dense(x), value_cache.dtype))
+            scores = ops.einsum("bqhd,bkhd->bhqk", query, key_cache)
+            scores = ops.where(visible[None, None, None, :], scores, ops.full_like(scores, -1e9))
+            attention = ops.softmax(scores, axis=-1)
+            attended = ops.einsum("bhqk,bkhd->bqhd", attention, value_cache)
+            x = block.feed_forward(mha._output_dense(attended), x)
+            new_caches.append((key_cache, value_cache))
+        return self.output_layer(x)[:, 0, :], attention[:, :, 0, :], new_caches
+
+    def _empty_caches(self, batch_size: int):
+        return [(ops.zeros((batch_size, self.max_len, block.num_heads, block.key_dim)),
+                 ops.zeros((batch_size, self.max_len, block.num_heads, block.key_dim))) for block in self.blocks]
+
+    # -- decoding ------------------------------------------------------------------------------
+
+    def _next_distributions(self, sequences: np.ndarray, caches, position: int):
+        """Model probabilities [batch, vocab] and attention [batch, heads, context] after `sequences`.
+
+        While the text fits the window, only the newest token is fed through the cache. Once it is
+        longer, the window slides by one every step, so the whole window is recomputed.
+        """
+        length = sequences.shape[1]
+        if length <= self.max_len:
+            probs, attention, caches = self._step(ops.convert_to_tensor(sequences[:, -1], "int32"),
+                                                  ops.convert_to_tensor(length - 1, "int32"), caches)
+            return np.asarray(probs, np.float64), np.asarray(attention)[:, :, :length], caches
+        probs, attention = self.model.predict_on_batch(sequences[:, -self.max_len:])
+        return np.asarray(probs[:, -1, :], np.float64), np.asarray(attention[:, :, -1, :]), caches
+
+    def _prefill(self, prompt_ids: list[int], batch_size: int):
+        """Runs the prompt through the cache; returns the state after its last token."""
+        caches = self._empty_caches(batch_size)
+        window = prompt_ids[-self.max_len:]
+        sequences = np.tile(np.asarray(window, np.int32), (batch_size, 1))
+        probs = attention = None
+        for length in range(1, len(window) + 1):
+            probs, attention, caches = self._next_distributions(sequences[:, :length], caches, length - 1)
+        return sequences, probs, attention, caches
+
+    def generate(self, start_prompt: str, max_tokens: int, sampler: Sampler,
+                 rng: np.random.Generator) -> tuple[list[dict], str]:
+        """One text with the lecture's per-step records (same words as `generate_lecture` for a seed)."""
+        max_tokens = check_max_tokens(max_tokens)
+        tokens = encode_prompt(self.vocab, start_prompt, self.max_len)
+        prompt = " ".join(self.vocab.standardize(start_prompt))
+        info = []
+        if len(tokens) >= max_tokens:
+            return info, prompt
+        sequences, probs, attention, caches = self._prefill(tokens, 1)
+        while True:
+            token, distribution = sampler.sample(probs[0], rng)
+            info.append(make_record(prompt, distribution, attention[0], token, self.vocab[token]))
+            tokens.append(token)
+            prompt = _append_word(prompt, self.vocab[token])
+            if token == PAD_ID or len(tokens) >= max_tokens:
+                return info, prompt
+            sequences = np.asarray([tokens[-self.max_len - 1:]], np.int32) if len(tokens) > self.max_len \
+                else np.asarray([tokens], np.int32)
+            probs, attention, caches = self._next_distributions(sequences, caches, len(tokens) - 1)
+
+    def generate_batch(self, start_prompt: str, n_samples: int, max_tokens: int, sampler: Sampler,
+                       rng: np.random.Generator) -> BatchResult:
+        """`n_samples` texts from one prompt in one batch: each step decodes all of them together."""
+        max_tokens = check_max_tokens(max_tokens)
+        if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+            raise SamplingError(f"n_samples must be an integer of at least 1, got {n_samples!r}")
+        prompt_ids = encode_prompt(self.vocab, start_prompt, self.max_len)
+        n_new = max(max_tokens - len(prompt_ids), 0)
+        tokens = np.zeros((n_samples, n_new), np.int64)
+        log_probs = np.full((n_samples, n_new), np.nan)
+        done = np.zeros(n_samples, bool)
+        lengths = np.zeros(n_samples, np.int64)
+        distributions = []
+        if n_new:
+            history = np.tile(np.asarray(prompt_ids, np.int32), (n_samples, 1))
+            _, probs, _, caches = self._prefill(prompt_ids, n_samples)
+            for step in range(n_new):
+                distributions.append(probs)
+                chosen, _ = sampler.sample(probs, rng)
+                chosen = np.where(done, PAD_ID, chosen)
+                tokens[:, step] = chosen
+                picked = probs[np.arange(n_samples), chosen]
+                with np.errstate(divide="ignore"):
+                    log_probs[:, step] = np.where(done, np.nan, np.log(picked))
+                lengths += ~done
+                done |= chosen == PAD_ID
+                if done.all() or step == n_new - 1:
+                    break
+                history = np.concatenate([history, chosen[:, None].astype(np.int32)], axis=1)
+                window = history[:, -self.max_len - 1:] if history.shape[1] > self.max_len else history
+                probs, _, caches = self._next_distributions(window, caches, history.shape[1] - 1)
+        texts = [self._text(prompt_ids, row[:length]) for row, length in zip(tokens, lengths)]
+        return BatchResult(prompt_ids, tokens, lengths, log_probs, texts, distributions)
+
+    def _text(self, prompt_ids: list[int], new_ids: np.ndarray) -> str:
+        return " ".join(word for word in (self.vocab[i] for i in [*prompt_ids, *new_ids]) if word)
+
+
+def _compile(step: Callable, model: keras.Model) -> Callable:
+    """Compiles the decoding step for the active backend, reading the model's current weights.
+
+    TensorFlow reads variables live inside `tf.function`. JAX bakes arrays into a trace, so the step
+    takes the variable values as an argument under a `StatelessScope` (a retrained model stays fresh).
+    Other backends run it eagerly.
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(step, reduce_retracing=True)
+    if backend == "jax":
+        import jax
+
+        variables = model.variables
+
+        def stateless(values, token_ids, position, caches):
+            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+                return step(token_ids, position, caches)
+
+        jitted = jax.jit(stateless)
+        return lambda token_ids, position, caches: jitted([v.value for v in variables], token_ids, position, caches)
+    return step

@@ -1,0 +1,147 @@
+"""The lecture's three building blocks: the causal mask, the embedding and the transformer block.
+
+Written with `keras.ops` so they run on every Keras backend, registered serializable so a saved
+`.keras` model reloads without custom-object plumbing, and named as in the slides so a student can
+match them line by line.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+PACKAGE = "gpt_keras"
+
+
+def causal_attention_mask(batch_size, n_dest, n_src, dtype="bool"):
+    """A [batch, n_dest, n_src] mask that lets each position attend to itself and earlier ones only.
+
+    Row i (a query) may see column j (a key) when `i >= j - n_src + n_dest`; with `n_dest == n_src`
+    that is the lower triangle. The offset lets a shorter block of queries sit at the end of a longer
+    key sequence, as when decoding with a cache.
+
+    Example:
+        >>> causal_attention_mask(1, 3, 3)[0]   # doctest: +SKIP
+        [[ True, False, False], [ True,  True, False], [ True,  True,  True]]
+    """
+    i = ops.arange(n_dest)[:, None]
+    j = ops.arange(n_src)
+    mask = ops.cast(i >= j - n_src + n_dest, dtype)
+    mask = ops.reshape(mask, (1, n_dest, n_src))
+    return ops.broadcast_to(mask, (batch_size, n_dest, n_src))
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class TokenAndPositionEmbedding(layers.Layer):
+    """Adds a learned embedding of each token's position to the embedding of the token itself.
+
+    Args:
+        max_len: the longest sequence (positions 0 .. max_len - 1 have embeddings).
+        vocab_size: the number of token ids.
+        embed_dim: the width of both embeddings.
+
+    Example:
+        >>> layer = TokenAndPositionEmbedding(max_len=80, vocab_size=10_000, embed_dim=256)
+        >>> layer(ops.zeros((2, 5), "int32")).shape
+        (2, 5, 256)
+    """
+
+    def __init__(self, max_len, vocab_size, embed_dim, **kwargs):
+        super().__init__(**kwargs)
+        self.max_len = max_len
+        self.vocab_size = vocab_size
+        self.embed_dim = embed_dim
+        self.token_emb = layers.Embedding(input_dim=vocab_size, output_dim=embed_dim, name="token_emb")
+        self.pos_emb = layers.Embedding(input_dim=max_len, output_dim=embed_dim, name="pos_emb")
+
+    def build(self, input_shape):
+        self.token_emb.build(input_shape)
+        self.pos_emb.build((input_shape[-1],))
+        self.built = True
+
+    def call(self, x, start_position=0):
+        """Embeds `x`; `start_position` offsets the positions when decoding one token at a time."""
+        positions = ops.arange(ops.shape(x)[-1]) + start_position
+        return self.token_emb(x) + self.pos_emb(positions)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape) + (self.embed_dim,)
+
+    def get_config(self):
+        return {**super().get_config(), "max_len": self.max_len, "vocab_size": self.vocab_size,
+                "embed_dim": self.embed_dim}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class TransformerBlock(layers.Layer):
+    """One post-norm GPT block that also returns its attention weights, per head.
+
+    Causal self-attention, dropout, residual and LayerNorm; then a ReLU feed-forward network,
+    dropout, residual and LayerNorm (the lecture's order). The attention weights are returned so the
+    generator and `print_probs` can show where the model looked.
+
+    Args:
+        num_heads: attention heads.
+        key_dim: size of each head (queries, keys and values); the output is projected to `embed_dim`.
+        embed_dim: width of the input and output.
+        ff_dim: hidden width of the feed-forward network.
+        dropout_rate: dropout after attention and after the feed-forward network (default 0.1).
+        epsilon: LayerNormalization epsilon (default 1e-6).
+
+    Returns:
+        `(output, attention)`: output [batch, seq, embed_dim]; attention [batch, heads, query, key],
+        each row a distribution over the keys at or before the query.
+
+    Example:
+        >>> block = TransformerBlock(num_heads=2, key_dim=256, embed_dim=256, ff_dim=256)
+        >>> out, att = block(ops.zeros((1, 4, 256)))
+        >>> att.shape
+        (1, 2, 4, 4)
+    """
+
+    def __init__(self, num_heads, key_dim, embed_dim, ff_dim, dropout_rate=0.1, epsilon=1e-6, **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads = num_heads
+        self.key_dim = key_dim
+        self.embed_dim = embed_dim
+        self.ff_dim = ff_dim
+        self.dropout_rate = dropout_rate
+        self.epsilon = epsilon
+        self.attn = layers.MultiHeadAttention(num_heads, key_dim, output_shape=embed_dim, name="attn")
+        self.dropout_1 = layers.Dropout(dropout_rate)
+        self.ln_1 = layers.LayerNormalization(epsilon=epsilon, name="ln_1")
+        self.ffn_1 = layers.Dense(ff_dim, activation="relu", name="ffn_1")
+        self.ffn_2 = layers.Dense(embed_dim, name="ffn_2")
+        self.dropout_2 = layers.Dropout(dropout_rate)
+        self.ln_2 = layers.LayerNormalization(epsilon=epsilon, name="ln_2")
+
+    def build(self, input_shape):
+        self.attn.build(input_shape, input_shape)
+        self.ln_1.build(input_shape)
+        self.ffn_1.build(input_shape)
+        self.ffn_2.build(tuple(input_shape[:-1]) + (self.ff_dim,))
+        self.ln_2.build(input_shape)
+        self.built = True
+
+    def call(self, inputs, training=None):
+        shape = ops.shape(inputs)
+        causal_mask = causal_attention_mask(shape[0], shape[1], shape[1], "bool")
+        attention_output, attention_scores = self.attn(
+            inputs, inputs, attention_mask=causal_mask, return_attention_scores=True, training=training)
+        out1 = self.ln_1(inputs + self.dropout_1(attention_output, training=training))
+        ffn_output = self.dropout_2(self.ffn_2(self.ffn_1(out1)), training=training)
+        return self.ln_2(out1 + ffn_output), attention_scores
+
+    def feed_forward(self, attention_output, inputs):
+        """The part after attention, without dropout: used by the cached decoder at inference."""
+        out1 = self.ln_1(inputs + attention_output)
+        return self.ln_2(out1 + self.ffn_2(self.ffn_1(out1)))
+
+    def compute_output_shape(self, input_shape):
+        batch, length = input_shape[0], input_shape[1]
+        return tuple(input_shape), (batch, self.num_heads, length, length)
+
+    def get_config(self):
+        return {**super().get_config(), "num_heads": self.num_heads, "key_dim": self.key_dim,
+                "embed_dim": self.embed_dim, "ff_dim": self.ff_dim, "dropout_rate": self.dropout_rate,
+                "epsilon": self.epsilon}

@@ -1,0 +1,54 @@
+"""The functional-API GPT of the lecture: embedding, transformer block(s), softmax over the vocabulary.
+
+The model outputs `[next-token probabilities, attention]` so that generation can show where it looked;
+only the first output has a loss. At the lecture's defaults it has exactly 5,809,168 parameters
+(embeddings 2,580,480; block 658,688; output layer 2,570,000).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from gpt_keras.config import GPTConfig
+from gpt_keras.layers import TokenAndPositionEmbedding, TransformerBlock
+
+
+def build_gpt(config: GPTConfig = GPTConfig()) -> keras.Model:
+    """Builds (does not compile) the GPT for `config`.
+
+    Inputs are token ids of any length up to `config.max_len`. With several blocks, the attention
+    output is the last block's.
+
+    Example:
+        >>> build_gpt().count_params()
+        5809168
+    """
+    inputs = layers.Input(shape=(None,), dtype="int32", name="tokens")
+    x = TokenAndPositionEmbedding(config.max_len, config.vocab_size, config.embedding_dim, name="embedding")(inputs)
+    attention = None
+    for index in range(config.n_blocks):
+        x, attention = TransformerBlock(
+            config.n_heads, config.key_dim, config.embedding_dim, config.feed_forward_dim,
+            dropout_rate=config.dropout_rate, epsilon=config.layer_norm_epsilon,
+            name="transformer_block" if index == 0 else f"transformer_block_{index}")(x)
+    # float32 softmax even under mixed precision: the loss takes the log of these probabilities.
+    outputs = layers.Dense(config.vocab_size, activation="softmax", dtype="float32", name="probabilities")(x)
+    return keras.Model(inputs=inputs, outputs=[outputs, attention], name="gpt")
+
+
+def compile_gpt(model: keras.Model, config: GPTConfig = GPTConfig(), jit_compile: bool | str = "auto",
+                metrics=None) -> keras.Model:
+    """Adam and sparse categorical cross-entropy on the first output only, as in the lecture."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
+        loss=[keras.losses.SparseCategoricalCrossentropy(), None],
+        metrics=[metrics or [], None] if metrics else None,
+        jit_compile=jit_compile,
+    )
+    return model
+
+
+def transformer_blocks(model: keras.Model) -> list[TransformerBlock]:
+    """The model's blocks in order (the cached decoder walks them)."""
+    return [layer for layer in model.layers if isinstance(layer, TransformerBlock)]
