@@ -98,3 +98,120 @@ class TextGenerator(keras.callbacks.Callback):
 
     def set_rng_state(self, state: dict) -> None:
         self.rng.bit_generator.state = state
+
+
+class ResumableTensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard callback, continuing its batch-level step count when a run resumes.
+
+    Without this, a resumed run would write its per-batch loss from step 0 again, on top of the
+    first run's curve.
+    """
+
+    def __init__(self, log_dir, initial_step: int = 0, **kwargs):
+        super().__init__(log_dir=str(log_dir), **kwargs)
+        self.initial_step = initial_step
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._global_train_batch = self.initial_step  # Keras keeps this counter privately
+
+    @property
+    def global_step(self) -> int:
+        return self._global_train_batch
+
+
+class GeneratedTextSummary(keras.callbacks.Callback):
+    """Writes each epoch's generated text (from a `TextGenerator` earlier in the list) to TensorBoard."""
+
+    def __init__(self, text_generator: TextGenerator, log_dir):
+        super().__init__()
+        self.text_generator = text_generator
+        self.log_dir = str(log_dir)
+        self._writer = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        text = getattr(self.text_generator, "last_text", None)
+        if text is None:
+            return
+        import tensorflow as tf  # TensorBoard's summary writer
+
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        with self._writer.as_default():
+            tf.summary.text("generated_text", text, step=epoch + 1)
+        self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """Stops training at the first NaN or infinite loss and remembers where, so the caller can say so."""
+
+    def __init__(self):
+        super().__init__()
+        self.stopped_at: tuple[int, int] | None = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)):
+            self.stopped_at = (self._epoch + 1, batch + 1)
+            self.model.stop_training = True
+
+
+class RunState(keras.callbacks.Callback):
+    """After each epoch's checkpoint is written, records it in `state.json` (atomically) for `--resume`.
+
+    The state names the checkpoint only once that file is complete, so a crash while a checkpoint is
+    being written leaves the previous state pointing at the previous, intact checkpoint. Older
+    checkpoints beyond `keep` are deleted.
+    """
+
+    def __init__(self, run_dir, checkpoint_pattern: str, text_generator: TextGenerator | None = None,
+                 tensorboard: ResumableTensorBoard | None = None, stop_on_nan: StopOnNaN | None = None,
+                 history: dict | None = None, keep: int = 2):
+        super().__init__()
+        from pathlib import Path
+
+        self.run_dir = Path(run_dir)
+        self.checkpoint_pattern = checkpoint_pattern
+        self.text_generator = text_generator
+        self.tensorboard = tensorboard
+        self.stop_on_nan = stop_on_nan
+        self.history = {key: list(values) for key, values in (history or {}).items()}
+        self.keep = keep
+
+    def on_epoch_end(self, epoch, logs=None):
+        from gpt_keras.files import write_json
+
+        if self.stop_on_nan is not None and self.stop_on_nan.stopped_at is not None:
+            return  # never record a NaN model as the state to resume from
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(float(value))
+        checkpoint = self.checkpoint_pattern.format(epoch=epoch + 1)
+        state = {
+            "epoch": epoch + 1,
+            "checkpoint": checkpoint,
+            "global_step": self.tensorboard.global_step if self.tensorboard is not None else None,
+            "rng_state": _jsonable(self.text_generator.get_rng_state()) if self.text_generator else None,
+            "history": self.history,
+        }
+        write_json(self.run_dir / "state.json", state)
+        self._prune(epoch + 1)
+
+    def _prune(self, newest_epoch: int) -> None:
+        for old_epoch in range(1, newest_epoch - self.keep + 1):
+            (self.run_dir / self.checkpoint_pattern.format(epoch=old_epoch)).unlink(missing_ok=True)
+
+
+def _jsonable(value):
+    """numpy's bit-generator state holds Python ints only; make sure nested dicts survive JSON."""
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    return int(value) if isinstance(value, np.integer) else value

@@ -1,0 +1,42 @@
+# The two commands of the README: `make demo` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+RUNTIME := $(VENV)/.runtime-installed
+DEV := $(VENV)/.dev-installed
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: install install-dev demo test test-tf test-jax benchmark notebook clean
+
+$(RUNTIME): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt -e .
+	touch $@
+
+$(DEV): $(RUNTIME) requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(RUNTIME)
+install-dev: $(DEV)
+
+## Train on the embedded sample, print generated text, say where the logs and the run are.
+demo: $(RUNTIME)
+	$(BIN)/gpt-keras demo
+
+## Run the test suite: everything on TensorFlow, then the backend-agnostic model tests on JAX.
+test: $(DEV)
+	$(MAKE) --no-print-directory test-tf test-jax
+
+test-tf: $(DEV)
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-jax: $(DEV)
+	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -p no:cacheprovider -m backend_agnostic
+
+benchmark: $(DEV)
+	$(BIN)/python benchmarks/benchmark.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

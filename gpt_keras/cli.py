@@ -1,0 +1,491 @@
+"""The `gpt-keras` command line: download, tokenize, train, generate, tensorboard (and the classroom tools).
+
+Each subcommand is a small `add_*_parser` function that declares its flags and a `run_*` function that
+calls the library and prints. Bad input ends with one line on stderr naming the problem and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from gpt_keras.config import ConfigError, GPTConfig
+
+PRESETS = {
+    "lecture": {},  # the lecture's hyperparameters (GPTConfig defaults)
+    # Small enough to learn the embedded sample's structure in a few minutes on a 2-core CPU.
+    "demo": dict(vocab_size=1500, max_len=64, embedding_dim=96, key_dim=48, n_heads=2, feed_forward_dim=192,
+                 batch_size=32, epochs=4, generate_max_tokens=48),
+    "tiny": dict(vocab_size=2000, max_len=40, embedding_dim=64, key_dim=32, n_heads=2, feed_forward_dim=128,
+                 batch_size=32, epochs=2),
+}
+
+
+class UsageError(ValueError):
+    """A command-line argument is invalid; the message names the flag."""
+
+
+# --- shared flag helpers ------------------------------------------------------------------------
+
+def _flag(field_name: str) -> str:
+    return "--" + field_name.replace("_", "-")
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per `GPTConfig` field (`--vocab-size`, `--max-len`, ...), defaulting to the preset's value."""
+    group = parser.add_argument_group("model and training hyperparameters (defaults: the chosen --preset)")
+    group.add_argument("--preset", choices=sorted(PRESETS), default="lecture",
+                       help="starting values for every hyperparameter (default: lecture)")
+    group.add_argument("--config", type=Path, help="a config.json to start from (a run's, say)")
+    for field in dataclasses.fields(GPTConfig):
+        kind = {"int": int, "float": float, "str": str}[field.type if isinstance(field.type, str) else field.type.__name__]
+        group.add_argument(_flag(field.name), dest=field.name, type=_typed(kind, _flag(field.name)), default=None,
+                           metavar=field.name.upper(), help=f"(lecture: {field.default})")
+
+
+def _typed(kind: type, flag: str) -> Callable[[str], object]:
+    def convert(text: str):
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag}: expected {kind.__name__}, got {text!r}") from None
+    return convert
+
+
+def config_from_args(args: argparse.Namespace) -> GPTConfig:
+    """The preset (or --config file), then every flag given on top; errors name the flag."""
+    base = GPTConfig.load(args.config).to_dict() if args.config else {**GPTConfig().to_dict(), **PRESETS[args.preset]}
+    changes = {field.name: getattr(args, field.name) for field in dataclasses.fields(GPTConfig)
+               if getattr(args, field.name, None) is not None}
+    try:
+        return GPTConfig(**{**base, **changes})
+    except ConfigError as error:
+        message = str(error)
+        for name in changes:
+            if message.startswith(name + " "):
+                message = f"{_flag(name)}: {message}"
+        raise ConfigError(message) from None
+
+
+def add_sampling_flags(parser: argparse.ArgumentParser, temperature: bool = True) -> None:
+    group = parser.add_argument_group("decoding (temperature, then top-k or top-p, then renormalise)")
+    if temperature:
+        group.add_argument("--temperature", type=float, default=1.0, help="T > 0 (default 1.0)")
+    mode = group.add_mutually_exclusive_group()
+    mode.add_argument("--top-k", type=int, help="keep only the k most likely words")
+    mode.add_argument("--top-p", type=float, help="keep the smallest set of words whose probability reaches p")
+    mode.add_argument("--greedy", action="store_true", help="always take the most likely word")
+
+
+# --- download / tokenize --------------------------------------------------------------------------
+
+def add_download_parser(subparsers) -> None:
+    parser = subparsers.add_parser("download", help="fetch the full Kaggle wine-review dataset into data/")
+    parser.add_argument("--data-dir", type=Path, default=None, help="where to put it (default: the project's data/)")
+    parser.set_defaults(handler=run_download)
+
+
+def run_download(args) -> int:
+    from gpt_keras import data
+
+    path = data.download_dataset(args.data_dir or data.DEFAULT_DATA_DIR)
+    print(f"Saved {path}; `gpt-keras train` now uses it.")
+    return 0
+
+
+def add_tokenize_parser(subparsers) -> None:
+    parser = subparsers.add_parser("tokenize", help="vectorize reviews into a .npz for training on any backend")
+    parser.add_argument("--data", type=Path, help="Kaggle JSON or CSV (default: full dataset or the sample)")
+    parser.add_argument("--out", type=Path, required=True, help="the .npz to write")
+    add_config_flags(parser)
+    parser.set_defaults(handler=run_tokenize)
+
+
+def run_tokenize(args) -> int:
+    from gpt_keras import data
+    from gpt_keras.train import prepare_data
+
+    config = config_from_args(args)
+    prepared = prepare_data(config, args.data)
+    data.save_tokens(args.out, prepared.tokens, prepared.vocab.words)
+    print(f"Wrote {args.out}: {prepared.tokens.shape[0]:,} reviews x {prepared.tokens.shape[1]} tokens, "
+          f"vocabulary {len(prepared.vocab):,}")
+    return 0
+
+
+# --- train ------------------------------------------------------------------------------------------
+
+def add_train_parser(subparsers) -> None:
+    parser = subparsers.add_parser("train", help="train the GPT with model.fit (TensorBoard, checkpoints, samples)")
+    parser.add_argument("--data", type=Path, help="Kaggle JSON or CSV (default: data/ full dataset, else the sample)")
+    parser.add_argument("--tokens", type=Path, help="train from a .npz written by `gpt-keras tokenize`")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories go (default runs/)")
+    parser.add_argument("--name", help="name of the new run directory (default: run-DATE-TIME)")
+    parser.add_argument("--run", type=Path, help="the run directory to create, or to continue with --resume")
+    parser.add_argument("--resume", action="store_true", help="continue --run (or the latest run) from its last epoch")
+    parser.add_argument("--strategy", choices=("none", "mirrored", "multiworker"), default="none",
+                        help="tf.distribute strategy; --batch-size is then the global batch")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_flags(parser)
+    parser.set_defaults(handler=run_train)
+
+
+def run_train(args) -> int:
+    from gpt_keras.train import train
+
+    config = config_from_args(args)
+    if args.data is not None and args.tokens is not None:
+        raise UsageError("--data and --tokens: give one or the other")
+    result = train(config, args.data, runs_dir=args.runs_dir, run_name=args.name, run_dir=args.run,
+                   resume=args.resume, tokens_path=args.tokens, strategy=make_strategy(args.strategy),
+                   verbose=0 if args.quiet else progress_verbosity())
+    if result.stopped_on_nan is not None:
+        epoch, batch = result.stopped_on_nan
+        print(f"Training stopped: the loss became NaN at epoch {epoch}, batch {batch}. The last good state is "
+              f"kept in {result.run_dir} (lower --learning-rate and --resume).", file=sys.stderr)
+        return 1
+    print(f"\nRun saved in {result.run_dir}")
+    print(f"  model:       {result.run_dir / 'model.keras'}")
+    print(f"  TensorBoard: tensorboard --logdir {result.run_dir / 'logs'}   (or: gpt-keras tensorboard --run {result.run_dir})")
+    print(f"  generate:    gpt-keras generate --run {result.run_dir} --prompt \"wine review : germany\" "
+          "--temperature 0.5 --seed 0")
+    return 0
+
+
+def make_strategy(name: str):
+    """The tf.distribute strategy for --strategy (None for none)."""
+    if name == "none":
+        return None
+    import tensorflow as tf
+
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if not os.environ.get("TF_CONFIG"):
+        raise UsageError("--strategy multiworker: set TF_CONFIG to describe the cluster (see the README)")
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+# --- generate ----------------------------------------------------------------------------------------
+
+def add_generate_parser(subparsers) -> None:
+    parser = subparsers.add_parser("generate", help="generate text from a trained run")
+    parser.add_argument("--run", type=Path, required=True, help="a run directory written by `gpt-keras train`")
+    parser.add_argument("--prompt", default="wine review", help="start of the text (default 'wine review')")
+    parser.add_argument("--max-tokens", type=int, default=80, help="length of the text, prompt included (default 80)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the sampler (same seed, same text)")
+    parser.add_argument("--samples", type=int, default=1, help="how many texts (default 1)")
+    parser.add_argument("--method", choices=("cached", "lecture"), default="cached",
+                        help="cached: key/value cache (fast); lecture: model.predict per word, as taught")
+    add_sampling_flags(parser)
+    look = parser.add_argument_group("looking inside (the lecture's print_probs)")
+    look.add_argument("--show-probs", action="store_true",
+                      help="after each text, every step's prompt shaded by attention and the 5 likeliest next words")
+    look.add_argument("--heads", action="store_true", help="with --show-probs (implied), also each attention head")
+    look.add_argument("--html", type=Path, metavar="PATH",
+                      help="write a standalone HTML page of the generation (PATH-2.html... for more --samples)")
+    look.add_argument("--heatmap", type=Path, metavar="PATH", help="write the attention of every step as a PNG")
+    parser.set_defaults(handler=run_generate)
+
+
+def run_generate(args) -> int:
+    from gpt_keras.runs import load_run
+
+    if args.samples < 1:
+        raise UsageError(f"--samples: must be at least 1, got {args.samples}")
+    run = load_run(args.run)
+    generator = run.text_generator(seed=args.seed, method=args.method)
+    infos = []
+    for _ in range(args.samples):
+        infos.append(generator.generate(args.prompt, max_tokens=args.max_tokens, temperature=args.temperature,
+                                        top_k=args.top_k, top_p=args.top_p, greedy=args.greedy))
+        if args.show_probs or args.heads:
+            from gpt_keras.viz import print_probs
+
+            print_probs(infos[-1], run.vocab, heads=args.heads)
+    _write_views(args, infos, run.vocab)
+    return 0
+
+
+def _numbered(path: Path, index: int, count: int) -> Path:
+    """PATH for one sample; PATH, PATH-2, PATH-3... (before the suffix) for several."""
+    return path if count == 1 or index == 0 else path.with_name(f"{path.stem}-{index + 1}{path.suffix}")
+
+
+def _write_views(args, infos: list, vocab) -> None:
+    """--html and --heatmap: one file per sample."""
+    if args.html is None and args.heatmap is None:
+        return
+    from gpt_keras.viz import attention_heatmap, export_html
+
+    for index, info in enumerate(infos):
+        if args.html is not None:
+            path = export_html(info, vocab, _numbered(args.html, index, len(infos)),
+                               title=f"gpt-keras generate: {args.prompt}")
+            print(f"Wrote {path}")
+        if args.heatmap is not None:
+            if not info:
+                print(f"gpt-keras generate: no heatmap for sample {index + 1}: no word was generated "
+                      "(is --max-tokens larger than the prompt?)", file=sys.stderr)
+                continue
+            print(f"Wrote {attention_heatmap(info, _numbered(args.heatmap, index, len(infos)))}")
+
+
+# --- demo ------------------------------------------------------------------------------------------------
+
+DEMO_PROMPTS = (("wine review : us", 1.0), ("wine review : italy", 0.5), ("wine review : germany", 0.5))
+
+
+def add_demo_parser(subparsers) -> None:
+    parser = subparsers.add_parser("demo", help="train the demo preset on the embedded sample and generate")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where the run goes (default runs/)")
+    parser.add_argument("--epochs", type=int, default=None, help="override the demo preset's epochs")
+    parser.add_argument("--seed", type=int, default=0, help="seed of training and sampling (default 0)")
+    parser.set_defaults(handler=run_demo)
+
+
+def run_demo(args) -> int:
+    """What `make demo` runs: the lecture's pipeline at demo size, then the lecture's three prompts."""
+    from gpt_keras.callbacks import TextGenerator
+    from gpt_keras.data import DEFAULT_DATA_DIR, SAMPLE_NAME
+    from gpt_keras.train import train
+
+    changes = {"seed": args.seed, **({"epochs": args.epochs} if args.epochs is not None else {})}
+    try:
+        config = GPTConfig(**{**GPTConfig().to_dict(), **PRESETS["demo"], **changes})
+    except ConfigError as error:
+        raise UsageError(f"--epochs/--seed: {error}") from None
+    sample = DEFAULT_DATA_DIR / SAMPLE_NAME
+    print(f"gpt-keras demo: training the 'demo' preset on the embedded synthetic sample {sample}\n"
+          f"  ({config.epochs} epochs; the lecture's size is `gpt-keras train --preset lecture`)")
+    result = train(config, sample, runs_dir=args.runs_dir, verbose=progress_verbosity())
+    generator = TextGenerator(result.text_generator.vocab, seed=args.seed, every_epoch=False)
+    generator.set_model(result.model)
+    infos = {prompt: generator.generate(prompt, max_tokens=config.generate_max_tokens, temperature=temperature)
+             for prompt, temperature in DEMO_PROMPTS}
+    _show_probs(infos[DEMO_PROMPTS[-1][0]][:4], generator.vocab)
+    print(f"\nRun saved in {result.run_dir} (model.keras, vocab.json, config.json, checkpoints/)")
+    print(f"TensorBoard logs in {result.run_dir / 'logs'}: open them with\n"
+          f"  {Path(sys.executable).parent / 'tensorboard'} --logdir {result.run_dir / 'logs'} --host 127.0.0.1\n"
+          f"  (or `gpt-keras tensorboard --run {result.run_dir}`), then browse http://127.0.0.1:6006/")
+    print(f"Generate again: gpt-keras generate --run {result.run_dir} --prompt \"wine review : germany\" "
+          "--temperature 0.5 --seed 0")
+    return 0
+
+
+def _show_probs(info, vocab) -> None:
+    try:
+        from gpt_keras.viz import print_probs
+    except ImportError:  # the visualiser is optional for the demo's own job
+        return
+    print("Where the model looked, and its next-word probabilities (first steps of the germany text):")
+    print_probs(info, vocab)
+
+
+def progress_verbosity() -> int:
+    """The Keras progress bar on a terminal, one line per epoch in a log file."""
+    return 1 if sys.stdout.isatty() else 2
+
+
+# --- tensorboard ---------------------------------------------------------------------------------------
+
+def add_tensorboard_parser(subparsers) -> None:
+    parser = subparsers.add_parser("tensorboard", help="start TensorBoard on a run's logs (127.0.0.1)")
+    parser.add_argument("--run", type=Path, required=True, help="a run directory (or runs/ for all runs)")
+    parser.add_argument("--port", type=int, default=6006)
+    parser.set_defaults(handler=run_tensorboard)
+
+
+def run_tensorboard(args) -> int:
+    log_dir = args.run / "logs" if (args.run / "logs").is_dir() else args.run
+    if not log_dir.is_dir():
+        raise UsageError(f"--run: {args.run} is not a directory")
+    command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(log_dir), "--host", "127.0.0.1",
+               "--port", str(args.port)]
+    print(f"TensorBoard on http://127.0.0.1:{args.port}/ (Ctrl-C to stop)")
+    os.execv(sys.executable, command)
+    return 0  # not reached
+
+
+# --- temperature lab --------------------------------------------------------------------------------
+
+def add_temperature_parser(subparsers) -> None:
+    from gpt_keras.sampling import check_temperature, check_top_k, check_top_p
+
+    parser = subparsers.add_parser(
+        "temperature", help="the temperature lab: the lecture's table from logits, or a run's samples per T",
+        description="Without --run: the lecture's calculator, each word's probability at each temperature as "
+                    "softmax(z / T) and as probs ** (1 / T) renormalised. With --run: the model's next-word "
+                    "distribution after --prompt at each temperature, --samples texts per temperature and "
+                    "their metrics (entropy, distinct-1/2, repetition, [UNK] share, perplexity), saved as "
+                    "CSV, JSON, a PNG and TensorBoard logs in --out.")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--logits", nargs="+", type=_logit_arg, metavar="WORD=LOGIT",
+                        help="the calculator's words and logits (default: pfalz=4.1 mosel=3.9 rhein=2.7)")
+    source.add_argument("--run", type=Path, help="a run directory written by `gpt-keras train`")
+    parser.add_argument("--temperatures", nargs="+", metavar="T",
+                        type=_checked_arg(float, lambda value: check_temperature(value, "temperature")),
+                        help="each > 0 (default: 1 0.5 1.5 3 for the calculator, 0.2 0.5 1 1.5 2 3 with --run)")
+    parser.add_argument("--out", type=Path,
+                        help="folder for the files (with --run, default RUN/temperature-lab: metrics.csv, "
+                             "report.json, metrics.png, tensorboard/; the calculator writes only with --out)")
+    group = parser.add_argument_group("with --run")
+    group.add_argument("--prompt", help="start of every sample (default 'wine review : germany')")
+    group.add_argument("--samples", type=_checked_arg(int, _at_least(1)), help="texts per temperature (default 8)")
+    group.add_argument("--max-tokens", type=_checked_arg(int, _at_least(1)),
+                       help="length of each text, prompt included (default 80)")
+    group.add_argument("--seed", type=_checked_arg(int, _at_least(0)), help="seed of the samples (default 0)")
+    group.add_argument("--top-words", type=_checked_arg(int, _at_least(1)),
+                       help="words in the next-word table (default 5)")
+    group.add_argument("--show-samples", type=_checked_arg(int, _at_least(0)),
+                       help="texts printed per temperature (default 1; all of them are in report.json)")
+    filters = group.add_mutually_exclusive_group()
+    filters.add_argument("--top-k", type=_checked_arg(int, check_top_k),
+                         help="after temperature, keep only the k most likely words")
+    filters.add_argument("--top-p", type=_checked_arg(float, check_top_p),
+                         help="after temperature, keep the smallest set of words whose probability reaches p")
+    parser.set_defaults(handler=run_temperature)
+
+
+_LAB_DEFAULTS = dict(prompt="wine review : germany", samples=8, max_tokens=80, seed=0, top_words=5, show_samples=1,
+                     top_k=None, top_p=None)
+
+
+def run_temperature(args) -> int:
+    import warnings
+
+    from gpt_keras import experiments
+    from gpt_keras.generation import PromptWarning
+    from gpt_keras.runs import load_run
+
+    temperatures = args.temperatures
+    repeated = sorted({t for t in temperatures or () if temperatures.count(t) > 1})
+    if repeated:
+        raise UsageError(f"--temperatures: {', '.join(f'{t:g}' for t in repeated)} given more than once")
+    if args.run is None:
+        given = [_flag(name) for name in _LAB_DEFAULTS if getattr(args, name) is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)}: only used with --run (the calculator takes --logits, "
+                             "--temperatures and --out)")
+        words = [word for word, _ in args.logits or ()]
+        repeated = sorted({word for word in words if words.count(word) > 1})
+        if repeated:
+            raise UsageError(f"--logits: {', '.join(repeated)} given more than once")
+        table = experiments.temperature_table(dict(args.logits or experiments.LECTURE_LOGITS.items()),
+                                              temperatures or (*experiments.LECTURE_TEMPERATURES, 3.0))
+        print(table.format())
+        if args.out is not None:
+            written = [table.write_csv(args.out / "temperature_table.csv"),
+                       table.write_json(args.out / "temperature_table.json")]
+            print(f"\nWrote {written[0]} and {written[1]}")
+        return 0
+
+    options = {name: default if getattr(args, name) is None else getattr(args, name)
+               for name, default in _LAB_DEFAULTS.items()}
+    run = load_run(args.run)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", PromptWarning)  # unknown prompt words, a prompt too long: one line each
+        warnings.showwarning = _prompt_warning_printer("temperature", warnings.showwarning)
+        report = experiments.temperature_experiment(
+            run.model, run.vocab, options["prompt"], temperatures or experiments.DEFAULT_TEMPERATURES,
+            n_samples=options["samples"], max_tokens=options["max_tokens"], seed=options["seed"],
+            top_k=options["top_k"], top_p=options["top_p"], n_words=options["top_words"])
+    print(report.format_table(samples=options["show_samples"], width=None))
+    out = args.out if args.out is not None else args.run / "temperature-lab"
+    written = report.write_all(out)
+    print(f"\nWrote {', '.join(path.name + ('/' if path.is_dir() else '') for path in written.values())} in {out}")
+    print(f"  TensorBoard: gpt-keras tensorboard --run {written['tensorboard']}")
+    return 0
+
+
+def _checked_arg(kind: type, check: Callable) -> Callable[[str], object]:
+    """An argparse type that converts, then checks; argparse puts the flag's name before the message."""
+    def convert(text: str):
+        from gpt_keras.sampling import SamplingError
+
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        try:
+            return check(value)
+        except SamplingError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return convert
+
+
+def _at_least(minimum: int) -> Callable[[int], int]:
+    def check(value: int) -> int:
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    return check
+
+
+def _logit_arg(text: str) -> tuple[str, float]:
+    import math
+
+    word, separator, number = text.rpartition("=")
+    try:
+        logit = float(number)
+    except ValueError:
+        logit = math.nan
+    if not separator or not word or not math.isfinite(logit):
+        raise argparse.ArgumentTypeError(f"expected WORD=LOGIT with a finite number, e.g. pfalz=4.1, got {text!r}")
+    return word, logit
+
+
+def _prompt_warning_printer(command: str, show: Callable) -> Callable:
+    """A `warnings.showwarning` that prints a `PromptWarning` as one plain line on stderr."""
+    from gpt_keras.generation import PromptWarning
+
+    def show_warning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, PromptWarning):
+            print(f"gpt-keras {command}: warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+    return show_warning
+
+
+# --- main -----------------------------------------------------------------------------------------------
+
+SUBCOMMANDS = [add_download_parser, add_tokenize_parser, add_train_parser, add_generate_parser,
+               add_demo_parser, add_tensorboard_parser, add_temperature_parser]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gpt-keras", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for add_parser in SUBCOMMANDS:
+        add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("gpt-keras: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # only the project's own "bad input" errors become one-line messages
+        if not _is_user_error(error):
+            raise
+        print(f"gpt-keras {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _is_user_error(error: Exception) -> bool:
+    from gpt_keras.data import DataError
+    from gpt_keras.runs import RunError
+    from gpt_keras.sampling import SamplingError
+
+    return isinstance(error, (ConfigError, DataError, RunError, SamplingError, UsageError))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

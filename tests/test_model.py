@@ -1,0 +1,117 @@
+"""The lecture's layers and model: causality, attention, parameter count, serialization."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from gpt_keras.config import ConfigError, GPTConfig
+from gpt_keras.layers import TokenAndPositionEmbedding, TransformerBlock, causal_attention_mask
+from gpt_keras.model import build_gpt
+from tests.conftest import tiny_config
+
+pytestmark = pytest.mark.backend_agnostic
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    keras.utils.set_random_seed(0)
+    return build_gpt(tiny_config())
+
+
+def test_causal_mask_is_lower_triangular():
+    mask = np.asarray(causal_attention_mask(2, 4, 4, "int32"))
+    assert mask.shape == (2, 4, 4)
+    np.testing.assert_array_equal(mask[1], np.tril(np.ones((4, 4), int)))
+    shifted = np.asarray(causal_attention_mask(1, 2, 4, "int32"))[0]  # two queries at the end of four keys
+    np.testing.assert_array_equal(shifted, [[1, 1, 1, 0], [1, 1, 1, 1]])
+
+
+def test_parameter_count_at_the_lecture_defaults():
+    model = build_gpt(GPTConfig())
+    assert model.count_params() == 5_809_168
+    counts = {layer.name: layer.count_params() for layer in model.layers}
+    assert counts == {"tokens": 0, "embedding": 2_580_480, "transformer_block": 658_688, "probabilities": 2_570_000}
+
+
+def test_outputs_probabilities_and_per_head_attention(tiny_model):
+    tokens = np.random.default_rng(0).integers(0, 400, size=(3, 10)).astype("int32")
+    probs, attention = (np.asarray(t) for t in tiny_model(tokens))
+    assert probs.shape == (3, 10, 400) and attention.shape == (3, 2, 10, 10)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(attention.sum(-1), 1.0, atol=1e-5)
+    above_diagonal = np.triu(np.ones((10, 10), bool), k=1)
+    assert np.all(attention[:, :, above_diagonal] == 0.0)
+    assert np.all(attention[:, :, ~above_diagonal] > 0.0)
+
+
+def test_changing_a_later_token_changes_no_earlier_output(tiny_model):
+    tokens = np.random.default_rng(1).integers(2, 400, size=(1, 12)).astype("int32")
+    changed = tokens.copy()
+    changed[0, 7] = (changed[0, 7] + 1) % 400
+    before, before_att = (np.asarray(t) for t in tiny_model(tokens))
+    after, after_att = (np.asarray(t) for t in tiny_model(changed))
+    np.testing.assert_allclose(before[0, :7], after[0, :7], atol=1e-6)
+    np.testing.assert_allclose(before_att[0, :, :7], after_att[0, :, :7], atol=1e-6)
+    assert np.abs(before[0, 7:] - after[0, 7:]).max() > 1e-4
+
+
+def test_layers_round_trip_through_their_config():
+    block = TransformerBlock(2, 8, 16, 32, dropout_rate=0.2, epsilon=1e-5, name="b")
+    clone = TransformerBlock.from_config(block.get_config())
+    assert clone.get_config() == block.get_config()
+    embedding = TokenAndPositionEmbedding(10, 50, 16)
+    assert TokenAndPositionEmbedding.from_config(embedding.get_config()).get_config() == embedding.get_config()
+    out, att = block(ops.zeros((1, 5, 16)))
+    assert tuple(out.shape) == (1, 5, 16) and tuple(att.shape) == (1, 2, 5, 5)
+
+
+def test_dropout_only_in_training(tiny_model):
+    tokens = np.arange(2, 12, dtype="int32")[None]
+    inference = [np.asarray(tiny_model(tokens, training=False)[0]) for _ in range(2)]
+    np.testing.assert_array_equal(inference[0], inference[1])
+    training = np.asarray(tiny_model(tokens, training=True)[0])
+    assert np.abs(training - inference[0]).max() > 1e-6
+
+
+def test_saved_model_reloads_in_a_new_process_with_identical_outputs(tmp_path, tiny_model):
+    tokens = np.random.default_rng(2).integers(0, 400, size=(2, 9)).astype("int32")
+    expected = np.asarray(tiny_model(tokens)[0])
+    tiny_model.save(tmp_path / "m.keras")
+    np.save(tmp_path / "tokens.npy", tokens)
+    script = textwrap.dedent(f"""
+        import numpy as np, keras
+        import gpt_keras.layers  # registers the custom layers
+        model = keras.saving.load_model({str(tmp_path / 'm.keras')!r})
+        np.save({str(tmp_path / 'out.npy')!r}, np.asarray(model(np.load({str(tmp_path / 'tokens.npy')!r}))[0]))
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, timeout=300)
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), expected)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"vocab_size": 0}, "vocab_size must be at least 3"),
+    ({"dropout_rate": 1.5}, "dropout_rate must be in [0, 1)"),
+    ({"learning_rate": float("nan")}, "learning_rate must be a finite number"),
+    ({"max_len": "80"}, "max_len must be an integer"),
+    ({"jit_compile": "maybe"}, "jit_compile must be one of auto, on, off"),
+    ({"generate_prompt": " "}, "generate_prompt must be a non-empty string"),
+])
+def test_invalid_config_values_name_the_field(changes, message):
+    with pytest.raises(ConfigError) as error:
+        GPTConfig(**changes)
+    assert message in str(error.value)
+
+
+def test_config_files_round_trip_and_reject_unknown_fields(tmp_path):
+    config = tiny_config(seed=3)
+    assert GPTConfig.from_dict(config.to_dict()) == config
+    (tmp_path / "c.json").write_text('{"vocab_size": 10, "colour": "red"}')
+    with pytest.raises(ConfigError, match="unknown config field"):
+        GPTConfig.load(tmp_path / "c.json")

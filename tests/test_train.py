@@ -1,0 +1,129 @@
+"""Training with model.fit: the loss goes down, the run directory is complete, resume continues."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from gpt_keras import runs
+from gpt_keras.config import GPTConfig
+from gpt_keras.data import DataError, Vocabulary
+from gpt_keras.train import train
+from tests.conftest import tiny_config
+
+pytestmark = pytest.mark.slow
+
+
+def _event_tags(log_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(log_dir), size_guidance={"tensors": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def test_two_epochs_on_the_real_reviews_lower_the_loss_clearly(tmp_path, shared_csv):
+    config = GPTConfig(vocab_size=1000, max_len=32, embedding_dim=48, key_dim=24, n_heads=2, feed_forward_dim=96,
+                       batch_size=64, epochs=2, generate_max_tokens=20)
+    result = train(config, shared_csv, runs_dir=tmp_path, print_fn=None, verbose=0)
+    losses = result.history["loss"]
+    assert len(losses) == 2
+    assert losses[0] < 0.85 * math.log(config.vocab_size)  # better than uniform already after one epoch
+    assert losses[1] < losses[0] - 0.3
+    assert result.report.kept == 9_996
+
+
+def test_run_directory_holds_everything_needed(trained_run):
+    run_dir = trained_run.run_dir
+    for name in (runs.CONFIG, runs.VOCAB, runs.DATA, runs.TOKENS, runs.STATE, runs.MODEL, runs.HISTORY):
+        assert (run_dir / name).is_file(), name
+    assert GPTConfig.load(run_dir / runs.CONFIG) == tiny_config(epochs=2)
+    assert Vocabulary.load(run_dir / runs.VOCAB) == trained_run.text_generator.vocab
+    state = json.loads((run_dir / runs.STATE).read_text())
+    assert state["epoch"] == 2 and (run_dir / state["checkpoint"]).is_file()
+    assert json.loads((run_dir / runs.HISTORY).read_text())["loss"] == trained_run.history["loss"]
+    data_info = json.loads((run_dir / runs.DATA).read_text())
+    assert data_info["kept"] == data_info["reviews"] == 400
+
+
+def test_tensorboard_has_loss_per_batch_and_per_epoch_and_the_generated_text(trained_run):
+    train_events = _event_tags(trained_run.run_dir / "logs" / "train")
+    tags = train_events.Tags()["tensors"]
+    assert "epoch_loss" in tags and "batch_loss" in tags
+    steps_per_epoch = math.ceil(400 / 16)
+    assert [event.step for event in train_events.Tensors("epoch_loss")] == [0, 1]
+    assert max(event.step for event in train_events.Tensors("batch_loss")) == 2 * steps_per_epoch
+    text_events = _event_tags(trained_run.run_dir / "logs" / "text")
+    texts = [event.tensor_proto.string_val[0].decode() for event in text_events.Tensors("generated_text")]
+    assert len(texts) == 2 and texts[-1] == trained_run.text_generator.generated[-1][1]
+
+
+def test_text_generator_ran_after_every_epoch(trained_run):
+    generated = trained_run.text_generator.generated
+    assert [epoch for epoch, _ in generated] == [0, 1]
+    assert all(text.startswith("wine review") for _, text in generated)
+
+
+def test_loaded_run_gives_the_trained_models_outputs(trained_run):
+    loaded = runs.load_run(trained_run.run_dir)
+    tokens = np.arange(2, 14, dtype="int32")[None]
+    np.testing.assert_array_equal(np.asarray(loaded.model(tokens)[0]), np.asarray(trained_run.model(tokens)[0]))
+
+
+def test_resume_continues_from_the_last_epoch(tmp_path, small_json):
+    first = train(tiny_config(epochs=1), small_json, runs_dir=tmp_path, run_name="r", print_fn=None, verbose=0)
+    state = runs.read_state(first.run_dir)
+    assert state["epoch"] == 1
+    resumed = train(tiny_config(epochs=2), resume=True, run_dir=first.run_dir, print_fn=None, verbose=0)
+    assert resumed.resumed_from_epoch == 1
+    assert len(resumed.history["loss"]) == 2 and resumed.history["loss"][0] == first.history["loss"][0]
+    final = runs.read_state(first.run_dir)
+    assert final["epoch"] == 2 and final["global_step"] == 2 * state["global_step"]
+    assert resumed.history["loss"][1] < resumed.history["loss"][0]
+
+
+def test_resume_without_a_run_picks_the_latest(tmp_path, small_json):
+    train(tiny_config(epochs=1), small_json, runs_dir=tmp_path, run_name="only", print_fn=None, verbose=0)
+    resumed = train(tiny_config(epochs=2), resume=True, runs_dir=tmp_path, print_fn=None, verbose=0)
+    assert resumed.run_dir == tmp_path / "only" and resumed.resumed_from_epoch == 1
+
+
+def test_bad_input_leaves_no_run_behind(tmp_path):
+    (tmp_path / "broken.json").write_text("[{")
+    with pytest.raises(DataError, match="malformed JSON"):
+        train(tiny_config(), tmp_path / "broken.json", runs_dir=tmp_path / "runs", print_fn=None, verbose=0)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_failure_before_the_first_epoch_removes_the_run(tmp_path, small_json, monkeypatch):
+    def explode(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(keras.Model, "fit", explode)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        train(tiny_config(), small_json, runs_dir=tmp_path, run_name="x", print_fn=None, verbose=0)
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_run_directory_in_use_is_refused(tmp_path, small_json):
+    first = train(tiny_config(epochs=1), small_json, runs_dir=tmp_path, run_name="busy", print_fn=None, verbose=0)
+    with runs.RunLock(first.run_dir):
+        with pytest.raises(runs.RunError, match="in use by another training process"):
+            train(tiny_config(epochs=2), resume=True, run_dir=first.run_dir, print_fn=None, verbose=0)
+    with pytest.raises(runs.RunError, match="already exists"):
+        train(tiny_config(), small_json, runs_dir=tmp_path, run_name="busy", print_fn=None, verbose=0)
+
+
+def test_validation_split_reports_loss_and_perplexity(tmp_path, small_json):
+    result = train(tiny_config(epochs=1, validation_split=0.25), small_json, runs_dir=tmp_path, print_fn=None,
+                   verbose=0)
+    history = result.history
+    assert {"val_loss", "val_probabilities_perplexity", "probabilities_perplexity"} <= set(history)
+    assert math.log(history["val_probabilities_perplexity"][0]) == pytest.approx(history["val_loss"][0], abs=0.05)
+    validation_tags = _event_tags(result.run_dir / "logs" / "validation").Tags()["tensors"]
+    assert "epoch_loss" in validation_tags and "epoch_probabilities_perplexity" in validation_tags
+    assert result.model.get_layer("probabilities").units == 400
