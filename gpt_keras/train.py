@@ -84,6 +84,22 @@ def _check_tokens_fit(tokens: np.ndarray, words: list[str], config: GPTConfig, p
         raise data_lib.DataError(f"{path}: vocabulary of {len(words)} words exceeds vocab_size {config.vocab_size}")
 
 
+def fit_vocabulary_size(config: GPTConfig, vocab: data_lib.Vocabulary,
+                        print_fn: Callable[[str], None] | None = print) -> GPTConfig:
+    """Shrinks `vocab_size` to the words the data really has.
+
+    A small corpus can hold fewer distinct words than `vocab_size`; the vectorizer then returns a
+    shorter vocabulary, and output units beyond it would be words that do not exist (and could be
+    sampled). The run's saved config records the size actually used.
+    """
+    if len(vocab) >= config.vocab_size:
+        return config
+    if print_fn is not None:
+        print_fn(f"The data has only {len(vocab):,} distinct words (padding and [UNK] included): "
+                 f"vocab_size {config.vocab_size:,} -> {len(vocab):,}")
+    return config.replace(vocab_size=len(vocab))
+
+
 def configure_precision(config: GPTConfig) -> str:
     """Sets the global dtype policy: bfloat16 compute only where it pays (a GPU), float32 elsewhere."""
     use_mixed = config.mixed_precision == "on" or (config.mixed_precision == "auto" and _has_gpu())
@@ -126,6 +142,7 @@ def train(config: GPTConfig = GPTConfig(), data_path: str | Path | None = None, 
     if resume:
         return _resume(config, runs_dir, run_dir, strategy, print_fn, verbose)
     prepared = prepare_data(config, data_path, tokens_path, print_fn)
+    config = fit_vocabulary_size(config, prepared.vocab, print_fn)
     train_tokens, validation_tokens = data_lib.split_tokens(prepared.tokens, config.validation_split, config.seed)
     target = Path(run_dir) if run_dir is not None else None
     if target is not None and target.exists() and any(target.iterdir()):

@@ -127,3 +127,17 @@ def test_validation_split_reports_loss_and_perplexity(tmp_path, small_json):
     validation_tags = _event_tags(result.run_dir / "logs" / "validation").Tags()["tensors"]
     assert "epoch_loss" in validation_tags and "epoch_probabilities_perplexity" in validation_tags
     assert result.model.get_layer("probabilities").units == 400
+
+
+def test_vocab_size_shrinks_to_the_words_the_data_has(tmp_path):
+    records = [{"country": "Italy", "province": "Tuscany", "variety": "Sangiovese", "description": "Red and dry."}] * 40
+    (tmp_path / "few.json").write_text(json.dumps(records))
+    messages = []
+    result = train(tiny_config(vocab_size=400), tmp_path / "few.json", runs_dir=tmp_path / "runs",
+                   print_fn=messages.append, verbose=0)
+    vocab = result.text_generator.vocab
+    assert len(vocab) < 400
+    assert result.model.get_layer("probabilities").units == len(vocab)
+    assert GPTConfig.load(result.run_dir / runs.CONFIG).vocab_size == len(vocab)
+    assert any(f"vocab_size 400 -> {len(vocab)}" in message for message in messages)
+    assert runs.load_run(result.run_dir).vocab == vocab
