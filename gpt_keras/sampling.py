@@ -9,10 +9,17 @@ Order of operations, as taught: temperature first, then the filter (top-k or top
 
 Top-p rule at the boundary: keep the smallest set of most likely words whose cumulative probability
 reaches p (>= p, with a 1e-9 tolerance for rounding). Over 0.60 / 0.30 / 0.09 / 0.01 with p = 0.9 that
-keeps the first two, as Hugging Face's `TopPLogitsWarper` does. keras-hub's `TopPSampler` also keeps
-the word that crosses the boundary (three here), and its samplers drive their own decoding loop
-without exposing each step's distribution, which the lecture's records need; so the filters are
-written here as small array functions that work on one distribution or a batch of them.
+keeps the first two, as Hugging Face's `TopPLogitsWarper` does. The course's notes also say the kept
+total "must be <= P"; that reading would keep nothing when the top word alone passes p, yet the notes'
+own example keeps "azul" at 99% for p = 0.9, so the smallest-set rule is the one that fits both of
+their examples. The most likely word is always kept, and p = 1 keeps every word. keras-hub's
+`TopPSampler` also keeps the word that crosses the boundary (three here), and its samplers drive their
+own decoding loop without exposing each step's distribution, which the lecture's records need; so the
+filters are written here as small array functions that work on one distribution or a batch of them.
+
+Top-k keeps ties at the k-th probability (so a few more than k words can stay), as Hugging Face's
+`TopKLogitsWarper` does. Greedy takes the most likely word (the first on ties) and ignores temperature
+and filters.
 """
 
 from __future__ import annotations
@@ -50,7 +57,8 @@ def check_top_k(top_k: int | None) -> int | None:
 def check_top_p(top_p: float | None) -> float | None:
     if top_p is None:
         return None
-    if isinstance(top_p, bool) or not isinstance(top_p, (int, float, np.floating)) or not math.isfinite(top_p) \
+    if isinstance(top_p, bool) or not isinstance(top_p, (int, float, np.floating, np.integer)) \
+            or not math.isfinite(top_p) \
             or not 0 < top_p <= 1:
         raise SamplingError(f"top_p must be in (0, 1], got {top_p!r}")
     return float(top_p)
@@ -101,6 +109,8 @@ def top_p_filter(probs: np.ndarray, p: float) -> np.ndarray:
     """
     p = check_top_p(p)
     probs = np.asarray(probs, np.float64)
+    if p == 1.0:  # everything; the tolerance below would otherwise drop a tail of total mass < 1e-9
+        return probs / probs.sum(axis=-1, keepdims=True)
     order = np.argsort(-probs, axis=-1, kind="stable")
     sorted_probs = np.take_along_axis(probs, order, axis=-1)
     total_before = np.cumsum(sorted_probs, axis=-1) - sorted_probs

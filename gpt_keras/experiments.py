@@ -1,0 +1,578 @@
+"""The temperature lab: what temperature does to the next-word distribution and to sampled text.
+
+Three tools, from the blackboard to a trained model:
+
+- `temperature_table` is the lecture's calculator: given logits (pfalz 4.1, mosel 3.9, rhein 2.7) it
+  computes each word's probability at several temperatures twice, as softmax(z / T) and as the
+  lecture's `probs ** (1 / T)` renormalised, and reports how far apart the two are (rounding only).
+- `next_word_table` asks a model for its real next-word distribution after a prompt and shows the top
+  words at each temperature. Temperature never changes the ranking, only how the probability is
+  shared, so one list of words serves every column.
+- `temperature_experiment` samples N texts per temperature in one batch (`CachedGenerator`) and
+  measures them. The metrics, per temperature:
+
+  - `entropy`: mean entropy, in nats, of the distributions the words were actually drawn from
+    (after temperature and any top-k/top-p filter), over every sampled step of every sample;
+    `model_entropy` is the same steps' entropy before temperature (the model's own uncertainty
+    along the paths that temperature led it to). log(vocabulary size) is the uniform maximum.
+  - `distinct_1`, `distinct_2`: distinct words (bigrams) divided by all words (bigrams) generated,
+    pooled over the N samples (Li et al., 2016). 1.0 means nothing was repeated anywhere.
+  - `repetition_rate`: share of generated bigrams that already occurred earlier in the same
+    sample's generated part: the loops of low temperature ("this off - dry riesling is ... this off -
+    dry riesling is"). Repeated single words are not counted, since ':' , ',' and 'and' recur in any
+    review.
+  - `unk_share`: share of generated words that are `[UNK]`.
+  - `mean_log_prob`: mean log-probability per sampled token under the model's untempered
+    distribution, and `perplexity` = exp(-mean_log_prob): how surprising the samples are to the
+    model itself. The end-of-text token (padding) counts, because sampling it was a choice too.
+  - `mean_length`: generated words per sample (the prompt and the end token not counted), and
+    `ended_share`: share of samples that ended by sampling padding before reaching `max_tokens`.
+
+  "Generated words" exclude the prompt and the end token. The samples at one temperature depend only
+  on the seed and that temperature, not on which other temperatures are in the list.
+
+Library code only: it returns values and writes files (atomically); the command line prints.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import math
+import os
+import shutil
+import tempfile
+import textwrap
+import warnings
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from gpt_keras.data import Vocabulary
+from gpt_keras.files import atomic_path, write_json, write_text
+from gpt_keras.generation import PAD_ID, CachedGenerator, PromptWarning, check_max_tokens, encode_prompt
+from gpt_keras.sampling import Sampler, SamplingError, check_temperature, lecture_temperature, softmax
+
+UNK_ID = 1
+DEFAULT_TEMPERATURES = (0.2, 0.5, 1.0, 1.5, 2.0, 3.0)
+TENSORBOARD_FILE = "events.out.tfevents.temperature-lab.v2"  # TensorBoard reads any name holding "tfevents"
+LECTURE_LOGITS = {"pfalz": 4.1, "mosel": 3.9, "rhein": 2.7}
+LECTURE_TEMPERATURES = (1.0, 0.5, 1.5)
+
+# name in rows -> (label in plots, short header in the terminal table, format there)
+METRICS = {
+    "entropy": ("entropy (nats)", "H", "{:.3f}"),
+    "model_entropy": ("model entropy (nats)", "model H", "{:.3f}"),
+    "distinct_1": ("distinct-1", "distinct-1", "{:.3f}"),
+    "distinct_2": ("distinct-2", "distinct-2", "{:.3f}"),
+    "repetition_rate": ("repetition rate", "repeats", "{:.3f}"),
+    "unk_share": ("[UNK] share", "[UNK]", "{:.3f}"),
+    "mean_log_prob": ("mean log-prob", "log-prob", "{:.3f}"),
+    "perplexity": ("perplexity", "perplexity", "{:.2f}"),
+    "mean_length": ("mean length", "length", "{:.1f}"),
+    "ended_share": ("ended share", "ended", "{:.2f}"),
+}
+LEGEND = ("H: entropy (nats) of the distribution sampled from; model H: the same steps before temperature; "
+          "repeats: share of bigrams already seen in the same sample; [UNK]: share of words; log-prob and "
+          "perplexity: of the samples under the model; length: words generated; ended: share that sampled the "
+          "end token")
+
+
+def check_temperatures(temperatures: Iterable[float], name: str = "temperatures") -> tuple[float, ...]:
+    """At least one temperature, each finite and > 0, none repeated; returned sorted ascending."""
+    if isinstance(temperatures, (str, bytes)) or not isinstance(temperatures, Iterable):
+        raise SamplingError(f"{name} must be a list of numbers, got {temperatures!r}")
+    values = [check_temperature(value, name) for value in temperatures]
+    if not values:
+        raise SamplingError(f"{name}: give at least one temperature")
+    repeated = sorted({value for value in values if values.count(value) > 1})
+    if repeated:
+        raise SamplingError(f"{name}: {', '.join(f'{value:g}' for value in repeated)} given more than once")
+    return tuple(sorted(values))
+
+
+def entropy(probs: np.ndarray) -> np.ndarray:
+    """Shannon entropy in nats over the last axis (0 log 0 = 0)."""
+    probs = np.asarray(probs, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(probs > 0, probs * np.log(probs), 0.0)
+    return -terms.sum(axis=-1)
+
+
+# --- the calculator ------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class TemperatureTable:
+    """The lecture's table: each word's probability at each temperature, by both formulas.
+
+    `softmax[i, j]` is softmax(z / T_i) for word j; `lecture[i, j]` is the lecture's
+    `probs ** (1 / T_i)` renormalised, starting from probs = softmax(z). They agree up to rounding
+    (`max_abs_difference`), except where `probs ** (1 / T)` underflows to 0 / 0 at a very small T:
+    those entries are NaN, which is why `gpt_keras.sampling` computes it in log space.
+    """
+
+    words: tuple[str, ...]
+    logits: tuple[float, ...]
+    temperatures: tuple[float, ...]
+    softmax: np.ndarray
+    lecture: np.ndarray
+
+    @property
+    def max_abs_difference(self) -> float:
+        """Largest |softmax - lecture| over the table (NaN where the lecture's formula underflowed)."""
+        return float(np.max(np.abs(self.softmax - self.lecture)))
+
+    def rows(self) -> list[dict]:
+        """One row per (temperature, word), for CSV or JSON."""
+        return [{"temperature": temperature, "word": word, "logit": logit,
+                 "softmax": float(self.softmax[i, j]), "lecture": float(self.lecture[i, j]),
+                 "abs_difference": float(abs(self.softmax[i, j] - self.lecture[i, j]))}
+                for i, temperature in enumerate(self.temperatures)
+                for j, (word, logit) in enumerate(zip(self.words, self.logits))]
+
+    def format(self, digits: int = 3) -> str:
+        """The table as the lecture prints it (word, logit, p(T=...)), then the lecture formula's values."""
+        headers = ["word", "logit"] + [f"p(T={t:g})" for t in self.temperatures]
+        body = [[word, f"{logit:g}"] + [_number(p, digits) for p in self.softmax[:, j]]
+                for j, (word, logit) in enumerate(zip(self.words, self.logits))]
+        lecture = [[word, ""] + [_number(p, digits) for p in self.lecture[:, j]]
+                   for j, word in enumerate(self.words)]
+        lines = ["softmax(z / T):", _grid(headers, body), "",
+                 "probs ** (1 / T), renormalised (the lecture's code):", _grid(headers, lecture), ""]
+        difference = self.max_abs_difference
+        if math.isnan(difference):
+            lines.append("the lecture's formula underflowed (0 / 0) at the smallest temperature(s): "
+                         "probs ** (1 / T) rounds every word to 0; softmax(z / T) in log space does not")
+        else:
+            lines.append(f"largest difference between the two: {difference:.1e} (rounding only: they are the "
+                         "same formula)")
+        return "\n".join(lines)
+
+    def write_csv(self, path: str | Path) -> Path:
+        """`rows()` as CSV."""
+        return _write_csv(path, self.rows())
+
+    def write_json(self, path: str | Path) -> Path:
+        return write_json(path, {"words": list(self.words), "logits": list(self.logits),
+                                 "temperatures": list(self.temperatures), "rows": _finite(self.rows()),
+                                 "max_abs_difference": _finite(self.max_abs_difference)})
+
+
+def temperature_table(logits: Mapping[str, float], temperatures: Iterable[float] = LECTURE_TEMPERATURES
+                      ) -> TemperatureTable:
+    """The lecture's temperature table for the given logits.
+
+    Args:
+        logits: word -> logit, e.g. `{"pfalz": 4.1, "mosel": 3.9, "rhein": 2.7}`.
+        temperatures: each finite and > 0; shown in the order given.
+
+    Example:
+        >>> table = temperature_table({"pfalz": 4.1, "mosel": 3.9, "rhein": 2.7}, [1.0, 0.5, 1.5])
+        >>> table.softmax.round(3).tolist()   # the lecture's slide has 0.577 / 0.388 at T = 0.5
+        [[0.484, 0.396, 0.119], [0.578, 0.387, 0.035], [0.441, 0.386, 0.173]]
+    """
+    if not isinstance(logits, Mapping) or not logits:
+        raise SamplingError("logits: give at least one word and its logit, e.g. pfalz=4.1")
+    for word, logit in logits.items():
+        if not isinstance(word, str) or not word:
+            raise SamplingError(f"logits: every word must be a non-empty string, got {word!r}")
+        if isinstance(logit, bool) or not isinstance(logit, (int, float, np.floating, np.integer)) \
+                or not math.isfinite(logit):
+            raise SamplingError(f"logits: the logit of {word!r} must be a finite number, got {logit!r}")
+    temperatures = [check_temperature(t, "temperatures") for t in temperatures]
+    if not temperatures:
+        raise SamplingError("temperatures: give at least one temperature")
+    z = np.array(list(logits.values()), np.float64)
+    probs = softmax(z)
+    with np.errstate(divide="ignore", invalid="ignore", under="ignore"):
+        lecture = np.stack([lecture_temperature(probs, t) for t in temperatures])
+    return TemperatureTable(tuple(logits), tuple(float(v) for v in z), tuple(temperatures),
+                            np.stack([softmax(z, t) for t in temperatures]), lecture)
+
+
+# --- the model's next word -----------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class NextWordTable:
+    """The model's next-word probabilities after a prompt, at several temperatures.
+
+    `probabilities[j, i]` is word j's probability at temperature i; `other[i]` is what the words not
+    shown share; `entropy[i]` is the whole distribution's entropy in nats. `words` are the model's
+    most likely words, which are the most likely at every temperature (T keeps the order).
+    """
+
+    prompt: str
+    temperatures: tuple[float, ...]
+    words: tuple[str, ...]
+    probabilities: np.ndarray
+    other: np.ndarray
+    entropy: np.ndarray
+    strategy: str = ""
+
+    def rows(self) -> list[dict]:
+        return [{"word": word, **{f"T={t:g}": float(p) for t, p in zip(self.temperatures, probs)}}
+                for word, probs in zip(self.words, self.probabilities)]
+
+    def to_dict(self) -> dict:
+        return {"prompt": self.prompt, "strategy": self.strategy, "temperatures": list(self.temperatures),
+                "words": list(self.words), "probabilities": self.probabilities.tolist(),
+                "other": self.other.tolist(), "entropy": self.entropy.tolist()}
+
+    def format(self) -> str:
+        headers = ["next word"] + [f"T={t:g}" for t in self.temperatures]
+        body = [[_word(word)] + [f"{100 * p:.2f}%" for p in probs]
+                for word, probs in zip(self.words, self.probabilities)]
+        body.append(["(all others)"] + [f"{100 * p:.2f}%" for p in self.other])
+        body.append(["entropy (nats)"] + [f"{h:.3f}" for h in self.entropy])
+        title = f'next word after "{self.prompt}"' + (f" ({self.strategy})" if self.strategy else "")
+        return title + "\n" + _grid(headers, body)
+
+
+def _next_words(probs: np.ndarray, vocab: Vocabulary, prompt: str, temperatures: Sequence[float],
+                n_words: int, top_k: int | None = None, top_p: float | None = None) -> NextWordTable:
+    """A `NextWordTable` from the model's untempered distribution `probs` [vocab]."""
+    if isinstance(n_words, bool) or not isinstance(n_words, (int, np.integer)) or n_words < 1:
+        raise SamplingError(f"top_k (words shown) must be an integer of at least 1, got {n_words!r}")
+    probs = np.asarray(probs, np.float64)
+    order = np.argsort(-probs, kind="stable")[:n_words]
+    tempered = np.stack([Sampler(t, top_k=top_k, top_p=top_p).distribution(probs) for t in temperatures])
+    shown = tempered[:, order]
+    strategy = f"top-k {top_k}" if top_k is not None else f"top-p {top_p:g}" if top_p is not None else ""
+    return NextWordTable(" ".join(vocab.standardize(prompt)), tuple(temperatures),
+                         tuple(vocab[int(i)] for i in order), shown.T.copy(),
+                         np.clip(1.0 - shown.sum(axis=1), 0.0, 1.0), entropy(tempered), strategy)
+
+
+def next_word_table(model, vocab: Vocabulary, prompt: str, temperatures: Iterable[float] = DEFAULT_TEMPERATURES,
+                    top_k: int = 5) -> NextWordTable:
+    """The model's real next-word distribution after `prompt`, at each temperature.
+
+    Args:
+        model: a GPT built by `build_gpt` (trained or not).
+        vocab: its vocabulary.
+        prompt: the text so far; unknown words become `[UNK]` and a prompt longer than the context
+            window is cut to its last `max_len` tokens, both with a `PromptWarning`.
+        temperatures: each finite and > 0 (sorted ascending in the table).
+        top_k: how many of the most likely words to show (as `print_probs`' top_k; this is not a filter).
+
+    Example:
+        >>> print(next_word_table(model, vocab, "wine review : germany :", [0.5, 1, 3]).format())  # doctest: +SKIP
+    """
+    temperatures = check_temperatures(temperatures)
+    max_len = model.get_layer("embedding").max_len
+    ids = encode_prompt(vocab, prompt, max_len)
+    probs, _ = model(np.asarray([ids[-max_len:]], np.int32), training=False)
+    return _next_words(np.asarray(probs)[0, -1], vocab, prompt, temperatures, top_k)
+
+
+# --- the experiment ------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class TemperatureResult:
+    """The samples drawn at one temperature, and their metrics (see the module docstring)."""
+
+    temperature: float
+    texts: tuple[str, ...]
+    metrics: dict[str, float]
+    log_probs: tuple[float, ...]  # mean log-probability of each sample
+
+    def to_dict(self) -> dict:
+        return {"temperature": self.temperature, "metrics": _finite(self.metrics),
+                "samples": [{"text": text, "mean_log_prob": _finite(lp)}
+                            for text, lp in zip(self.texts, self.log_probs)]}
+
+
+@dataclasses.dataclass(frozen=True)
+class TemperatureReport:
+    """What `temperature_experiment` found: the next-word table, and samples and metrics per temperature."""
+
+    prompt: str
+    settings: dict
+    next_words: NextWordTable
+    results: tuple[TemperatureResult, ...]
+
+    @property
+    def temperatures(self) -> tuple[float, ...]:
+        return tuple(result.temperature for result in self.results)
+
+    def metric(self, name: str) -> np.ndarray:
+        """One metric across the temperatures (ascending)."""
+        if name not in METRICS:
+            raise KeyError(f"unknown metric {name!r}; one of {', '.join(METRICS)}")
+        return np.array([result.metrics[name] for result in self.results])
+
+    def rows(self) -> list[dict]:
+        """One row per temperature: the temperature and every metric."""
+        return [{"temperature": result.temperature, **result.metrics} for result in self.results]
+
+    def to_dict(self) -> dict:
+        return {"prompt": self.prompt, "settings": self.settings, "metric_definitions": _DEFINITIONS,
+                "next_words": self.next_words.to_dict(), "results": [r.to_dict() for r in self.results]}
+
+    def format_table(self, samples: int = 1, width: int | None = 100) -> str:
+        """The next-word table, the metrics table and `samples` texts per temperature, for a terminal.
+
+        Sample lines longer than `width` characters are cut with "..." (None: never cut).
+        """
+        headers = ["T"] + [METRICS[name][1] for name in METRICS]
+        body = [[f"{result.temperature:g}"] + [_number(result.metrics[name], fmt=METRICS[name][2])
+                                                for name in METRICS] for result in self.results]
+        settings = self.settings
+        strategy = self.next_words.strategy
+        lines = [self.next_words.format(), "",
+                 f"{settings['n_samples']} samples per temperature, up to {settings['max_tokens']} tokens "
+                 f"(prompt included), seed {settings['seed']}" + (f", {strategy}" if strategy else ""),
+                 _grid(headers, body), textwrap.fill(LEGEND, width or 100)]
+        for result in self.results:
+            for index, text in enumerate(result.texts[:samples]):
+                label = f"T={result.temperature:g}" + (f" #{index + 1}" if samples > 1 else "")
+                lines.append("")
+                lines.append(_shorten(f"{label}: {text}", width))
+        return "\n".join(lines)
+
+    # -- writers (every file atomic) -------------------------------------------------------------
+
+    def write_csv(self, path: str | Path) -> Path:
+        """The metrics, one row per temperature (an empty cell where a metric is undefined)."""
+        return _write_csv(path, self.rows())
+
+    def write_json(self, path: str | Path) -> Path:
+        """Everything: settings, metric definitions, next-word table, metrics and every sample."""
+        return write_json(path, self.to_dict())
+
+    def plot_metrics(self, path: str | Path) -> Path:
+        """A PNG with one small plot per metric against temperature.
+
+        Drawn on a bare matplotlib `Figure` (Agg), so pyplot's backend, in a notebook say, is untouched.
+        """
+        from matplotlib.figure import Figure
+
+        panels = [("entropy", "model_entropy"), ("distinct_1", "distinct_2"), ("repetition_rate", "unk_share"),
+                  ("perplexity",), ("mean_length",), ("ended_share",)]
+        figure = Figure(figsize=(13, 7), layout="constrained")
+        axes = figure.subplots(2, 3)
+        temperatures = self.temperatures
+        for ax, names in zip(axes.flat, panels):
+            for name in names:
+                ax.plot(temperatures, self.metric(name), marker="o", label=METRICS[name][0])
+            ax.set_xlabel("temperature T")
+            ax.set_title(" / ".join(METRICS[name][0] for name in names))
+            if len(names) > 1:
+                ax.legend(fontsize="small")
+            if names == ("entropy", "model_entropy"):
+                uniform = math.log(self.settings["vocab_size"])
+                ax.axhline(uniform, color="grey", linestyle="--", linewidth=1)
+                ax.text(temperatures[0], uniform, "uniform: log V", va="top", fontsize="small", color="grey")
+            if names == ("perplexity",) and np.all(self.metric("perplexity") > 0):
+                ax.set_yscale("log")
+            ax.axvline(1.0, color="grey", linewidth=0.8, alpha=0.5)
+            ax.grid(alpha=0.3)
+        figure.suptitle(f'temperature lab: "{self.prompt}", {self.settings["n_samples"]} samples per T')
+        with atomic_path(path) as temporary:
+            figure.savefig(temporary, format="png", dpi=110)
+        return Path(path)
+
+    def write_tensorboard(self, log_dir: str | Path) -> Path:
+        """Scalars (step = 100 x T, so the x axis reads as T in hundredths) and text samples per temperature.
+
+        The event file is written in a temporary folder, then moved to `log_dir/TENSORBOARD_FILE`
+        when complete, replacing the one an earlier experiment left there (other files are kept).
+        """
+        import tensorflow as tf
+
+        log_dir = Path(log_dir)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".tensorboard-", dir=log_dir))
+        try:
+            writer = tf.summary.create_file_writer(str(staging))
+            with writer.as_default():
+                for result in self.results:
+                    step = int(round(100 * result.temperature))
+                    for name, value in result.metrics.items():
+                        if math.isfinite(value):
+                            tf.summary.scalar(f"temperature_lab/{name}", value, step=step,
+                                              description=f"{_DEFINITIONS[name]} Step = 100 x temperature.")
+                    samples = "\n\n".join(f"{index + 1}. {text}" for index, text in enumerate(result.texts))
+                    tf.summary.text("temperature_lab/samples", f"**T = {result.temperature:g}**\n\n{samples}",
+                                    step=step)
+                tf.summary.text("temperature_lab/next_words", "```\n" + self.next_words.format() + "\n```", step=0)
+            writer.close()
+            (event_file,) = staging.iterdir()
+            os.replace(event_file, log_dir / TENSORBOARD_FILE)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return log_dir
+
+    def write_all(self, out_dir: str | Path) -> dict[str, Path]:
+        """metrics.csv, report.json, metrics.png and tensorboard/ in `out_dir`."""
+        out_dir = Path(out_dir)
+        return {"csv": self.write_csv(out_dir / "metrics.csv"), "json": self.write_json(out_dir / "report.json"),
+                "png": self.plot_metrics(out_dir / "metrics.png"),
+                "tensorboard": self.write_tensorboard(out_dir / "tensorboard")}
+
+
+def temperature_experiment(model, vocab: Vocabulary, prompt: str,
+                           temperatures: Iterable[float] = DEFAULT_TEMPERATURES, n_samples: int = 8,
+                           max_tokens: int = 80, seed: int = 0, top_k: int | None = None,
+                           top_p: float | None = None, n_words: int = 5,
+                           generator: CachedGenerator | None = None) -> TemperatureReport:
+    """Samples `n_samples` texts from `prompt` at each temperature and measures them.
+
+    Args:
+        model: a GPT built by `build_gpt` (trained or not).
+        vocab: its vocabulary.
+        prompt: the start of every sample (unknown words: `[UNK]` with a `PromptWarning`; longer than
+            the context window: only its end is seen, with a `PromptWarning`; empty: `SamplingError`).
+        temperatures: each finite and > 0, none repeated (the lecture's question, T = 3, is a default).
+        n_samples: texts per temperature, sampled together in one batch.
+        max_tokens: length of each text in tokens, prompt included (the lecture's `max_tokens`).
+        seed: with the temperature, fixes the samples.
+        top_k, top_p: an optional filter applied after temperature (one or neither).
+        n_words: words in the next-word table.
+        generator: a `CachedGenerator` for `model` to reuse (one is made otherwise).
+
+    Returns:
+        A `TemperatureReport`; its writers save CSV, JSON, a PNG and TensorBoard logs.
+
+    Example:
+        >>> report = temperature_experiment(model, vocab, "wine review : germany", seed=0)  # doctest: +SKIP
+        >>> print(report.format_table())
+    """
+    temperatures = check_temperatures(temperatures)
+    max_tokens = check_max_tokens(max_tokens)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise SamplingError(f"seed must be a non-negative integer, got {seed!r}")
+    samplers = [Sampler(t, top_k=top_k, top_p=top_p) for t in temperatures]  # checks top_k and top_p
+    generator = generator if generator is not None else CachedGenerator(model, vocab)
+    prompt_ids = encode_prompt(vocab, prompt, generator.max_len)  # warns once, here
+    if len(prompt_ids) >= max_tokens:
+        raise SamplingError(f"max_tokens must be more than the prompt's {len(prompt_ids)} tokens (it counts the "
+                            f"prompt, as in the lecture), got {max_tokens}")
+    results, first_step = [], None
+    for temperature, sampler in zip(temperatures, samplers):
+        rng = np.random.default_rng([int(seed), int(np.float64(temperature).view(np.uint64))])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PromptWarning)
+            batch = generator.generate_batch(prompt, n_samples, max_tokens, sampler, rng)
+        first_step = batch.step_distributions[0][0]
+        results.append(_measure(temperature, batch, sampler))
+    next_words = _next_words(first_step, vocab, prompt, temperatures, n_words, top_k, top_p)
+    settings = {"n_samples": int(n_samples), "max_tokens": max_tokens, "seed": int(seed), "top_k": top_k,
+                "top_p": top_p, "prompt_tokens": len(prompt_ids), "context_window": generator.max_len,
+                "vocab_size": len(vocab)}
+    return TemperatureReport(next_words.prompt, settings, next_words, tuple(results))
+
+
+def _measure(temperature: float, batch, sampler: Sampler) -> TemperatureResult:
+    """The metrics of one temperature's batch (definitions in the module docstring)."""
+    n_samples, n_steps = batch.tokens.shape
+    sampled = np.arange(n_steps)[None, :] < batch.lengths[:, None]  # steps where a token was drawn
+    tempered_entropy, model_entropy = [], []
+    for step, probs in enumerate(batch.step_distributions):
+        rows = sampled[:, step]
+        tempered_entropy.append(entropy(sampler.distribution(probs[rows])))
+        model_entropy.append(entropy(probs[rows]))
+    words = [[int(t) for t in row[:length] if t != PAD_ID] for row, length in zip(batch.tokens, batch.lengths)]
+    ended = [length > 0 and row[length - 1] == PAD_ID for row, length in zip(batch.tokens, batch.lengths)]
+    unigrams = [w for sample in words for w in sample]
+    bigrams = [pair for sample in words for pair in zip(sample, sample[1:])]
+    repeated = sum(_repeated_bigrams(sample) for sample in words)
+    log_probs = batch.log_probs[sampled]
+    mean_log_prob = float(log_probs.mean()) if log_probs.size else math.nan
+    metrics = {
+        "entropy": _mean(tempered_entropy),
+        "model_entropy": _mean(model_entropy),
+        "distinct_1": _ratio(len(set(unigrams)), len(unigrams)),
+        "distinct_2": _ratio(len(set(bigrams)), len(bigrams)),
+        "repetition_rate": _ratio(repeated, len(bigrams)),
+        "unk_share": _ratio(sum(w == UNK_ID for w in unigrams), len(unigrams)),
+        "mean_log_prob": mean_log_prob,
+        "perplexity": math.exp(-mean_log_prob) if math.isfinite(mean_log_prob) else math.nan,
+        "mean_length": float(np.mean([len(sample) for sample in words])),
+        "ended_share": float(np.mean(ended)),
+    }
+    per_sample = tuple(float(np.mean(row[mask])) if mask.any() else math.nan
+                       for row, mask in zip(batch.log_probs, sampled))
+    return TemperatureResult(float(temperature), tuple(batch.texts), metrics, per_sample)
+
+
+def _repeated_bigrams(sample: Sequence[int]) -> int:
+    """How many of a sample's bigrams already occurred earlier in it."""
+    seen, repeats = set(), 0
+    for pair in zip(sample, sample[1:]):
+        repeats += pair in seen
+        seen.add(pair)
+    return repeats
+
+
+def _mean(arrays: list[np.ndarray]) -> float:
+    values = np.concatenate(arrays) if arrays else np.zeros(0)
+    return float(values.mean()) if values.size else math.nan
+
+
+def _ratio(numerator: int, denominator: int) -> float:
+    return numerator / denominator if denominator else math.nan
+
+
+_DEFINITIONS = {
+    "entropy": "Mean entropy (nats) of the distributions the words were drawn from (after temperature and filter).",
+    "model_entropy": "Mean entropy (nats) of the model's untempered distribution at the same steps.",
+    "distinct_1": "Distinct generated words / generated words, pooled over the samples.",
+    "distinct_2": "Distinct generated bigrams / generated bigrams, pooled over the samples.",
+    "repetition_rate": "Share of generated bigrams that already occurred earlier in the same sample.",
+    "unk_share": "Share of generated words that are [UNK].",
+    "mean_log_prob": "Mean log-probability per sampled token (end token included) under the untempered model.",
+    "perplexity": "exp(-mean log-probability): how surprising the samples are to the model.",
+    "mean_length": "Generated words per sample (prompt and end token not counted).",
+    "ended_share": "Share of samples that sampled the end token (padding) before max_tokens.",
+}
+
+
+# --- formatting helpers --------------------------------------------------------------------------
+
+def _number(value: float, digits: int = 3, fmt: str | None = None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return (fmt or f"{{:.{digits}f}}").format(value)
+
+
+def _word(word: str) -> str:
+    return word if word else "(end)"
+
+
+def _shorten(text: str, width: int | None) -> str:
+    return text if width is None or len(text) <= width else text[:width - 3].rstrip() + "..."
+
+
+def _grid(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns aligned: the first to the left, the others to the right."""
+    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells):
+        return "  ".join(str(cell).ljust(w) if i == 0 else str(cell).rjust(w)
+                         for i, (cell, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def _write_csv(path: str | Path, rows: list[dict]) -> Path:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: "" if isinstance(value, float) and not math.isfinite(value) else value
+                         for key, value in row.items()})
+    return write_text(path, buffer.getvalue())
+
+
+def _finite(value):
+    """JSON has no NaN: non-finite floats become null."""
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
