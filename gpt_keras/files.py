@@ -28,12 +28,19 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     handle, name = tempfile.mkstemp(prefix=f".{target.name.split('.')[0]}-", suffix=suffix, dir=target.parent)
     os.close(handle)
     temporary = Path(name)
+    os.chmod(temporary, 0o666 & ~_current_umask())  # mkstemp makes 0600; saved files get the usual mode
     try:
         yield temporary
         _fsync(temporary)
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync(path: Path) -> None:
