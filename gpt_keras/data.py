@@ -94,15 +94,22 @@ def read_reviews(path: str | Path) -> pd.DataFrame:
 
 def _read_json(path: Path) -> pd.DataFrame:
     try:
-        records = json.loads(path.read_bytes().decode("utf-8"))
+        text = path.read_bytes().decode("utf-8-sig")  # a byte-order mark, as some editors write, is fine
+        if not text.strip():
+            raise DataError(f"{path}: empty file, no review records")
+        records = json.loads(text)
     except UnicodeDecodeError as error:
         raise DataError(f"{path}: not UTF-8 text (byte {error.start})") from None
     except json.JSONDecodeError as error:
         raise DataError(f"{path}: malformed JSON at line {error.lineno}, column {error.colno}: {error.msg}") from None
+    except RecursionError:
+        raise DataError(f"{path}: malformed JSON: nested too deeply to be a list of review records") from None
     except OSError as error:
         raise DataError(f"{path}: cannot read ({error.strerror})") from None
     if not isinstance(records, list):
         raise DataError(f"{path}: expected a JSON list of review records, got a {type(records).__name__}")
+    if not records:
+        raise DataError(f"{path}: the JSON list holds no review records")
     for row, record in enumerate(records):
         if not isinstance(record, dict):
             raise DataError(f"{path}: row {row} is a {type(record).__name__}, expected a record (JSON object)")
@@ -110,24 +117,48 @@ def _read_json(path: Path) -> pd.DataFrame:
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
+    """Reads every cell as text; a structural fault (a row longer than the header, an open quote,
+    a repeated column name) fails the file, since the cells could not be trusted to be in their columns."""
+    import warnings
+
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8")
+        with warnings.catch_warnings():
+            # index_col=False: a row with an extra cell must not silently shift into an index column.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig",
+                                index_col=False)
     except UnicodeDecodeError as error:
         raise DataError(f"{path}: not UTF-8 text (byte {error.start})") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: empty file, no header row") from None
-    except pd.errors.ParserError as error:
-        raise DataError(f"{path}: malformed CSV: {error}") from None
+    except pd.errors.ParserWarning:
+        raise DataError(f"{path}: malformed CSV: line 2 has more cells than the header") from None
+    except (pd.errors.ParserError, ValueError) as error:
+        raise DataError(f"{path}: malformed CSV: {_one_line(error)}") from None
     except OSError as error:
         raise DataError(f"{path}: cannot read ({error.strerror})") from None
+    names = [str(name) for name in header.iloc[0].tolist()] if len(header) else []
+    repeated = sorted({name for name in names if names.count(name) > 1 and name in REQUIRED_FIELDS})
+    if repeated:
+        raise DataError(f"{path}: column {repeated[0]} appears {names.count(repeated[0])} times in the header; "
+                        "which one holds the reviews is ambiguous")
+    if frame.empty and set(REQUIRED_FIELDS) <= set(frame.columns):
+        raise DataError(f"{path}: a header but no review rows")
     return frame.drop(columns=[c for c in frame.columns if c in ("id", "") or str(c).startswith("Unnamed:")])
+
+
+def _one_line(error: Exception) -> str:
+    """An error message from a parser, without its line breaks (the CLI prints exactly one line)."""
+    return " ".join(str(error).split())
 
 
 def review_texts(frame: pd.DataFrame, path: str | Path = "<reviews>") -> tuple[list[str], LoadReport]:
     """Keeps reviews with all four fields, formats and pads them; reports what was dropped.
 
-    A field counts as missing when it is null, not text, or only whitespace (the CSV cannot tell an
-    empty string from a missing value, so both formats treat them alike).
+    A field counts as missing when it is null, not text (a number, a list, a nested object), only
+    whitespace (the CSV cannot tell an empty string from a missing value, so both formats treat them
+    alike), or not valid Unicode (a lone surrogate escape in JSON, which the vectorizer cannot encode).
 
     Raises:
         DataError: no review has all four fields.
@@ -146,7 +177,13 @@ def review_texts(frame: pd.DataFrame, path: str | Path = "<reviews>") -> tuple[l
 
 
 def _is_text(value: object) -> bool:
-    return isinstance(value, str) and bool(value.strip())
+    if not isinstance(value, str) or not value.strip():
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def load_texts(path: str | Path) -> tuple[list[str], LoadReport]:
