@@ -148,6 +148,9 @@ def run_train(args) -> int:
         print(f"Training stopped: the loss became NaN at epoch {epoch}, batch {batch}. The last good state is "
               f"kept in {result.run_dir} (lower --learning-rate and --resume).", file=sys.stderr)
         return 1
+    if not result.chief:
+        print("\nTraining finished; the chief worker saved the run (this worker's copy was temporary).")
+        return 0
     print(f"\nRun saved in {result.run_dir}")
     print(f"  model:       {result.run_dir / 'model.keras'}")
     print(f"  TensorBoard: tensorboard --logdir {result.run_dir / 'logs'}   (or: gpt-keras tensorboard --run {result.run_dir})")
@@ -157,16 +160,17 @@ def run_train(args) -> int:
 
 
 def make_strategy(name: str):
-    """The tf.distribute strategy for --strategy (None for none)."""
+    """The tf.distribute strategy for --strategy (None for none); see `gpt_keras.distribute`."""
+    from gpt_keras import distribute
+
     if name == "none":
         return None
-    import tensorflow as tf
-
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if not os.environ.get("TF_CONFIG"):
-        raise UsageError("--strategy multiworker: set TF_CONFIG to describe the cluster (see the README)")
-    return tf.distribute.MultiWorkerMirroredStrategy()
+        return distribute.mirrored_strategy()
+    try:
+        return distribute.multiworker_strategy()
+    except distribute.DistributeError as error:
+        raise UsageError(f"--strategy multiworker: {error} (see the README)") from None
 
 
 # --- generate ----------------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ and sampler state.
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -18,7 +20,7 @@ import keras
 import numpy as np
 
 from gpt_keras import data as data_lib
-from gpt_keras import runs
+from gpt_keras import distribute, runs
 from gpt_keras.callbacks import GeneratedTextSummary, ResumableTensorBoard, RunState, StopOnNaN, TextGenerator
 from gpt_keras.config import GPTConfig
 from gpt_keras.model import build_gpt, compile_gpt
@@ -38,6 +40,7 @@ class TrainResult:
     data_description: str
     stopped_on_nan: tuple[int, int] | None = None
     resumed_from_epoch: int = 0
+    chief: bool = True  # False on the other workers of a cluster: their run_dir was temporary and is gone
 
     @property
     def completed(self) -> bool:
@@ -133,21 +136,32 @@ def train(config: GPTConfig = GPTConfig(), data_path: str | Path | None = None, 
         resume: continue `run_dir` (or the latest run in `runs_dir`) from its last finished epoch.
         tokens_path: train from a `.npz` of token ids written by `gpt-keras tokenize` (any backend).
         strategy: a `tf.distribute` strategy; the model is built in its scope and `batch_size` is global.
+            In a multi-worker cluster only the chief writes the run; the other workers train in a
+            temporary directory that is deleted at the end (see `gpt_keras.distribute`).
         print_fn: where progress messages go (the Keras progress bar is controlled by `verbose`).
 
     Raises:
         DataError, ConfigError: bad input, raised before any run directory is created.
         RunError: the run directory is in use, or cannot be resumed.
     """
+    if strategy is not None:
+        distribute.patch_keras_for_distribution()
     if resume:
         return _resume(config, runs_dir, run_dir, strategy, print_fn, verbose)
     prepared = prepare_data(config, data_path, tokens_path, print_fn)
     config = fit_vocabulary_size(config, prepared.vocab, print_fn)
     train_tokens, validation_tokens = data_lib.split_tokens(prepared.tokens, config.validation_split, config.seed)
+    chief = distribute.is_chief(strategy)
     target = Path(run_dir) if run_dir is not None else None
-    if target is not None and target.exists() and any(target.iterdir()):
+    if not chief:
+        target = _worker_scratch_dir(strategy)
+        if print_fn is not None:
+            print_fn(f"{distribute.task_name(strategy)}: the chief writes the run; this worker's copy goes to "
+                     f"{target} (deleted at the end)")
+    elif target is not None and target.exists() and any(target.iterdir()):
         raise runs.RunError(f"{target}: run directory already exists and is not empty; pass --resume to continue it")
-    target = runs.new_run_dir(runs_dir, run_name) if target is None else _make_dir(target)
+    else:
+        target = runs.new_run_dir(runs_dir, run_name) if target is None else _make_dir(target)
     finished_an_epoch = False
     try:
         with runs.RunLock(target):
@@ -156,13 +170,22 @@ def train(config: GPTConfig = GPTConfig(), data_path: str | Path | None = None, 
             keras.utils.set_random_seed(config.seed)
             model = _build(config, strategy)
             result = _fit(model, config, target, prepared.vocab, train_tokens, validation_tokens, 0, None, print_fn,
-                          verbose, prepared)
+                          verbose, prepared, strategy=strategy)
             finished_an_epoch = runs.read_state(target) is not None
+            result.chief = chief
             return result
     except BaseException:
         if not finished_an_epoch and runs.read_state(target) is None:
             runs.remove_run_dir(target)  # nothing worth resuming: leave no half-written run
         raise
+    finally:
+        if not chief:
+            runs.remove_run_dir(target)
+
+
+def _worker_scratch_dir(strategy) -> Path:
+    """Where a non-chief worker writes its copy of the run (the chief's run is the one kept)."""
+    return Path(tempfile.mkdtemp(prefix=f"gpt-keras-{distribute.task_name(strategy)}-"))
 
 
 def _make_dir(path: Path) -> Path:
@@ -196,7 +219,7 @@ def _metrics(config: GPTConfig):
 
 
 def _fit(model, config, run_dir, vocab, train_tokens, validation_tokens, initial_epoch, state, print_fn, verbose,
-         prepared) -> TrainResult:
+         prepared, strategy=None) -> TrainResult:
     """Runs `model.fit` with the run's callbacks and saves the final model and history."""
     log_dir = run_dir / runs.LOGS
     text_generator = TextGenerator(vocab, prompt=config.generate_prompt, max_tokens=config.generate_max_tokens,
@@ -219,6 +242,9 @@ def _fit(model, config, run_dir, vocab, train_tokens, validation_tokens, initial
                                      shuffle_buffer=config.shuffle_buffer)
     validation_ds = None if validation_tokens is None else data_lib.make_dataset(
         validation_tokens, config.batch_size, shuffle=False)
+    if strategy is not None:  # every worker builds the same batches and keeps its share of each
+        train_ds = train_ds.with_options(distribute.dataset_options())
+        validation_ds = None if validation_ds is None else validation_ds.with_options(distribute.dataset_options())
     # shuffle=False: the tf.data pipeline already shuffles per review with the run's seed.
     model.fit(train_ds, epochs=config.epochs, initial_epoch=initial_epoch, validation_data=validation_ds,
               callbacks=callbacks, verbose=verbose, shuffle=False)
@@ -239,7 +265,16 @@ def _resume(config, runs_dir, run_dir, strategy, print_fn, verbose) -> TrainResu
     say = print_fn or (lambda _: None)
     target = Path(run_dir) if run_dir is not None else runs.latest_run(runs_dir)
     if not (target / runs.CONFIG).is_file():
-        raise runs.RunError(f"{target}: not a run directory (no {runs.CONFIG}); nothing to resume")
+        hint = "" if distribute.is_chief(strategy) else (" (every worker must see the run at the same path, "
+                                                           "e.g. on a shared file system)")
+        raise runs.RunError(f"{target}: not a run directory (no {runs.CONFIG}); nothing to resume{hint}")
+    if not distribute.is_chief(strategy):
+        return _resume_as_worker(target, config, strategy, print_fn, verbose)
+    return _resume_in(target, config, strategy, print_fn, verbose)
+
+
+def _resume_in(target: Path, config, strategy, print_fn, verbose) -> TrainResult:
+    say = print_fn or (lambda _: None)
     with runs.RunLock(target):
         saved = GPTConfig.load(target / runs.CONFIG)
         if config.epochs > saved.epochs:
@@ -261,7 +296,27 @@ def _resume(config, runs_dir, run_dir, strategy, print_fn, verbose) -> TrainResu
             model = _load_checkpoint(target / state["checkpoint"], strategy)
         prepared = PreparedData(tokens, vocab, None, f"the run's saved tokens ({runs.TOKENS})", str(target / runs.TOKENS))
         return _fit(model, saved, target, vocab, train_tokens, validation_tokens, initial_epoch, state, print_fn,
-                    verbose, prepared)
+                    verbose, prepared, strategy=strategy)
+
+
+def _resume_as_worker(target: Path, config, strategy, print_fn, verbose) -> TrainResult:
+    """A non-chief worker resumes a copy of the files resuming reads, in its scratch directory.
+
+    The chief keeps writing the real run, so every worker must see it at the same path (a shared
+    file system); the copy is taken before training starts, when the chief cannot have written yet.
+    """
+    scratch = _worker_scratch_dir(strategy)
+    try:
+        state = runs.read_state(target)
+        names = [runs.CONFIG, runs.VOCAB, runs.DATA, runs.TOKENS] + ([runs.STATE, state["checkpoint"]] if state else [])
+        for name in names:
+            (scratch / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(target / name, scratch / name)
+        result = _resume_in(scratch, config, strategy, print_fn, verbose)
+        result.chief = False
+        return result
+    finally:
+        runs.remove_run_dir(scratch)
 
 
 def _load_checkpoint(path: Path, strategy) -> keras.Model:
