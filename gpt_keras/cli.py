@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from gpt_keras.config import ConfigError, GPTConfig
+from gpt_keras.sampling import check_temperature, check_top_k, check_top_p
 
 PRESETS = {
     "lecture": {},  # the lecture's hyperparameters (GPTConfig defaults)
@@ -43,17 +44,37 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--config", type=Path, help="a config.json to start from (a run's, say)")
     for field in dataclasses.fields(GPTConfig):
         kind = {"int": int, "float": float, "str": str}[field.type if isinstance(field.type, str) else field.type.__name__]
-        group.add_argument(_flag(field.name), dest=field.name, type=_typed(kind, _flag(field.name)), default=None,
+        group.add_argument(_flag(field.name), dest=field.name, type=_checked_arg(kind, _unchecked), default=None,
                            metavar=field.name.upper(), help=f"(lecture: {field.default})")
 
 
-def _typed(kind: type, flag: str) -> Callable[[str], object]:
+def _checked_arg(kind: type, check: Callable) -> Callable[[str], object]:
+    """An argparse type that converts, then checks; argparse puts the flag's name before the message."""
     def convert(text: str):
+        from gpt_keras.sampling import SamplingError
+
         try:
-            return kind(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag}: expected {kind.__name__}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        try:
+            return check(value)
+        except SamplingError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
     return convert
+
+
+def _unchecked(value):
+    return value
+
+
+def _at_least(minimum: int) -> Callable[[int], int]:
+    def check(value: int) -> int:
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    return check
 
 
 def config_from_args(args: argparse.Namespace) -> GPTConfig:
@@ -74,10 +95,12 @@ def config_from_args(args: argparse.Namespace) -> GPTConfig:
 def add_sampling_flags(parser: argparse.ArgumentParser, temperature: bool = True) -> None:
     group = parser.add_argument_group("decoding (temperature, then top-k or top-p, then renormalise)")
     if temperature:
-        group.add_argument("--temperature", type=float, default=1.0, help="T > 0 (default 1.0)")
+        group.add_argument("--temperature", type=_checked_arg(float, check_temperature), default=1.0,
+                           help="T > 0 (default 1.0)")
     mode = group.add_mutually_exclusive_group()
-    mode.add_argument("--top-k", type=int, help="keep only the k most likely words")
-    mode.add_argument("--top-p", type=float, help="keep the smallest set of words whose probability reaches p")
+    mode.add_argument("--top-k", type=_checked_arg(int, check_top_k), help="keep only the k most likely words")
+    mode.add_argument("--top-p", type=_checked_arg(float, check_top_p),
+                      help="keep the smallest set of words whose probability reaches p")
     mode.add_argument("--greedy", action="store_true", help="always take the most likely word")
 
 
@@ -281,10 +304,8 @@ def run_demo(args) -> int:
 
 
 def _show_probs(info, vocab) -> None:
-    try:
-        from gpt_keras.viz import print_probs
-    except ImportError:  # the visualiser is optional for the demo's own job
-        return
+    from gpt_keras.viz import print_probs
+
     print("Where the model looked, and its next-word probabilities (first steps of the germany text):")
     print_probs(info, vocab)
 
@@ -405,29 +426,12 @@ def run_temperature(args) -> int:
     return 0
 
 
-def _checked_arg(kind: type, check: Callable) -> Callable[[str], object]:
-    """An argparse type that converts, then checks; argparse puts the flag's name before the message."""
-    def convert(text: str):
-        from gpt_keras.sampling import SamplingError
+def _positive(value: float) -> float:
+    import math
 
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
-                                             f"got {text!r}") from None
-        try:
-            return check(value)
-        except SamplingError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-    return convert
-
-
-def _at_least(minimum: int) -> Callable[[int], int]:
-    def check(value: int) -> int:
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-    return check
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number greater than 0, got {value}")
+    return value
 
 
 def _logit_arg(text: str) -> tuple[str, float]:
@@ -455,10 +459,121 @@ def _prompt_warning_printer(command: str, show: Callable) -> Callable:
     return show_warning
 
 
+# --- GPT-2 beside our model ---------------------------------------------------------------------------
+
+def add_compare_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "compare", help="our run beside GPT-2: texts, parameters, time per token, perplexity per token and per word",
+        description="Generates from the same prompts, temperatures and seeds with both models, times the same "
+                    "number of new tokens, and scores the same held-out words (the last --heldout reviews of "
+                    "--data). Writes a Markdown and a JSON report. Needs transformers<5 and tf-keras.")
+    parser.add_argument("--run", type=Path, required=True, help="a run directory written by `gpt-keras train`")
+    parser.add_argument("--gpt2", default="gpt2", metavar="NAME|PATH",
+                        help="gpt2, distilgpt2 (from the Hugging Face hub or its cache) or a save_pretrained "
+                             "directory, e.g. from `gpt-keras finetune-gpt2` (default gpt2)")
+    parser.add_argument("--data", type=Path, help="reviews to hold out (default: data/ full dataset, else the sample)")
+    parser.add_argument("--heldout", type=_checked_arg(int, _at_least(1)), default=200,
+                        help="score the last N reviews of --data (default 200)")
+    parser.add_argument("--prompt", action="append", metavar="TEXT",
+                        help="a prompt; repeat for more (default: 'wine review : germany' and 'wine review : us')")
+    parser.add_argument("--temperature", nargs="+", type=_checked_arg(float, check_temperature), default=[0.5, 1.0],
+                        metavar="T", help="temperatures, each used with every prompt and seed (default 0.5 1.0)")
+    parser.add_argument("--seed", nargs="+", type=_checked_arg(int, _at_least(0)), default=[0],
+                        help="sampler seeds (default 0)")
+    parser.add_argument("--max-new-tokens", type=_checked_arg(int, _at_least(1)), default=40,
+                        help="tokens each model generates after the prompt, also the timed length (default 40)")
+    add_sampling_flags(parser, temperature=False)
+    parser.add_argument("--report", type=Path, metavar="PATH",
+                        help="write PATH.md and PATH.json (default RUN/compare-NAME)")
+    look = parser.add_argument_group("looking inside (the lecture's print_probs)")
+    look.add_argument("--show-probs", action="store_true",
+                      help="for the first text of each model: every step's context shaded by (last-layer) attention "
+                           "and the 5 likeliest next tokens")
+    look.add_argument("--heads", action="store_true", help="with --show-probs (implied), also each attention head")
+    parser.set_defaults(handler=run_compare)
+
+
+def run_compare(args) -> int:
+    import warnings
+
+    from gpt_keras import gpt2 as gpt2_lib
+    from gpt_keras.generation import PromptWarning
+    from gpt_keras.runs import load_run
+
+    run = load_run(args.run)
+    gpt2 = gpt2_lib.load_gpt2(args.gpt2)
+    prompts = args.prompt or ["wine review : germany", "wine review : us"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", PromptWarning)
+        warnings.showwarning = _prompt_warning_printer("compare", warnings.showwarning)
+        comparison = gpt2_lib.compare(run, gpt2, args.data, prompts=prompts, temperatures=args.temperature,
+                                      seeds=args.seed, max_new_tokens=args.max_new_tokens, top_k=args.top_k,
+                                      top_p=args.top_p, greedy=args.greedy, heldout=args.heldout)
+    print(comparison.format_table(width=None))
+    if args.show_probs or args.heads:
+        from gpt_keras.viz import print_probs
+
+        first = comparison.generations[0]
+        for key, vocab in (("ours", run.vocab), ("gpt2", gpt2_lib.TokenLabels(gpt2))):
+            print(f"\n{comparison.models[key]['name']}, step by step ({first['prompt']!r}, {first['sampler']}, "
+                  f"seed {first['seed']}):")
+            print_probs(comparison.records[key], vocab, heads=args.heads)
+    stem = args.report if args.report is not None else args.run / f"compare-{Path(gpt2.name).name}"
+    written = comparison.write(stem)
+    print(f"\nWrote {written['markdown']} and {written['json']}")
+    return 0
+
+
+def add_finetune_gpt2_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "finetune-gpt2", help="fine-tune GPT-2 on the wine reviews (fit, mixed precision on a GPU, save_pretrained)",
+        description="Fine-tunes TFGPT2LMHeadModel on the reviews of --data, leaving out the last --heldout "
+                    "(the ones `gpt-keras compare` scores), and saves it with save_pretrained in --out, "
+                    "which `gpt-keras compare --gpt2 OUT` loads.")
+    parser.add_argument("--gpt2", default="gpt2", metavar="NAME|PATH", help="the model to start from (default gpt2)")
+    parser.add_argument("--data", type=Path, help="Kaggle JSON or CSV (default: data/ full dataset, else the sample)")
+    parser.add_argument("--out", type=Path, default=Path("runs/gpt2-wine"),
+                        help="save_pretrained directory to write (replaced when done; default runs/gpt2-wine)")
+    parser.add_argument("--epochs", type=_checked_arg(int, _at_least(1)), default=1, help="default 1")
+    parser.add_argument("--batch-size", type=_checked_arg(int, _at_least(1)), default=8, help="default 8")
+    parser.add_argument("--max-length", type=_checked_arg(int, _at_least(2)), default=128,
+                        help="tokens per review, longer ones are cut (default 128)")
+    parser.add_argument("--learning-rate", type=_checked_arg(float, _positive), default=5e-5,
+                        help="Adam's learning rate (default 5e-5)")
+    parser.add_argument("--limit", type=_checked_arg(int, _at_least(1)), metavar="N",
+                        help="train on the first N reviews only (default: all but the held-out ones)")
+    parser.add_argument("--heldout", type=_checked_arg(int, _at_least(0)), default=200,
+                        help="leave out the last N reviews, as `compare --heldout N` scores them (default 200)")
+    parser.add_argument("--mixed-precision", choices=("auto", "on", "off"), default="auto",
+                        help="auto: mixed precision only on a GPU (bfloat16, float16 on GPUs older than Ampere)")
+    parser.add_argument("--seed", type=_checked_arg(int, _at_least(0)), default=0,
+                        help="seed of dropout and shuffling (default 0)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=run_finetune_gpt2)
+
+
+def run_finetune_gpt2(args) -> int:
+    from gpt_keras import gpt2 as gpt2_lib
+
+    policy = gpt2_lib.precision_policy(args.mixed_precision)
+    print(f"Fine-tuning {args.gpt2} on {gpt2_lib.device_description()}, dtype policy {policy}")
+    result = gpt2_lib.finetune_gpt2(args.gpt2, args.data, args.out, epochs=args.epochs, batch_size=args.batch_size,
+                                    max_length=args.max_length, learning_rate=args.learning_rate, limit=args.limit,
+                                    heldout=args.heldout, mixed_precision=args.mixed_precision, seed=args.seed,
+                                    verbose=0 if args.quiet else progress_verbosity())
+    losses = ", ".join(f"{loss:.4f}" for loss in result.history["loss"])
+    print(f"Trained on {result.reviews:,} reviews in {result.seconds:.1f} s; loss per epoch: {losses}")
+    print(f"Saved {result.out_dir} (save_pretrained)")
+    heldout = f" --heldout {args.heldout}" if args.heldout not in (0, 200) else ""
+    print(f"Compare: gpt-keras compare --run RUN --gpt2 {result.out_dir}{heldout}")
+    return 0
+
+
 # --- main -----------------------------------------------------------------------------------------------
 
 SUBCOMMANDS = [add_download_parser, add_tokenize_parser, add_train_parser, add_generate_parser,
-               add_demo_parser, add_tensorboard_parser, add_temperature_parser]
+               add_demo_parser, add_tensorboard_parser, add_temperature_parser, add_compare_parser,
+               add_finetune_gpt2_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -485,10 +600,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _is_user_error(error: Exception) -> bool:
     from gpt_keras.data import DataError
+    from gpt_keras.gpt2 import GPT2Error
     from gpt_keras.runs import RunError
     from gpt_keras.sampling import SamplingError
 
-    return isinstance(error, (ConfigError, DataError, RunError, SamplingError, UsageError))
+    return isinstance(error, (ConfigError, DataError, GPT2Error, RunError, SamplingError, UsageError))
 
 
 if __name__ == "__main__":
