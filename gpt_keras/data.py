@@ -6,20 +6,23 @@ province, variety and description, writes each as
 that punctuation marks become words, and lets a `TextVectorization` layer lower-case and index them.
 This module does the same with pandas (JSON or the Kaggle CSV) and reports what it kept and dropped.
 
-TensorFlow is used here only for the vectorizer and the `tf.data` pipeline: the model code itself
-runs on any Keras backend, and `save_tokens`/`load_tokens` let training start from plain arrays.
+TensorFlow is used here only for the vectorizer and the `tf.data` pipeline (imported inside them):
+the model code itself runs on any Keras backend, and `save_tokens`/`load_tokens` with `ArrayBatches`
+let training start from plain arrays where TensorFlow is not installed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 import string
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import keras
 import numpy as np
 import pandas as pd
 
@@ -249,7 +252,6 @@ def download_dataset(data_dir: str | Path = DEFAULT_DATA_DIR) -> Path:
 
 def make_vectorizer(texts: Sequence[str], vocab_size: int, max_len: int, batch_size: int = 1024):
     """A `TextVectorization` (lower-case, `vocab_size` words, `max_len + 1` tokens) adapted on `texts`."""
-    import keras
     import tensorflow as tf
 
     vectorizer = keras.layers.TextVectorization(
@@ -260,8 +262,6 @@ def make_vectorizer(texts: Sequence[str], vocab_size: int, max_len: int, batch_s
 
 def vectorizer_from_vocabulary(vocabulary: Sequence[str], max_len: int):
     """Rebuilds a saved run's vectorizer from its vocabulary (padding and `[UNK]` first)."""
-    import keras
-
     vectorizer = keras.layers.TextVectorization(
         standardize="lower", output_mode="int", output_sequence_length=max_len + 1)
     vectorizer.set_vocabulary(list(vocabulary)[2:] if list(vocabulary[:2]) == ["", "[UNK]"] else vocabulary)
@@ -339,6 +339,54 @@ def load_tokens(path: str | Path) -> tuple[np.ndarray, list[str]]:
     if tokens.size and (tokens.min() < 0 or tokens.max() >= len(vocabulary)):
         raise DataError(f"{path}: token ids outside 0..{len(vocabulary) - 1}")
     return tokens.astype(np.int32), vocabulary
+
+
+class ArrayBatches(keras.utils.PyDataset):
+    """(x, y) batches of token ids shifted by one, from a plain array, for `model.fit` on any backend.
+
+    The TensorFlow-free counterpart of `make_dataset`: reviews are reshuffled every epoch from
+    `seed` (the first epoch too), and the last batch may be short, as `tf.data`'s `batch` leaves it.
+
+    Args:
+        tokens: [reviews, max_len + 1] integer token ids, e.g. from `load_tokens`.
+        batch_size: reviews per batch.
+        seed: seeds the shuffles (None: a fresh order every run).
+        shuffle: reshuffle every epoch (False keeps the array's order, for validation).
+        **kwargs: `keras.utils.PyDataset`'s `workers`, `use_multiprocessing`, `max_queue_size`.
+
+    Example:
+        >>> tokens, vocabulary = load_tokens("tokens.npz")                   # doctest: +SKIP
+        >>> model.fit(ArrayBatches(tokens, batch_size=32, seed=42), epochs=5)  # doctest: +SKIP
+    """
+
+    def __init__(self, tokens: np.ndarray, batch_size: int, seed: int | None = None, shuffle: bool = True,
+                 **kwargs):
+        super().__init__(**kwargs)
+        tokens = np.asarray(tokens)
+        if tokens.ndim != 2 or tokens.shape[0] < 1 or tokens.shape[1] < 2 \
+                or not np.issubdtype(tokens.dtype, np.integer):
+            raise DataError(f"tokens must be a 2-D integer array of at least 1 row and 2 columns, got "
+                            f"{tokens.dtype} {tokens.shape}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise DataError(f"batch_size must be an integer of at least 1, got {batch_size!r}")
+        self.tokens = tokens.astype(np.int32, copy=False)
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self._rng = np.random.default_rng(seed)
+        self._order = self._rng.permutation(len(self.tokens)) if shuffle else np.arange(len(self.tokens))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.tokens) / self.batch_size)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch {index} of {len(self)}")
+        rows = self._order[index * self.batch_size:(index + 1) * self.batch_size]
+        return shift_for_language_model(self.tokens[rows])
+
+    def on_epoch_end(self) -> None:
+        if self.shuffle:
+            self._order = self._rng.permutation(len(self.tokens))
 
 
 # --- the vocabulary -----------------------------------------------------------------------------
