@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from gpt_keras.data import Vocabulary
-from gpt_keras.generation import CachedGenerator, generate_lecture
+from gpt_keras.generation import CachedGenerator, check_max_tokens, generate_lecture
 from gpt_keras.sampling import Sampler, SamplingError
 
 METHODS = ("cached", "lecture")
@@ -45,12 +45,13 @@ class TextGenerator(keras.callbacks.Callback):
         super().__init__()
         if method not in METHODS:
             raise SamplingError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        _check_generator_args(prompt, max_tokens, seed, print_fn)  # fail now, not after the first epoch
         self.vocab = index_to_word if isinstance(index_to_word, Vocabulary) else Vocabulary(tuple(index_to_word))
         self.index_to_word = list(self.vocab.words)
         self.word_to_index = {word: index for index, word in enumerate(self.index_to_word)}
         self.top_k = top_k
         self.prompt, self.max_tokens, self.temperature = prompt, max_tokens, temperature
-        Sampler(temperature=temperature, top_k=top_k)  # fail now, not after the first epoch
+        Sampler(temperature=temperature, top_k=top_k)
         self.method = method
         self.every_epoch = every_epoch
         self.print_fn = print_fn
@@ -88,6 +89,10 @@ class TextGenerator(keras.callbacks.Callback):
         return self._cached.generate(start_prompt, max_tokens, sampler, self.rng)
 
     def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)):
+            self.last_text = None  # the weights are NaN: nothing to read, and no text to log
+            return
         if self.every_epoch:
             self.generate(self.prompt, max_tokens=self.max_tokens, temperature=self.temperature)
             self.generated.append((epoch, self.last_text))
@@ -98,6 +103,16 @@ class TextGenerator(keras.callbacks.Callback):
 
     def set_rng_state(self, state: dict) -> None:
         self.rng.bit_generator.state = state
+
+
+def _check_generator_args(prompt, max_tokens, seed, print_fn) -> None:
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise SamplingError(f"prompt must be a non-empty string, got {prompt!r}")
+    check_max_tokens(max_tokens)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise SamplingError(f"seed must be None or an integer of at least 0, got {seed!r}")
+    if print_fn is not None and not callable(print_fn):
+        raise SamplingError(f"print_fn must be callable (print, a list's append) or None, got {print_fn!r}")
 
 
 class ResumableTensorBoard(keras.callbacks.TensorBoard):
@@ -166,11 +181,14 @@ class StopOnNaN(keras.callbacks.Callback):
 
 
 class RunState(keras.callbacks.Callback):
-    """After each epoch's checkpoint is written, records it in `state.json` (atomically) for `--resume`.
+    """After each epoch, saves a checkpoint and records it in `state.json` for `--resume`, both atomically.
 
     The state names the checkpoint only once that file is complete, so a crash while a checkpoint is
-    being written leaves the previous state pointing at the previous, intact checkpoint. Older
-    checkpoints beyond `keep` are deleted.
+    being written leaves the previous state pointing at the previous, intact checkpoint. An epoch whose
+    loss became NaN is neither saved nor recorded. Besides the checkpoint (weights and optimizer), the
+    state keeps what a `.keras` file does not: the dropout layers' random-generator states, the
+    TensorBoard step and the text sampler's state, so a resumed run continues as if never stopped.
+    Older checkpoints beyond `keep` are deleted.
     """
 
     def __init__(self, run_dir, checkpoint_pattern: str, text_generator: TextGenerator | None = None,
@@ -190,16 +208,21 @@ class RunState(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         from gpt_keras.files import write_json
 
+        from gpt_keras.files import atomic_path
+
         if self.stop_on_nan is not None and self.stop_on_nan.stopped_at is not None:
-            return  # never record a NaN model as the state to resume from
+            return  # never save or record a NaN model as the state to resume from
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(float(value))
         checkpoint = self.checkpoint_pattern.format(epoch=epoch + 1)
+        with atomic_path(self.run_dir / checkpoint) as temporary:
+            self.model.save(temporary)
         state = {
             "epoch": epoch + 1,
             "checkpoint": checkpoint,
             "global_step": self.tensorboard.global_step if self.tensorboard is not None else None,
             "rng_state": _jsonable(self.text_generator.get_rng_state()) if self.text_generator else None,
+            "seed_states": [keras.ops.convert_to_numpy(state).tolist() for state in seed_generator_states(self.model)],
             "history": self.history,
         }
         write_json(self.run_dir / "state.json", state)
@@ -208,6 +231,20 @@ class RunState(keras.callbacks.Callback):
     def _prune(self, newest_epoch: int) -> None:
         for old_epoch in range(1, newest_epoch - self.keep + 1):
             (self.run_dir / self.checkpoint_pattern.format(epoch=old_epoch)).unlink(missing_ok=True)
+
+
+def seed_generator_states(model: keras.Model) -> list:
+    """The state variables of the model's random generators (dropout's), which `model.save` leaves out."""
+    return [variable for variable in model.variables if variable.path.endswith("seed_generator_state")]
+
+
+def restore_seed_generator_states(model: keras.Model, states: list | None) -> None:
+    """Puts back the states `RunState` saved, so dropout draws on where the interrupted run stopped."""
+    variables = seed_generator_states(model)
+    if states is None or len(states) != len(variables):
+        return  # a state from before these were saved: dropout starts afresh, training still resumes
+    for variable, state in zip(variables, states):
+        variable.assign(np.asarray(state, dtype=variable.dtype))
 
 
 def _jsonable(value):

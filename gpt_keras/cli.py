@@ -39,7 +39,7 @@ def _flag(field_name: str) -> str:
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per `GPTConfig` field (`--vocab-size`, `--max-len`, ...), defaulting to the preset's value."""
     group = parser.add_argument_group("model and training hyperparameters (defaults: the chosen --preset)")
-    group.add_argument("--preset", choices=sorted(PRESETS), default="lecture",
+    group.add_argument("--preset", choices=sorted(PRESETS), default=None,
                        help="starting values for every hyperparameter (default: lecture)")
     group.add_argument("--config", type=Path, help="a config.json to start from (a run's, say)")
     for field in dataclasses.fields(GPTConfig):
@@ -77,9 +77,18 @@ def _at_least(minimum: int) -> Callable[[int], int]:
     return check
 
 
-def config_from_args(args: argparse.Namespace) -> GPTConfig:
-    """The preset (or --config file), then every flag given on top; errors name the flag."""
-    base = GPTConfig.load(args.config).to_dict() if args.config else {**GPTConfig().to_dict(), **PRESETS[args.preset]}
+def config_from_args(args: argparse.Namespace, saved: GPTConfig | None = None) -> GPTConfig:
+    """The preset (or --config file), then every flag given on top; errors name the flag.
+
+    `saved` (a run's config, for --resume) takes the place of the preset unless --preset or --config
+    is given, so `--resume --epochs 8` changes only the epochs.
+    """
+    if args.config:
+        base = GPTConfig.load(args.config).to_dict()
+    elif saved is not None and args.preset is None:
+        base = saved.to_dict()
+    else:
+        base = {**GPTConfig().to_dict(), **PRESETS[args.preset or "lecture"]}
     changes = {field.name: getattr(args, field.name) for field in dataclasses.fields(GPTConfig)
                if getattr(args, field.name, None) is not None}
     try:
@@ -160,16 +169,25 @@ def add_train_parser(subparsers) -> None:
 def run_train(args) -> int:
     from gpt_keras.train import train
 
-    config = config_from_args(args)
     if args.data is not None and args.tokens is not None:
         raise UsageError("--data and --tokens: give one or the other")
-    result = train(config, args.data, runs_dir=args.runs_dir, run_name=args.name, run_dir=args.run,
+    run_dir = args.run
+    if args.resume:  # the same command again, plus --resume: its flags are checked against the run's config
+        from gpt_keras import runs
+
+        run_dir = runs.resume_target(args.runs_dir, args.name, args.run)
+        config = config_from_args(args, saved=GPTConfig.load(run_dir / runs.CONFIG))
+    else:
+        config = config_from_args(args)
+    result = train(config, args.data, runs_dir=args.runs_dir, run_name=args.name, run_dir=run_dir,
                    resume=args.resume, tokens_path=args.tokens, strategy=make_strategy(args.strategy),
                    verbose=0 if args.quiet else progress_verbosity())
     if result.stopped_on_nan is not None:
         epoch, batch = result.stopped_on_nan
-        print(f"Training stopped: the loss became NaN at epoch {epoch}, batch {batch}. The last good state is "
-              f"kept in {result.run_dir} (lower --learning-rate and --resume).", file=sys.stderr)
+        kept = (f"The last good epoch is kept in {result.run_dir}: resume it with a lower --learning-rate and "
+                "--resume." if (result.run_dir / "state.json").exists() else
+                "No epoch finished, so nothing was kept to resume: start again with a lower --learning-rate.")
+        print(f"Training stopped: the loss became NaN at epoch {epoch}, batch {batch}. {kept}", file=sys.stderr)
         return 1
     if not result.chief:
         print("\nTraining finished; the chief worker saved the run (this worker's copy was temporary).")

@@ -312,6 +312,27 @@ def make_dataset(tokens: np.ndarray, batch_size: int, seed: int | None = None, s
             .prefetch(tf.data.AUTOTUNE))
 
 
+def training_batches(tokens: np.ndarray, batch_size: int, seed: int, first_epoch: int = 0, shuffle_buffer: int = 0):
+    """The training stream for `model.fit(..., steps_per_epoch=steps)`: returns (dataset, steps).
+
+    One endless `tf.data` stream of (x, y) batches, epoch after epoch, each epoch reshuffled and ending
+    in a short batch as `make_dataset`'s does. Epoch e's order depends only on `seed`, TensorFlow's
+    global seed (`train` sets it to the run's seed) and e; a run resumed at epoch k skips the first k
+    epochs' index batches (cheap: indices only), so it sees exactly the batches an uninterrupted run
+    sees from epoch k on. (`make_dataset` restarts its shuffle sequence instead.)
+    """
+    import tensorflow as tf
+
+    steps = -(-len(tokens) // batch_size)
+    order = (tf.data.Dataset.range(len(tokens))
+             .shuffle(shuffle_buffer or len(tokens), seed=seed, reshuffle_each_iteration=True)
+             .batch(batch_size).repeat().skip(first_epoch * steps))
+    table = tf.constant(np.asarray(tokens, np.int32))
+    batches = order.map(lambda rows: shift_for_language_model(tf.gather(table, rows)),
+                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return batches.prefetch(tf.data.AUTOTUNE), steps
+
+
 # --- pre-tokenized arrays (training without TensorFlow) ----------------------------------------
 
 def save_tokens(path: str | Path, tokens: np.ndarray, vocabulary: Sequence[str]) -> Path:

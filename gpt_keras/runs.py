@@ -72,6 +72,32 @@ def latest_run(runs_dir: str | Path) -> Path:
                else (path / CONFIG).stat().st_mtime)
 
 
+def resume_target(runs_dir: str | Path, name: str | None = None, run_dir: str | Path | None = None) -> Path:
+    """The run `--resume` continues: `run_dir`, else `runs_dir/name`, else the latest run in `runs_dir`.
+
+    Raises:
+        RunError: there is no such run, or the directory is not a run (no config.json).
+    """
+    if run_dir is not None:
+        target = Path(run_dir)
+    elif name is not None:
+        target = Path(runs_dir) / name
+    else:
+        target = latest_run(runs_dir)
+    if not (target / CONFIG).is_file():
+        raise RunError(f"{target}: not a run directory (no {CONFIG}); nothing to resume")
+    return target
+
+
+def read_data_info(run_dir: str | Path) -> dict:
+    """The run's data.json (where its reviews came from), or {} if it is missing or unreadable."""
+    try:
+        info = json.loads((Path(run_dir) / DATA).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
 class RunLock:
     """An exclusive lock on a run directory, held while a process trains in it.
 

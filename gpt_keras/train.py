@@ -11,6 +11,7 @@ and sampler state.
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -21,11 +22,14 @@ import numpy as np
 
 from gpt_keras import data as data_lib
 from gpt_keras import distribute, runs
-from gpt_keras.callbacks import GeneratedTextSummary, ResumableTensorBoard, RunState, StopOnNaN, TextGenerator
-from gpt_keras.config import GPTConfig
+from gpt_keras.callbacks import (GeneratedTextSummary, ResumableTensorBoard, RunState, StopOnNaN, TextGenerator,
+                                 restore_seed_generator_states)
+from gpt_keras.config import ConfigError, GPTConfig
+from gpt_keras.files import write_json
 from gpt_keras.model import build_gpt, compile_gpt
 
 CHECKPOINT_PATTERN = "checkpoints/epoch-{epoch:03d}.keras"
+RESUMABLE_CHANGES = ("epochs", "learning_rate")  # the only config fields `--resume` may change
 
 
 @dataclasses.dataclass
@@ -122,18 +126,21 @@ def jit_compile_flag(config: GPTConfig) -> bool | str:
     return {"auto": "auto", "on": True, "off": False}[config.jit_compile]
 
 
-def train(config: GPTConfig = GPTConfig(), data_path: str | Path | None = None, *,
+def train(config: GPTConfig | None = None, data_path: str | Path | None = None, *,
           runs_dir: str | Path = "runs", run_name: str | None = None, run_dir: str | Path | None = None,
           resume: bool = False, tokens_path: str | Path | None = None, strategy=None,
           print_fn: Callable[[str], None] | None = print, verbose: int | str = "auto") -> TrainResult:
     """Trains the GPT and saves everything in a run directory.
 
     Args:
-        config: hyperparameters (ignored on resume, except that `epochs` may be raised).
+        config: hyperparameters (None: the lecture's). On resume, None continues with the run's saved
+            config; a config given must equal it except for `epochs` and `learning_rate` (which may
+            change), otherwise `RunError` names the fields that differ.
         data_path: Kaggle JSON/CSV; None uses the full dataset in data/ if present, else the sample.
         runs_dir: where new run directories are created.
         run_name / run_dir: name a new run, or give its directory (resume: the run to continue).
-        resume: continue `run_dir` (or the latest run in `runs_dir`) from its last finished epoch.
+        resume: continue `run_dir` (or `runs_dir/run_name`, or the latest run in `runs_dir`) from its
+            last finished epoch; `data_path`/`tokens_path`, if given, must be the run's own.
         tokens_path: train from a `.npz` of token ids written by `gpt-keras tokenize` (any backend).
         strategy: a `tf.distribute` strategy; the model is built in its scope and `batch_size` is global.
             In a multi-worker cluster only the chief writes the run; the other workers train in a
@@ -144,10 +151,12 @@ def train(config: GPTConfig = GPTConfig(), data_path: str | Path | None = None, 
         DataError, ConfigError: bad input, raised before any run directory is created.
         RunError: the run directory is in use, or cannot be resumed.
     """
+    _check_arguments(config, data_path, tokens_path, runs_dir, run_dir, verbose, print_fn)
     if strategy is not None:
         distribute.patch_keras_for_distribution()
     if resume:
-        return _resume(config, runs_dir, run_dir, strategy, print_fn, verbose)
+        return _resume(config, data_path or tokens_path, runs_dir, run_name, run_dir, strategy, print_fn, verbose)
+    config = GPTConfig() if config is None else config
     prepared = prepare_data(config, data_path, tokens_path, print_fn)
     config = fit_vocabulary_size(config, prepared.vocab, print_fn)
     train_tokens, validation_tokens = data_lib.split_tokens(prepared.tokens, config.validation_split, config.seed)
@@ -181,6 +190,25 @@ def train(config: GPTConfig = GPTConfig(), data_path: str | Path | None = None, 
     finally:
         if not chief:
             runs.remove_run_dir(target)
+
+
+def _check_arguments(config, data_path, tokens_path, runs_dir, run_dir, verbose, print_fn) -> None:
+    """Wrong types and impossible paths fail first, naming the argument, before anything is read or made."""
+    if config is not None and not isinstance(config, GPTConfig):
+        raise ConfigError(f"config must be a GPTConfig (GPTConfig.from_dict reads a dict), got {type(config).__name__}")
+    if data_path is not None and tokens_path is not None:
+        raise data_lib.DataError(f"data_path and tokens_path: give one or the other, got {data_path} and {tokens_path}")
+    for name, path in (("data_path", data_path), ("tokens_path", tokens_path), ("runs_dir", runs_dir),
+                       ("run_dir", run_dir)):
+        if path is not None and not isinstance(path, (str, os.PathLike)):
+            raise ConfigError(f"{name} must be a path, got {path!r}")
+    for name, path in (("runs_dir", runs_dir), ("run_dir", run_dir)):
+        if path is not None and Path(path).exists() and not Path(path).is_dir():
+            raise runs.RunError(f"{path}: {name} exists and is not a directory")
+    if isinstance(verbose, bool) or verbose not in ("auto", 0, 1, 2):
+        raise ConfigError(f"verbose must be 'auto', 0, 1 or 2, got {verbose!r}")
+    if print_fn is not None and not callable(print_fn):
+        raise ConfigError(f"print_fn must be callable or None, got {print_fn!r}")
 
 
 def _worker_scratch_dir(strategy) -> Path:
@@ -234,23 +262,22 @@ def _fit(model, config, run_dir, vocab, train_tokens, validation_tokens, initial
         tensorboard,
         text_generator,
         GeneratedTextSummary(text_generator, log_dir / "text"),
-        keras.callbacks.ModelCheckpoint(str(run_dir / CHECKPOINT_PATTERN)),  # formats {epoch} as epoch + 1
         RunState(run_dir, CHECKPOINT_PATTERN, text_generator, tensorboard, stop_on_nan,
                  history=(state or {}).get("history")),
     ]
-    train_ds = data_lib.make_dataset(train_tokens, config.batch_size, seed=config.seed + initial_epoch,
-                                     shuffle_buffer=config.shuffle_buffer)
+    # One stream over all epochs, in which epoch e's order depends only on the seed and e, so a resumed
+    # run sees the same batches as an uninterrupted one.
+    train_ds, steps_per_epoch = data_lib.training_batches(train_tokens, config.batch_size, config.seed,
+                                                          initial_epoch, config.shuffle_buffer)
     validation_ds = None if validation_tokens is None else data_lib.make_dataset(
         validation_tokens, config.batch_size, shuffle=False)
     if strategy is not None:  # every worker builds the same batches and keeps its share of each
         train_ds = train_ds.with_options(distribute.dataset_options())
         validation_ds = None if validation_ds is None else validation_ds.with_options(distribute.dataset_options())
     # shuffle=False: the tf.data pipeline already shuffles per review with the run's seed.
-    model.fit(train_ds, epochs=config.epochs, initial_epoch=initial_epoch, validation_data=validation_ds,
-              callbacks=callbacks, verbose=verbose, shuffle=False)
+    model.fit(train_ds, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
+              validation_data=validation_ds, callbacks=callbacks, verbose=verbose, shuffle=False)
     history = callbacks[-1].history
-    from gpt_keras.files import write_json
-
     write_json(run_dir / runs.HISTORY, history)
     if stop_on_nan.stopped_at is None:
         runs.save_model(model, run_dir / runs.MODEL)
@@ -260,33 +287,35 @@ def _fit(model, config, run_dir, vocab, train_tokens, validation_tokens, initial
                        stopped_on_nan=stop_on_nan.stopped_at, resumed_from_epoch=initial_epoch)
 
 
-def _resume(config, runs_dir, run_dir, strategy, print_fn, verbose) -> TrainResult:
+def _resume(config, data_path, runs_dir, run_name, run_dir, strategy, print_fn, verbose) -> TrainResult:
     """Continues a run from its last finished epoch (or from the start if none finished)."""
-    say = print_fn or (lambda _: None)
-    target = Path(run_dir) if run_dir is not None else runs.latest_run(runs_dir)
-    if not (target / runs.CONFIG).is_file():
-        hint = "" if distribute.is_chief(strategy) else (" (every worker must see the run at the same path, "
-                                                           "e.g. on a shared file system)")
-        raise runs.RunError(f"{target}: not a run directory (no {runs.CONFIG}); nothing to resume{hint}")
+    try:
+        target = runs.resume_target(runs_dir, run_name, run_dir)
+    except runs.RunError as error:
+        if distribute.is_chief(strategy):
+            raise
+        raise runs.RunError(f"{error} (every worker must see the run at the same path, e.g. on a shared "
+                            "file system)") from None
     if not distribute.is_chief(strategy):
-        return _resume_as_worker(target, config, strategy, print_fn, verbose)
-    return _resume_in(target, config, strategy, print_fn, verbose)
+        return _resume_as_worker(target, config, data_path, strategy, print_fn, verbose)
+    return _resume_in(target, config, data_path, strategy, print_fn, verbose)
 
 
-def _resume_in(target: Path, config, strategy, print_fn, verbose) -> TrainResult:
+def _resume_in(target: Path, config, data_path, strategy, print_fn, verbose) -> TrainResult:
     say = print_fn or (lambda _: None)
     with runs.RunLock(target):
-        saved = GPTConfig.load(target / runs.CONFIG)
-        if config.epochs > saved.epochs:
-            saved = saved.replace(epochs=config.epochs)
         vocab = data_lib.Vocabulary.load(target / runs.VOCAB)
+        saved = resumed_config(GPTConfig.load(target / runs.CONFIG), config, vocab, target)
+        _check_same_data(target, data_path)
         tokens, _ = data_lib.load_tokens(target / runs.TOKENS)
         train_tokens, validation_tokens = data_lib.split_tokens(tokens, saved.validation_split, saved.seed)
         state = runs.read_state(target)
         initial_epoch = state["epoch"] if state else 0
         if initial_epoch >= saved.epochs:
-            say(f"{target}: all {saved.epochs} epochs are done; nothing to resume (raise --epochs to train more)")
-        keras.utils.set_random_seed(saved.seed + initial_epoch)
+            say(f"{target}: all {initial_epoch} epochs are done; nothing to resume (raise --epochs to train more)")
+            saved = saved.replace(epochs=initial_epoch)
+        write_json(target / runs.CONFIG, saved.to_dict())  # epochs or learning rate may have changed
+        keras.utils.set_random_seed(saved.seed)  # as in the first run: the data order depends on it
         configure_precision(saved)
         if state is None:
             say(f"Resuming {target} from the start (no epoch had finished)")
@@ -294,12 +323,14 @@ def _resume_in(target: Path, config, strategy, print_fn, verbose) -> TrainResult
         else:
             say(f"Resuming {target} after epoch {initial_epoch} from {state['checkpoint']}")
             model = _load_checkpoint(target / state["checkpoint"], strategy)
+            restore_seed_generator_states(model, state.get("seed_states"))
+            model.optimizer.learning_rate = saved.learning_rate
         prepared = PreparedData(tokens, vocab, None, f"the run's saved tokens ({runs.TOKENS})", str(target / runs.TOKENS))
         return _fit(model, saved, target, vocab, train_tokens, validation_tokens, initial_epoch, state, print_fn,
                     verbose, prepared, strategy=strategy)
 
 
-def _resume_as_worker(target: Path, config, strategy, print_fn, verbose) -> TrainResult:
+def _resume_as_worker(target: Path, config, data_path, strategy, print_fn, verbose) -> TrainResult:
     """A non-chief worker resumes a copy of the files resuming reads, in its scratch directory.
 
     The chief keeps writing the real run, so every worker must see it at the same path (a shared
@@ -312,11 +343,45 @@ def _resume_as_worker(target: Path, config, strategy, print_fn, verbose) -> Trai
         for name in names:
             (scratch / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(target / name, scratch / name)
-        result = _resume_in(scratch, config, strategy, print_fn, verbose)
+        result = _resume_in(scratch, config, data_path, strategy, print_fn, verbose)
         result.chief = False
         return result
     finally:
         runs.remove_run_dir(scratch)
+
+
+def resumed_config(saved: GPTConfig, given: GPTConfig | None, vocab: data_lib.Vocabulary, run_dir) -> GPTConfig:
+    """The config a resumed run trains with: the saved one, with the given `epochs` and `learning_rate`.
+
+    Those two may change (train longer; a lower rate after a NaN loss). Any other field that differs
+    would be silently ignored (the model and its data are already made), so it is refused instead.
+    `vocab_size` counts as equal when the run shrank it to the size of its vocabulary.
+
+    Raises:
+        RunError: naming each field that differs, with both values.
+    """
+    if given is None:
+        return saved
+    given = fit_vocabulary_size(given, vocab, None)
+    differ = [name for name, value in given.to_dict().items()
+              if name not in RESUMABLE_CHANGES and value != getattr(saved, name)]
+    if differ:
+        changes = ", ".join(f"{name} {getattr(given, name)!r} (the run has {getattr(saved, name)!r})"
+                            for name in differ)
+        raise runs.RunError(f"{run_dir}: a resumed run keeps its config; these differ: {changes}. "
+                            f"Only {' and '.join(RESUMABLE_CHANGES)} can change: resume with the run's "
+                            "settings, or start a new run")
+    return saved.replace(**{name: getattr(given, name) for name in RESUMABLE_CHANGES})
+
+
+def _check_same_data(run_dir: Path, data_path) -> None:
+    """A data file given on resume must be the run's own: a resumed run trains on its saved tokens."""
+    if data_path is None:
+        return
+    source = runs.read_data_info(run_dir).get("source")
+    if source is None or Path(source).resolve() != Path(data_path).resolve():
+        raise runs.RunError(f"{run_dir}: resuming trains on the run's saved tokens from {source}, but the data "
+                            f"given is {data_path}; omit --data/--tokens or start a new run")
 
 
 def _load_checkpoint(path: Path, strategy) -> keras.Model:
