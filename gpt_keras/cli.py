@@ -77,6 +77,12 @@ def _at_least(minimum: int) -> Callable[[int], int]:
     return check
 
 
+def _port(value: int) -> int:
+    if not 1 <= value <= 65_535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port from 1 to 65535, got {value}")
+    return value
+
+
 def config_from_args(args: argparse.Namespace, saved: GPTConfig | None = None) -> GPTConfig:
     """The preset (or --config file), then every flag given on top; errors name the flag.
 
@@ -220,9 +226,11 @@ def add_generate_parser(subparsers) -> None:
     parser = subparsers.add_parser("generate", help="generate text from a trained run")
     parser.add_argument("--run", type=Path, required=True, help="a run directory written by `gpt-keras train`")
     parser.add_argument("--prompt", default="wine review", help="start of the text (default 'wine review')")
-    parser.add_argument("--max-tokens", type=int, default=80, help="length of the text, prompt included (default 80)")
-    parser.add_argument("--seed", type=int, default=None, help="seed of the sampler (same seed, same text)")
-    parser.add_argument("--samples", type=int, default=1, help="how many texts (default 1)")
+    parser.add_argument("--max-tokens", type=_checked_arg(int, _at_least(1)), default=80,
+                        help="length of the text, prompt included (default 80)")
+    parser.add_argument("--seed", type=_checked_arg(int, _at_least(0)), default=None,
+                        help="seed of the sampler (same seed, same text)")
+    parser.add_argument("--samples", type=_checked_arg(int, _at_least(1)), default=1, help="how many texts (default 1)")
     parser.add_argument("--method", choices=("cached", "lecture"), default="cached",
                         help="cached: key/value cache (fast); lecture: model.predict per word, as taught")
     add_sampling_flags(parser)
@@ -287,8 +295,10 @@ DEMO_PROMPTS = (("wine review : us", 1.0), ("wine review : italy", 0.5), ("wine 
 def add_demo_parser(subparsers) -> None:
     parser = subparsers.add_parser("demo", help="train the demo preset on the embedded sample and generate")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where the run goes (default runs/)")
-    parser.add_argument("--epochs", type=int, default=None, help="override the demo preset's epochs")
-    parser.add_argument("--seed", type=int, default=0, help="seed of training and sampling (default 0)")
+    parser.add_argument("--epochs", type=_checked_arg(int, _at_least(1)), default=None,
+                        help="override the demo preset's epochs")
+    parser.add_argument("--seed", type=_checked_arg(int, _at_least(0)), default=0,
+                        help="seed of training and sampling (default 0)")
     parser.set_defaults(handler=run_demo)
 
 
@@ -338,7 +348,7 @@ def progress_verbosity() -> int:
 def add_tensorboard_parser(subparsers) -> None:
     parser = subparsers.add_parser("tensorboard", help="start TensorBoard on a run's logs (127.0.0.1)")
     parser.add_argument("--run", type=Path, required=True, help="a run directory (or runs/ for all runs)")
-    parser.add_argument("--port", type=int, default=6006)
+    parser.add_argument("--port", type=_checked_arg(int, _port), default=6006, help="1 to 65535 (default 6006)")
     parser.set_defaults(handler=run_tensorboard)
 
 

@@ -381,3 +381,36 @@ def test_train_checks_its_arguments_before_making_anything(tmp_path, small_json,
         train(config, small_json, print_fn=None, **kwargs)
     assert named in str(error.value)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+@pytest.mark.parametrize("args, named", [
+    (["generate", "--run", "RUN", "--max-tokens", "0"], "argument --max-tokens: must be at least 1, got 0"),
+    (["generate", "--run", "RUN", "--seed", "-1"], "argument --seed: must be at least 0, got -1"),
+    (["generate", "--run", "RUN", "--samples", "0"], "argument --samples: must be at least 1"),
+    (["generate", "--run", "RUN", "--top-p", "2"], "argument --top-p: top_p must be in (0, 1]"),
+    (["generate", "--run", "RUN", "--temperature", "nan"], "argument --temperature: temperature must be"),
+    (["train", "--epochs", "x"], "argument --epochs: expected an integer, got 'x'"),
+    (["train", "--learning-rate", "-1"], "--learning-rate: learning_rate must be greater than 0"),
+    (["train", "--runs-dir", "FILE"], "FILE: runs_dir exists and is not a directory"),
+    (["train", "--run", "FILE"], "FILE: run_dir exists and is not a directory"),
+    (["train", "--data", "RUN"], "RUN: not a regular file"),
+    (["train", "--resume", "--run", "RUN", "--seed", "1"], "seed 1 (the run has 42)"),
+    (["tensorboard", "--run", "RUN", "--port", "99999"], "argument --port: must be a TCP port from 1 to 65535"),
+    (["demo", "--epochs", "0"], "argument --epochs: must be at least 1, got 0"),
+])
+def test_command_line_errors_name_the_argument(tmp_path, trained_run, capsys, args, named):
+    from gpt_keras import cli
+
+    run_dir = _copy(trained_run.run_dir, tmp_path)
+    (tmp_path / "FILE").write_text("a file")
+    places = {"RUN": str(run_dir), "FILE": str(tmp_path / "FILE")}
+    args = [places.get(arg, arg) for arg in args]
+    try:
+        code = cli.main(args)
+    except SystemExit as exit_:  # argparse's own errors
+        code = exit_.code
+    error = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in error
+    assert messages(error)[-1].startswith(f"gpt-keras {args[0]}: error: ")
+    assert named.replace("RUN", str(run_dir)).replace("FILE", str(tmp_path / "FILE")) in messages(error)[-1]
+    assert runs.read_state(run_dir)["epoch"] == 2 and not (tmp_path / "runs").exists()
