@@ -4,8 +4,9 @@
 directory, so bad input never leaves a half-written run. Then it vectorizes the reviews once, builds
 and compiles the GPT, and calls `model.fit` with the Keras progress bar, TensorBoard (loss per batch
 and per epoch), a checkpoint per epoch, the lecture's `TextGenerator` and a NaN guard. `resume=True`
-continues a run from its last finished epoch with the same data, optimizer state, TensorBoard step
-and sampler state.
+continues a run from its last finished epoch with the same data, optimizer state, TensorBoard step,
+sampler state, dropout random state and per-epoch data order, so a run killed at any moment and
+resumed ends with the losses an uninterrupted run has (tests/test_reliability.py).
 """
 
 from __future__ import annotations
