@@ -68,6 +68,17 @@ def pad_punctuation(text: str) -> str:
     return _SPACES.sub(" ", _PUNCTUATION.sub(r" \1 ", text))
 
 
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def ascii_lower(text: str) -> str:
+    """Lower-cases A-Z only, as `TextVectorization(standardize="lower")` does (`tf.strings.lower`).
+
+    Python's `str.lower` would also turn 'É' into 'é', making prompt words differ from the vocabulary.
+    """
+    return text.translate(_ASCII_LOWER)
+
+
 def format_review(country: str, province: str, variety: str, description: str) -> str:
     """The lecture's text of one example, before punctuation padding."""
     return f"{PROMPT_PREFIX} : {country} : {province} : {variety} : {description}"
@@ -442,7 +453,7 @@ class Vocabulary:
 
     def standardize(self, prompt: str) -> list[str]:
         """The prompt's words as training saw them: punctuation padded, lower-cased, split on spaces."""
-        return pad_punctuation(prompt).lower().split()
+        return ascii_lower(pad_punctuation(prompt)).split()
 
     def encode(self, prompt: str) -> tuple[list[int], list[str]]:
         """Token ids of a prompt and the words that were not in the vocabulary (mapped to `[UNK]`, 1)."""

@@ -190,3 +190,13 @@ def test_default_data_prefers_the_full_dataset(tmp_path):
     _write(tmp_path, "winemag-data-130k-v2.csv", "x")
     path, description = data.default_data_path(tmp_path)
     assert path.name == "winemag-data-130k-v2.csv" and "full" in description
+
+
+def test_prompts_are_lower_cased_like_the_vectorizer(shared_csv):
+    import tensorflow as tf
+
+    text = "Émilia-Romagna Rosé DOURO Ürzig"
+    vectorizer_view = tf.strings.lower(text).numpy().decode()
+    assert data.ascii_lower(text) == vectorizer_view == "Émilia-romagna rosé douro Ürzig"
+    vocab = Vocabulary(("", "[UNK]", "Émilia", "-", "romagna"))
+    assert vocab.encode("Émilia-Romagna") == ([2, 3, 4], [])
