@@ -64,6 +64,18 @@ def _context_length(model: keras.Model) -> int:
     return model.get_layer("embedding").max_len
 
 
+def check_vocabulary_fits(model: keras.Model, vocab: Vocabulary) -> None:
+    """A model with more output units than the vocabulary has words could sample a word that does not exist.
+
+    That happens when `vocab_size` exceeds the words a small corpus has (training shrinks it, but a
+    hand-built model may not): fail at once, naming both sizes, instead of at a random step.
+    """
+    units = model.get_layer("probabilities").units
+    if units > len(vocab):
+        raise SamplingError(f"the model predicts {units:,} words but the vocabulary has {len(vocab):,}; build the "
+                            f"model with vocab_size={len(vocab)} (the vectorizer's real vocabulary)")
+
+
 def generate_lecture(model: keras.Model, vocab: Vocabulary, start_prompt: str, max_tokens: int,
                      sampler: Sampler, rng: np.random.Generator) -> tuple[list[dict], str]:
     """The lecture's loop: `model.predict` on the whole sequence for every new word.
@@ -72,6 +84,7 @@ def generate_lecture(model: keras.Model, vocab: Vocabulary, start_prompt: str, m
         (records, generated text).
     """
     max_tokens = check_max_tokens(max_tokens)
+    check_vocabulary_fits(model, vocab)
     max_len = _context_length(model)
     tokens = encode_prompt(vocab, start_prompt, max_len)
     prompt = " ".join(vocab.standardize(start_prompt))
@@ -124,6 +137,7 @@ class CachedGenerator:
     """
 
     def __init__(self, model: keras.Model, vocab: Vocabulary):
+        check_vocabulary_fits(model, vocab)
         self.model = model
         self.vocab = vocab
         self.embedding = model.get_layer("embedding")

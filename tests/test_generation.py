@@ -19,6 +19,7 @@ from gpt_keras.data import Vocabulary
 from gpt_keras.generation import PAD_ID, CachedGenerator, PromptWarning, generate_lecture
 from gpt_keras.model import build_gpt
 from gpt_keras.sampling import Sampler
+from tests.conftest import tiny_config
 
 pytestmark = pytest.mark.backend_agnostic
 
@@ -244,3 +245,14 @@ def test_unknown_prompt_words_warn(generator):
         records, text = generator.generate("w2 zinfandel", 4, Sampler(1.0), np.random.default_rng(0))
     assert any(issubclass(w.category, PromptWarning) and "zinfandel" in str(w.message) for w in caught)
     assert text.startswith("w2 zinfandel") and len(records) == 2
+
+
+def test_a_model_larger_than_its_vocabulary_is_refused_up_front():
+    from gpt_keras.sampling import SamplingError
+
+    model = build_gpt(tiny_config(vocab_size=60))
+    vocab = Vocabulary(("", "[UNK]", "wine", "review"))
+    with pytest.raises(SamplingError, match="the model predicts 60 words but the vocabulary has 4"):
+        CachedGenerator(model, vocab)
+    with pytest.raises(SamplingError, match="vocab_size=4"):
+        generate_lecture(model, vocab, "wine review", 5, Sampler(), np.random.default_rng(0))
