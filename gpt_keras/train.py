@@ -233,9 +233,18 @@ def _data_info(prepared: PreparedData) -> dict:
 def _build(config: GPTConfig, strategy) -> keras.Model:
     configure_precision(config)
     if strategy is None:
-        return compile_gpt(build_gpt(config), config, jit_compile_flag(config), metrics=_metrics(config))
+        return _compiled(config)
     with strategy.scope():
-        return compile_gpt(build_gpt(config), config, jit_compile_flag(config), metrics=_metrics(config))
+        return _compiled(config)
+
+
+def _compiled(config: GPTConfig) -> keras.Model:
+    """The compiled GPT with Adam's slot variables already made: otherwise the first step creates them
+    while `tf.function` traces, and TensorFlow traces the training step a second time (0.8 s at the
+    lecture's size on a CPU)."""
+    model = compile_gpt(build_gpt(config), config, jit_compile_flag(config), metrics=_metrics(config))
+    model.optimizer.build(model.trainable_variables)
+    return model
 
 
 def _metrics(config: GPTConfig):
