@@ -9,7 +9,6 @@ when the config is made, so a bad flag fails before any file is written.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -101,14 +100,9 @@ class GPTConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "GPTConfig":
-        path = Path(path)
-        try:
-            values = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ConfigError(f"{path}: cannot read config ({error})") from None
-        return cls.from_dict(values, source=str(path))
+        from gpt_keras.files import read_json
+
+        return cls.from_dict(read_json(path, "config", ConfigError), source=str(path))
 
     @classmethod
     def tiny(cls, **changes: Any) -> "GPTConfig":

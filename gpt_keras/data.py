@@ -26,7 +26,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from gpt_keras.files import atomic_path
+from gpt_keras.files import atomic_path, read_json
 
 REQUIRED_FIELDS = ("country", "province", "variety", "description")
 PROMPT_PREFIX = "wine review"
@@ -472,12 +472,7 @@ class Vocabulary:
     @classmethod
     def load(cls, path: str | Path) -> "Vocabulary":
         path = Path(path)
-        try:
-            words = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise DataError(f"{path}: vocabulary file not found") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise DataError(f"{path}: cannot read vocabulary ({error})") from None
+        words = read_json(path, "vocabulary", DataError)
         if not isinstance(words, list) or not all(isinstance(word, str) for word in words):
             raise DataError(f"{path}: a vocabulary is a JSON list of strings")
         try:

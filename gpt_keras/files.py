@@ -48,6 +48,17 @@ def _fsync(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
+def read_json(path: str | Path, what: str, error: type[Exception]) -> Any:
+    """Reads a JSON file; a missing or unreadable one raises `error` naming the file and what it should hold."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{path}: {what} file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error(f"{path}: cannot read the {what} ({exc})") from None
+
+
 def write_text(target: str | Path, text: str) -> Path:
     """Writes text atomically (UTF-8)."""
     with atomic_path(target) as temporary:

@@ -48,7 +48,7 @@ import numpy as np
 
 from gpt_keras.data import DataError, load_texts, split_tokens
 from gpt_keras.experiments import _finite, _grid, _shorten
-from gpt_keras.files import write_json, write_text
+from gpt_keras.files import read_json, write_json, write_text
 from gpt_keras.generation import PAD_ID, CachedGenerator, encode_prompt, make_record
 from gpt_keras.sampling import Sampler, softmax
 
@@ -219,10 +219,7 @@ def _load_directory(path: Path) -> GPT2:
                         "written by save_pretrained)")
     if not (path / "config.json").is_file():
         raise GPT2Error(f"{path}: not a save_pretrained directory (no config.json)")
-    try:
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise GPT2Error(f"{path / 'config.json'}: cannot read it ({error})") from None
+    config = read_json(path / "config.json", "model config", GPT2Error)
     if config.get("model_type") != "gpt2":
         raise GPT2Error(f"{path}: holds a {config.get('model_type')!r} model, not GPT-2")
     from transformers import AutoTokenizer, TFGPT2LMHeadModel
@@ -574,10 +571,9 @@ def _same_file(a, b) -> bool:
 
 def seen_by_our_run(run, data_path, n_texts: int, indices: np.ndarray) -> float | None:
     """Share of the held-out reviews our run trained on (None when its data was another file)."""
-    try:
-        info = json.loads((Path(run.path) / "data.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError):
-        return None
+    from gpt_keras.runs import read_data_info
+
+    info = read_data_info(run.path)
     if not _same_file(info.get("source", ""), data_path) or info.get("reviews") != n_texts:
         return None
     try:

@@ -32,7 +32,7 @@ import keras
 from gpt_keras import layers as _layers  # noqa: F401  (registers the custom layers for loading)
 from gpt_keras.config import ConfigError, GPTConfig
 from gpt_keras.data import DataError, Vocabulary
-from gpt_keras.files import atomic_path, write_json
+from gpt_keras.files import atomic_path, read_json, write_json
 
 CONFIG, VOCAB, DATA, TOKENS, STATE, MODEL, HISTORY, LOCK = (
     "config.json", "vocab.json", "data.json", "tokens.npz", "state.json", "model.keras", "history.json", "run.lock")
@@ -160,10 +160,7 @@ def read_state(run_dir: str | Path) -> dict | None:
     path = Path(run_dir) / STATE
     if not path.exists():
         return None
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise RunError(f"{path}: cannot read the resume state ({error})") from None
+    state = read_json(path, "resume state", RunError)
     if not isinstance(state, dict) or not isinstance(state.get("epoch"), int) or "checkpoint" not in state:
         raise RunError(f"{path}: not a gpt-keras resume state (needs 'epoch' and 'checkpoint')")
     return state
