@@ -180,8 +180,12 @@ class StopOnNaN(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-class RunState(keras.callbacks.Callback):
-    """After each epoch, saves a checkpoint and records it in `state.json` for `--resume`, both atomically.
+class RunCheckpoint(keras.callbacks.ModelCheckpoint):
+    """Keras' `ModelCheckpoint`, made safe to resume from: after each epoch it saves the full model
+    (weights and optimizer) and records it in `state.json`, both atomically.
+
+    Keras' own `on_epoch_end` writes the checkpoint in place, so a crash while saving leaves a torn
+    file; here the file is written beside its target and renamed (`runs.save_model`).
 
     The state names the checkpoint only once that file is complete, so a crash while a checkpoint is
     being written leaves the previous state pointing at the previous, intact checkpoint. An epoch whose
@@ -194,9 +198,9 @@ class RunState(keras.callbacks.Callback):
     def __init__(self, run_dir, checkpoint_pattern: str, text_generator: TextGenerator | None = None,
                  tensorboard: ResumableTensorBoard | None = None, stop_on_nan: StopOnNaN | None = None,
                  history: dict | None = None, keep: int = 2):
-        super().__init__()
         from pathlib import Path
 
+        super().__init__(str(Path(run_dir) / checkpoint_pattern), save_weights_only=False, save_freq="epoch")
         self.run_dir = Path(run_dir)
         self.checkpoint_pattern = checkpoint_pattern
         self.text_generator = text_generator
@@ -207,16 +211,14 @@ class RunState(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         from gpt_keras.files import write_json
-
-        from gpt_keras.files import atomic_path
+        from gpt_keras.runs import save_model
 
         if self.stop_on_nan is not None and self.stop_on_nan.stopped_at is not None:
             return  # never save or record a NaN model as the state to resume from
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(float(value))
         checkpoint = self.checkpoint_pattern.format(epoch=epoch + 1)
-        with atomic_path(self.run_dir / checkpoint) as temporary:
-            self.model.save(temporary)
+        save_model(self.model, self.run_dir / checkpoint)
         state = {
             "epoch": epoch + 1,
             "checkpoint": checkpoint,
@@ -239,7 +241,7 @@ def seed_generator_states(model: keras.Model) -> list:
 
 
 def restore_seed_generator_states(model: keras.Model, states: list | None) -> None:
-    """Puts back the states `RunState` saved, so dropout draws on where the interrupted run stopped."""
+    """Puts back the states `RunCheckpoint` saved, so dropout draws on where the interrupted run stopped."""
     variables = seed_generator_states(model)
     if states is None or len(states) != len(variables):
         return  # a state from before these were saved: dropout starts afresh, training still resumes

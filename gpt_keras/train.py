@@ -23,7 +23,7 @@ import numpy as np
 
 from gpt_keras import data as data_lib
 from gpt_keras import distribute, runs
-from gpt_keras.callbacks import (GeneratedTextSummary, ResumableTensorBoard, RunState, StopOnNaN, TextGenerator,
+from gpt_keras.callbacks import (GeneratedTextSummary, ResumableTensorBoard, RunCheckpoint, StopOnNaN, TextGenerator,
                                  restore_seed_generator_states)
 from gpt_keras.config import ConfigError, GPTConfig
 from gpt_keras.files import write_json
@@ -272,7 +272,7 @@ def _fit(model, config, run_dir, vocab, train_tokens, validation_tokens, initial
         tensorboard,
         text_generator,
         GeneratedTextSummary(text_generator, log_dir / "text"),
-        RunState(run_dir, CHECKPOINT_PATTERN, text_generator, tensorboard, stop_on_nan,
+        RunCheckpoint(run_dir, CHECKPOINT_PATTERN, text_generator, tensorboard, stop_on_nan,
                  history=(state or {}).get("history")),
     ]
     # One stream over all epochs, in which epoch e's order depends only on the seed and e, so a resumed
