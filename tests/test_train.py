@@ -54,6 +54,7 @@ def test_tensorboard_has_loss_per_batch_and_per_epoch_and_the_generated_text(tra
     train_events = _event_tags(trained_run.run_dir / "logs" / "train")
     tags = train_events.Tags()["tensors"]
     assert "epoch_loss" in tags and "batch_loss" in tags
+    assert "keras" in tags  # the model's conceptual graph (TensorBoard's Graphs tab); Keras 3 writes no op graph
     steps_per_epoch = math.ceil(400 / 16)
     assert [event.step for event in train_events.Tensors("epoch_loss")] == [0, 1]
     assert max(event.step for event in train_events.Tensors("batch_loss")) == 2 * steps_per_epoch
