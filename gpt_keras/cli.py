@@ -20,7 +20,7 @@ PRESETS = {
     "lecture": {},  # the lecture's hyperparameters (GPTConfig defaults)
     # Small enough to learn the embedded sample's structure in a few minutes on a 2-core CPU.
     "demo": dict(vocab_size=1500, max_len=64, embedding_dim=96, key_dim=48, n_heads=2, feed_forward_dim=192,
-                 batch_size=32, epochs=4, generate_max_tokens=48),
+                 batch_size=32, epochs=8, generate_max_tokens=48),
     "tiny": dict(vocab_size=2000, max_len=40, embedding_dim=64, key_dim=32, n_heads=2, feed_forward_dim=128,
                  batch_size=32, epochs=2),
 }

@@ -67,3 +67,15 @@ def test_bad_sampling_flags_name_the_flag(trained_run):
     assert result.returncode == 2 and "temperature must be a finite number greater than 0" in result.stderr
     result = gpt_keras("generate", "--run", trained_run.run_dir, "--max-len", "3")
     assert result.returncode == 2 and "unrecognized arguments" in result.stderr
+
+
+def test_demo_trains_on_the_sample_and_says_where_everything_is(tmp_path):
+    result = gpt_keras("demo", "--epochs", 1, "--runs-dir", tmp_path / "runs", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "kept 2,992 of 3,000 reviews" in out
+    assert out.count("generated text:\nwine review : ") == 4  # after the epoch, then us, italy, germany
+    assert "generated text:\nwine review : germany" in out and "-----" in out  # print_probs of the germany text
+    run_dir = next((tmp_path / "runs").iterdir())
+    assert f"Run saved in {run_dir}" in out and f"--logdir {run_dir / 'logs'}" in out
+    assert (run_dir / "model.keras").is_file()
