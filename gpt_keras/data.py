@@ -376,14 +376,16 @@ def load_tokens(path: str | Path) -> tuple[np.ndarray, list[str]]:
 class ArrayBatches(keras.utils.PyDataset):
     """(x, y) batches of token ids shifted by one, from a plain array, for `model.fit` on any backend.
 
-    The TensorFlow-free counterpart of `make_dataset`: reviews are reshuffled every epoch from
-    `seed` (the first epoch too), and the last batch may be short, as `tf.data`'s `batch` leaves it.
+    The TensorFlow-free counterpart of `training_batches`: reviews are reshuffled every epoch (the
+    first too), epoch e's order depends only on `seed` and e, so a run resumed at epoch k with
+    `first_epoch=k` sees the batches an uninterrupted run sees; the last batch may be short.
 
     Args:
         tokens: [reviews, max_len + 1] integer token ids, e.g. from `load_tokens`.
         batch_size: reviews per batch.
         seed: seeds the shuffles (None: a fresh order every run).
         shuffle: reshuffle every epoch (False keeps the array's order, for validation).
+        first_epoch: the epoch the first pass is (a resumed run's `initial_epoch`).
         **kwargs: `keras.utils.PyDataset`'s `workers`, `use_multiprocessing`, `max_queue_size`.
 
     Example:
@@ -392,7 +394,7 @@ class ArrayBatches(keras.utils.PyDataset):
     """
 
     def __init__(self, tokens: np.ndarray, batch_size: int, seed: int | None = None, shuffle: bool = True,
-                 **kwargs):
+                 first_epoch: int = 0, **kwargs):
         super().__init__(**kwargs)
         tokens = np.asarray(tokens)
         if tokens.ndim != 2 or tokens.shape[0] < 1 or tokens.shape[1] < 2 \
@@ -404,8 +406,9 @@ class ArrayBatches(keras.utils.PyDataset):
         self.tokens = tokens.astype(np.int32, copy=False)
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
-        self._rng = np.random.default_rng(seed)
-        self._order = self._rng.permutation(len(self.tokens)) if shuffle else np.arange(len(self.tokens))
+        self.seed = np.random.SeedSequence().entropy if seed is None else seed
+        self.epoch = first_epoch
+        self._order = self._epoch_order()
 
     def __len__(self) -> int:
         return math.ceil(len(self.tokens) / self.batch_size)
@@ -417,8 +420,13 @@ class ArrayBatches(keras.utils.PyDataset):
         return shift_for_language_model(self.tokens[rows])
 
     def on_epoch_end(self) -> None:
-        if self.shuffle:
-            self._order = self._rng.permutation(len(self.tokens))
+        self.epoch += 1
+        self._order = self._epoch_order()
+
+    def _epoch_order(self) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(len(self.tokens))
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.tokens))
 
 
 # --- the vocabulary -----------------------------------------------------------------------------

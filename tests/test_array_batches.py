@@ -59,6 +59,10 @@ def test_shuffling_is_seeded_and_changes_every_epoch():
     unshuffled = epochs(ArrayBatches(tokens, 8, shuffle=False), 2)
     for order in unshuffled:
         np.testing.assert_array_equal(order, tokens[:, 0])
+    # A run resumed at epoch 2 sees what an uninterrupted run sees from its third epoch on.
+    resumed = epochs(ArrayBatches(tokens, 8, seed=3, first_epoch=2), 1)
+    np.testing.assert_array_equal(resumed[0], first[2])
+    assert not np.array_equal(epochs(ArrayBatches(tokens, 8, seed=4), 1)[0], first[0])
 
 
 @pytest.mark.backend_agnostic
