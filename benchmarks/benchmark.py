@@ -73,11 +73,13 @@ def _lecture_data(path):
 
 
 def _our_data(path):
+    """Our data step (`gpt-keras train`'s): reviews loaded, vectorizer adapted, all vectorized once."""
     from gpt_keras import data
+    from gpt_keras.config import GPTConfig
+    from gpt_keras.train import prepare_data
 
-    texts, _ = data.load_texts(path)
-    vectorizer = data.make_vectorizer(texts, 10_000, 80)
-    return data, data.vectorize(vectorizer, texts), data.Vocabulary(tuple(vectorizer.get_vocabulary()))
+    prepared = prepare_data(GPTConfig(), path, print_fn=None)
+    return data, prepared.tokens, prepared.vocab
 
 
 def _our_training(keras, data, tokens, jit="auto", precision="float32"):
