@@ -124,8 +124,11 @@ class CachedGenerator:
     """Fast generation with a key/value cache and one compiled decoding step.
 
     Each step embeds only the newest token, appends its keys and values to each block's cache and
-    attends over the cache, instead of re-running the whole sequence. Shapes are fixed (the cache
-    spans the whole context window, masked past the current position), so the step is traced once.
+    attends over the cache, instead of re-running the whole sequence. The prompt goes through in one
+    call over the whole window (padded; the causal mask hides the padding), which fills the caches;
+    once the text outgrows the window, each step reruns its last `max_len` tokens in that call.
+    Shapes are fixed (the cache spans the window, masked past the current position), so each of the
+    two functions is traced once per batch size.
 
     Args:
         model: a GPT built by `build_gpt` (trained or not).
