@@ -260,34 +260,33 @@ def _fit(model, config, run_dir, vocab, train_tokens, validation_tokens, initial
          prepared, strategy=None) -> TrainResult:
     """Runs `model.fit` with the run's callbacks and saves the final model and history."""
     log_dir = run_dir / runs.LOGS
+    with_tensorflow = tensorflow_available()
     text_generator = TextGenerator(vocab, prompt=config.generate_prompt, max_tokens=config.generate_max_tokens,
                                    temperature=config.generate_temperature, seed=config.seed, print_fn=print_fn)
     tensorboard = ResumableTensorBoard(log_dir, initial_step=(state or {}).get("global_step") or 0,
-                                       update_freq="batch", write_graph=keras.backend.backend() == "tensorflow")
+                                       update_freq="batch", write_graph=keras.backend.backend() == "tensorflow") \
+        if with_tensorflow else None
     stop_on_nan = StopOnNaN()
     if state and state.get("rng_state"):
         text_generator.set_rng_state(state["rng_state"])
-    callbacks = [
-        stop_on_nan,
-        tensorboard,
-        text_generator,
-        GeneratedTextSummary(text_generator, log_dir / "text"),
-        RunCheckpoint(run_dir, CHECKPOINT_PATTERN, text_generator, tensorboard, stop_on_nan,
-                 history=(state or {}).get("history")),
-    ]
-    # One stream over all epochs, in which epoch e's order depends only on the seed and e, so a resumed
-    # run sees the same batches as an uninterrupted one.
-    train_ds, steps_per_epoch = data_lib.training_batches(train_tokens, config.batch_size, config.seed,
-                                                          initial_epoch, config.shuffle_buffer)
-    validation_ds = None if validation_tokens is None else data_lib.make_dataset(
-        validation_tokens, config.batch_size, shuffle=False)
+    checkpoint = RunCheckpoint(run_dir, CHECKPOINT_PATTERN, text_generator, tensorboard, stop_on_nan,
+                               history=(state or {}).get("history"))
+    if with_tensorflow:
+        callbacks = [stop_on_nan, tensorboard, text_generator, GeneratedTextSummary(text_generator, log_dir / "text"),
+                     checkpoint]
+    else:
+        callbacks = [stop_on_nan, text_generator, checkpoint]
+        if print_fn is not None:
+            print_fn("TensorFlow is not installed: training from token arrays, without TensorBoard logs")
+    train_ds, steps_per_epoch, validation_ds = _training_inputs(config, train_tokens, validation_tokens,
+                                                                initial_epoch, with_tensorflow)
     if strategy is not None:  # every worker builds the same batches and keeps its share of each
         train_ds = train_ds.with_options(distribute.dataset_options())
         validation_ds = None if validation_ds is None else validation_ds.with_options(distribute.dataset_options())
     # shuffle=False: the tf.data pipeline already shuffles per review with the run's seed.
     model.fit(train_ds, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
               validation_data=validation_ds, callbacks=callbacks, verbose=verbose, shuffle=False)
-    history = callbacks[-1].history
+    history = checkpoint.history
     write_json(run_dir / runs.HISTORY, history)
     if stop_on_nan.stopped_at is None:
         runs.save_model(model, run_dir / runs.MODEL)
@@ -295,6 +294,35 @@ def _fit(model, config, run_dir, vocab, train_tokens, validation_tokens, initial
                        report=prepared.report if prepared else None,
                        data_description=prepared.description if prepared else "the run's saved tokens",
                        stopped_on_nan=stop_on_nan.stopped_at, resumed_from_epoch=initial_epoch)
+
+
+def tensorflow_available() -> bool:
+    """Whether TensorFlow can be imported (always with its backend; checked on the others)."""
+    if keras.backend.backend() == "tensorflow":
+        return True
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _training_inputs(config, train_tokens, validation_tokens, initial_epoch, with_tensorflow):
+    """(training batches, steps per epoch, validation batches), from `tf.data` or, without TensorFlow, arrays.
+
+    Either way epoch e's order depends only on the seed and e, so a resumed run sees the same
+    batches as an uninterrupted one.
+    """
+    if not with_tensorflow:
+        train_ds = data_lib.ArrayBatches(train_tokens, config.batch_size, seed=config.seed, first_epoch=initial_epoch)
+        validation_ds = None if validation_tokens is None else data_lib.ArrayBatches(
+            validation_tokens, config.batch_size, shuffle=False)
+        return train_ds, None, validation_ds
+    train_ds, steps_per_epoch = data_lib.training_batches(train_tokens, config.batch_size, config.seed,
+                                                          initial_epoch, config.shuffle_buffer)
+    validation_ds = None if validation_tokens is None else data_lib.make_dataset(
+        validation_tokens, config.batch_size, shuffle=False)
+    return train_ds, steps_per_epoch, validation_ds
 
 
 def _resume(config, data_path, runs_dir, run_name, run_dir, strategy, print_fn, verbose) -> TrainResult:

@@ -134,3 +134,40 @@ def test_jax_trains_from_an_npz_without_tensorflow(tmp_path):
     assert report["tensorflow_loaded"] is False
     losses = report["loss"]
     assert losses[-1] < 0.7 * losses[0], losses
+
+
+# The command line, with TensorFlow unimportable: train from the .npz, then generate from the run.
+_CLI_CHILD = textwrap.dedent("""
+    import sys
+    sys.modules["tensorflow"] = None
+    from gpt_keras.cli import main
+    code = main(sys.argv[1:])
+    print("tensorflow loaded:", sys.modules.get("tensorflow") is not None)
+    sys.exit(code)
+""")
+
+
+@pytest.mark.slow
+def test_gpt_keras_train_from_tokens_runs_without_tensorflow(tmp_path):
+    pytest.importorskip("jax")
+    vocabulary = ["", "[UNK]"] + [f"w{i}" for i in range(2, 30)]
+    path = save_tokens(tmp_path / "tokens.npz", counting_tokens(), vocabulary)
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT)}
+
+    def gpt_keras(*args):
+        return subprocess.run([sys.executable, "-c", _CLI_CHILD, *map(str, args)], capture_output=True, text=True,
+                              env=env, timeout=300, cwd=tmp_path)
+
+    trained = gpt_keras("train", "--tokens", path, "--runs-dir", "runs", "--name", "jax", "--quiet",
+                        "--vocab-size", 30, "--max-len", 12, "--embedding-dim", 16, "--key-dim", 8,
+                        "--feed-forward-dim", 32, "--batch-size", 16, "--epochs", 3, "--generate-prompt", "w2 w3",
+                        "--generate-max-tokens", 8)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert "without TensorBoard logs" in trained.stdout and "tensorflow loaded: False" in trained.stdout
+    run_dir = tmp_path / "runs" / "jax"
+    history = json.loads((run_dir / "history.json").read_text())
+    assert len(history["loss"]) == 3 and history["loss"][-1] < 0.8 * history["loss"][0]
+    assert (run_dir / "model.keras").is_file() and not (run_dir / "logs" / "train").exists()
+    generated = gpt_keras("generate", "--run", run_dir, "--prompt", "w5 w6", "--max-tokens", 8, "--seed", 0)
+    assert generated.returncode == 0, generated.stderr[-3000:]
+    assert "generated text:\nw5 w6" in generated.stdout and "tensorflow loaded: False" in generated.stdout
