@@ -54,6 +54,7 @@ from gpt_keras.data import Vocabulary
 from gpt_keras.files import atomic_path, write_json, write_text
 from gpt_keras.generation import PAD_ID, CachedGenerator, PromptWarning, check_max_tokens, encode_prompt
 from gpt_keras.sampling import Sampler, SamplingError, check_temperature, lecture_temperature, softmax
+from gpt_keras.tables import json_safe, shorten, text_table
 
 UNK_ID = 1
 DEFAULT_TEMPERATURES = (0.2, 0.5, 1.0, 1.5, 2.0, 3.0)
@@ -139,8 +140,8 @@ class TemperatureTable:
                 for j, (word, logit) in enumerate(zip(self.words, self.logits))]
         lecture = [[word, ""] + [_number(p, digits) for p in self.lecture[:, j]]
                    for j, word in enumerate(self.words)]
-        lines = ["softmax(z / T):", _grid(headers, body), "",
-                 "probs ** (1 / T), renormalised (the lecture's code):", _grid(headers, lecture), ""]
+        lines = ["softmax(z / T):", text_table(headers, body), "",
+                 "probs ** (1 / T), renormalised (the lecture's code):", text_table(headers, lecture), ""]
         difference = self.max_abs_difference
         if math.isnan(difference):
             lines.append("the lecture's formula underflowed (0 / 0) at the smallest temperature(s): "
@@ -156,8 +157,8 @@ class TemperatureTable:
 
     def write_json(self, path: str | Path) -> Path:
         return write_json(path, {"words": list(self.words), "logits": list(self.logits),
-                                 "temperatures": list(self.temperatures), "rows": _finite(self.rows()),
-                                 "max_abs_difference": _finite(self.max_abs_difference)})
+                                 "temperatures": list(self.temperatures), "rows": json_safe(self.rows()),
+                                 "max_abs_difference": json_safe(self.max_abs_difference)})
 
 
 def temperature_table(logits: Mapping[str, float], temperatures: Iterable[float] = LECTURE_TEMPERATURES
@@ -227,7 +228,7 @@ class NextWordTable:
         body.append(["(all others)"] + [f"{100 * p:.2f}%" for p in self.other])
         body.append(["entropy (nats)"] + [f"{h:.3f}" for h in self.entropy])
         title = f'next word after "{self.prompt}"' + (f" ({self.strategy})" if self.strategy else "")
-        return title + "\n" + _grid(headers, body)
+        return title + "\n" + text_table(headers, body)
 
 
 def _next_words(probs: np.ndarray, vocab: Vocabulary, prompt: str, temperatures: Sequence[float],
@@ -279,8 +280,8 @@ class TemperatureResult:
     log_probs: tuple[float, ...]  # mean log-probability of each sample
 
     def to_dict(self) -> dict:
-        return {"temperature": self.temperature, "metrics": _finite(self.metrics),
-                "samples": [{"text": text, "mean_log_prob": _finite(lp)}
+        return {"temperature": self.temperature, "metrics": json_safe(self.metrics),
+                "samples": [{"text": text, "mean_log_prob": json_safe(lp)}
                             for text, lp in zip(self.texts, self.log_probs)]}
 
 
@@ -324,12 +325,12 @@ class TemperatureReport:
         lines = [self.next_words.format(), "",
                  f"{settings['n_samples']} samples per temperature, up to {settings['max_tokens']} tokens "
                  f"(prompt included), seed {settings['seed']}" + (f", {strategy}" if strategy else ""),
-                 _grid(headers, body), textwrap.fill(LEGEND, width or 100)]
+                 text_table(headers, body), textwrap.fill(LEGEND, width or 100)]
         for result in self.results:
             for index, text in enumerate(result.texts[:samples]):
                 label = f"T={result.temperature:g}" + (f" #{index + 1}" if samples > 1 else "")
                 lines.append("")
-                lines.append(_shorten(f"{label}: {text}", width))
+                lines.append(shorten(f"{label}: {text}", width))
         return "\n".join(lines)
 
     # -- writers (every file atomic) -------------------------------------------------------------
@@ -542,21 +543,6 @@ def _word(word: str) -> str:
     return word if word else "(end)"
 
 
-def _shorten(text: str, width: int | None) -> str:
-    return text if width is None or len(text) <= width else text[:width - 3].rstrip() + "..."
-
-
-def _grid(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Columns aligned: the first to the left, the others to the right."""
-    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
-
-    def line(cells):
-        return "  ".join(str(cell).ljust(w) if i == 0 else str(cell).rjust(w)
-                         for i, (cell, w) in enumerate(zip(cells, widths))).rstrip()
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
-
-
 def _write_csv(path: str | Path, rows: list[dict]) -> Path:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
@@ -565,14 +551,3 @@ def _write_csv(path: str | Path, rows: list[dict]) -> Path:
         writer.writerow({key: "" if isinstance(value, float) and not math.isfinite(value) else value
                          for key, value in row.items()})
     return write_text(path, buffer.getvalue())
-
-
-def _finite(value):
-    """JSON has no NaN: non-finite floats become null."""
-    if isinstance(value, list):
-        return [_finite(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

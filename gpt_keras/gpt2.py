@@ -21,7 +21,7 @@ name (`gpt2`, `distilgpt2`) or from a `save_pretrained` directory, and measured 
 `save_pretrained`, so `compare` can load the result as a directory.
 
 Transformers' TensorFlow models need Keras 2 (`tf-keras`); importing them sets `TF_USE_LEGACY_KERAS=1`,
-so `tf.keras` means Keras 2 from then on. gpt-keras itself imports `keras` (Keras 3) only, which that
+so TensorFlow's own Keras alias means Keras 2 from then on. gpt-keras itself imports `keras` (Keras 3) only, which that
 setting does not touch, so both live in one process. `transformers` is imported inside the functions
 here: `import gpt_keras` stays fast and works without it.
 
@@ -47,7 +47,7 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 
 from gpt_keras.data import DataError, load_texts, split_tokens
-from gpt_keras.experiments import _finite, _grid, _shorten
+from gpt_keras.tables import json_safe, shorten, text_table
 from gpt_keras.files import read_json, write_json, write_text
 from gpt_keras.generation import PAD_ID, CachedGenerator, encode_prompt, make_record
 from gpt_keras.sampling import Sampler, softmax
@@ -605,7 +605,7 @@ class Comparison:
     records: dict = dataclasses.field(default_factory=dict, repr=False)  # first generation's steps, per model
 
     def to_dict(self) -> dict:
-        return _finite({"settings": self.settings, "models": self.models,
+        return json_safe({"settings": self.settings, "models": self.models,
                         "perplexity": {key: value.to_dict() for key, value in self.perplexity.items()},
                         "generations": self.generations, "notes": NOTES})
 
@@ -635,11 +635,11 @@ class Comparison:
                  f"held-out: {ppl.reviews} reviews, {ppl.words:,} words scored (first {settings['max_words']} words "
                  f"of each of the last {settings['heldout']} reviews of {settings['data']})",
                  f"timing: {settings['max_new_tokens']} new tokens each, prompt {settings['prompts'][0]!r}", "",
-                 _grid(["", *names], [list(row) for row in self._rows()])]
+                 text_table(["", *names], [list(row) for row in self._rows()])]
         for generation in self.generations:
             lines += ["", f"prompt {generation['prompt']!r}, {generation['sampler']}, seed {generation['seed']}:"]
             for key, name in zip(("ours", "gpt2"), names):
-                lines.append(f"  {name}: {_shorten(generation[key]['text'], width)}")
+                lines.append(f"  {name}: {shorten(generation[key]['text'], width)}")
         return "\n".join(lines)
 
     def to_markdown(self) -> str:
