@@ -13,6 +13,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 
 class ConfigError(ValueError):
     """A configuration value is missing, of the wrong type or out of range; the message names it."""
@@ -113,6 +115,17 @@ class GPTConfig:
         )
         values.update(changes)
         return cls(**values)
+
+
+def check_int_at_least(value: Any, name: str, minimum: int = 1, error: type[Exception] = ConfigError) -> int:
+    """An integer (not a bool) of at least `minimum`, else `error` naming the parameter and the value.
+
+    The one check behind every count the library takes (top_k, max_tokens, n_samples, batch_size, ...);
+    each caller passes the error class of its module.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise error(f"{name} must be an integer of at least {minimum}, got {value!r}")
+    return int(value)
 
 
 _CHOICES = {"jit_compile": ("auto", "on", "off"), "mixed_precision": ("auto", "on", "off")}

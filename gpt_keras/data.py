@@ -26,6 +26,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from gpt_keras.config import check_int_at_least
 from gpt_keras.files import atomic_path, read_json
 
 REQUIRED_FIELDS = ("country", "province", "variety", "description")
@@ -401,10 +402,8 @@ class ArrayBatches(keras.utils.PyDataset):
                 or not np.issubdtype(tokens.dtype, np.integer):
             raise DataError(f"tokens must be a 2-D integer array of at least 1 row and 2 columns, got "
                             f"{tokens.dtype} {tokens.shape}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise DataError(f"batch_size must be an integer of at least 1, got {batch_size!r}")
+        self.batch_size = check_int_at_least(batch_size, "batch_size", 1, DataError)
         self.tokens = tokens.astype(np.int32, copy=False)
-        self.batch_size = int(batch_size)
         self.shuffle = shuffle
         self.seed = np.random.SeedSequence().entropy if seed is None else seed
         self.epoch = first_epoch

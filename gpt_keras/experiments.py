@@ -50,6 +50,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from gpt_keras.config import check_int_at_least
 from gpt_keras.data import Vocabulary
 from gpt_keras.files import atomic_path, write_json, write_text
 from gpt_keras.generation import PAD_ID, CachedGenerator, PromptWarning, check_max_tokens, encode_prompt
@@ -234,8 +235,7 @@ class NextWordTable:
 def _next_words(probs: np.ndarray, vocab: Vocabulary, prompt: str, temperatures: Sequence[float],
                 n_words: int, top_k: int | None = None, top_p: float | None = None) -> NextWordTable:
     """A `NextWordTable` from the model's untempered distribution `probs` [vocab]."""
-    if isinstance(n_words, bool) or not isinstance(n_words, (int, np.integer)) or n_words < 1:
-        raise SamplingError(f"top_k (words shown) must be an integer of at least 1, got {n_words!r}")
+    check_int_at_least(n_words, "top_k (words shown)", 1, SamplingError)
     probs = np.asarray(probs, np.float64)
     order = np.argsort(-probs, kind="stable")[:n_words]
     tempered = np.stack([Sampler(t, top_k=top_k, top_p=top_p).distribution(probs) for t in temperatures])

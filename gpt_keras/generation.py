@@ -25,6 +25,7 @@ import numpy as np
 from keras import ops
 
 from gpt_keras.data import Vocabulary
+from gpt_keras.config import check_int_at_least
 from gpt_keras.model import transformer_blocks
 from gpt_keras.sampling import Sampler, SamplingError
 
@@ -50,9 +51,7 @@ def encode_prompt(vocab: Vocabulary, prompt: str, max_len: int) -> list[int]:
 
 
 def check_max_tokens(max_tokens: int) -> int:
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, (int, np.integer)) or max_tokens < 1:
-        raise SamplingError(f"max_tokens must be an integer of at least 1, got {max_tokens!r}")
-    return int(max_tokens)
+    return check_int_at_least(max_tokens, "max_tokens", 1, SamplingError)
 
 
 def make_record(prompt: str, distribution: np.ndarray, attention: np.ndarray, token: int, word: str) -> dict:
@@ -233,8 +232,7 @@ class CachedGenerator:
                        rng: np.random.Generator) -> BatchResult:
         """`n_samples` texts from one prompt in one batch: each step decodes all of them together."""
         max_tokens = check_max_tokens(max_tokens)
-        if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
-            raise SamplingError(f"n_samples must be an integer of at least 1, got {n_samples!r}")
+        n_samples = check_int_at_least(n_samples, "n_samples", 1, SamplingError)
         prompt_ids = encode_prompt(self.vocab, start_prompt, self.max_len)
         n_new = max(max_tokens - len(prompt_ids), 0)
         tokens = np.zeros((n_samples, n_new), np.int64)

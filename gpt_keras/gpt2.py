@@ -46,6 +46,7 @@ from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
+from gpt_keras.config import check_int_at_least
 from gpt_keras.data import DataError, load_texts, split_tokens
 from gpt_keras.tables import json_safe, shorten, text_table
 from gpt_keras.files import read_json, write_json, write_text
@@ -832,8 +833,7 @@ def finetune_gpt2(name_or_path: str | Path, data_path: str | Path | None, out_di
 
     for name, value, minimum in (("--epochs", epochs, 1), ("--batch-size", batch_size, 1),
                                  ("--max-length", max_length, 2), ("--heldout", heldout, 0)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-            raise DataError(f"{name} must be an integer of at least {minimum}, got {value!r}")
+        check_int_at_least(value, name, minimum, DataError)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1):
         raise DataError(f"--limit must be a positive number of reviews, got {limit!r}")
     if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0):

@@ -29,6 +29,8 @@ import math
 
 import numpy as np
 
+from gpt_keras.config import check_int_at_least
+
 TOP_P_TOLERANCE = 1e-9
 
 
@@ -49,9 +51,7 @@ def check_temperature(temperature: float, name: str = "temperature") -> float:
 def check_top_k(top_k: int | None) -> int | None:
     if top_k is None:
         return None
-    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
-        raise SamplingError(f"top_k must be an integer of at least 1, got {top_k!r}")
-    return int(top_k)
+    return check_int_at_least(top_k, "top_k", 1, SamplingError)
 
 
 def check_top_p(top_p: float | None) -> float | None:

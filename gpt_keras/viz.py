@@ -34,6 +34,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from gpt_keras.config import check_int_at_least
 from gpt_keras.files import atomic_path, write_text
 
 Vocab = Sequence[str] | Mapping[int, str]  # index -> word: a list, a `Vocabulary`, or a dict
@@ -105,9 +106,7 @@ def _records(info: Any) -> list[Mapping]:
 
 
 def _check_top_k(top_k: Any) -> int:
-    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
-        raise VizError(f"top_k must be an integer of at least 1, got {top_k!r}")
-    return int(top_k)
+    return check_int_at_least(top_k, "top_k", 1, VizError)
 
 
 def _field(record: Mapping, key: str, index: int) -> Any:
