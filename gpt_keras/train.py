@@ -11,6 +11,7 @@ resumed ends with the losses an uninterrupted run has (tests/test_reliability.py
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -232,10 +233,13 @@ def _data_info(prepared: PreparedData) -> dict:
 
 def _build(config: GPTConfig, strategy) -> keras.Model:
     configure_precision(config)
-    if strategy is None:
+    with _scope(strategy):
         return _compiled(config)
-    with strategy.scope():
-        return _compiled(config)
+
+
+def _scope(strategy):
+    """Variables made inside are mirrored by `strategy`; without one, a plain block."""
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
 
 def _compiled(config: GPTConfig) -> keras.Model:
@@ -423,7 +427,5 @@ def _check_same_data(run_dir: Path, data_path) -> None:
 
 
 def _load_checkpoint(path: Path, strategy) -> keras.Model:
-    if strategy is None:
-        return runs.load_model(path)
-    with strategy.scope():
+    with _scope(strategy):
         return runs.load_model(path)
