@@ -74,26 +74,27 @@ def _lecture_data(path):
 
 def _our_data(path):
     """Our data step (`gpt-keras train`'s): reviews loaded, vectorizer adapted, all vectorized once."""
-    from gpt_keras import data
-    from gpt_keras.config import GPTConfig
-    from gpt_keras.train import prepare_data
+    from gpt_keras.core.config import GPTConfig
+    from gpt_keras.runs.train import prepare_data
 
     prepared = prepare_data(GPTConfig(), path, print_fn=None)
-    return data, prepared.tokens, prepared.vocab
+    return None, prepared.tokens, prepared.vocab
 
 
 def _our_training(keras, data, tokens, jit="auto", precision="float32"):
     """Our model (`build_gpt` + `compile_gpt`) and input pipeline at the lecture's configuration."""
-    from gpt_keras.config import GPTConfig
-    from gpt_keras.model import build_gpt, compile_gpt
+    from gpt_keras.core.config import GPTConfig
+    from gpt_keras.core.data import make_dataset
+    from gpt_keras.core.model import build_gpt, compile_gpt
+    from gpt_keras.runs.batches import ArrayBatches
 
     config = GPTConfig()
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "mixed" else "float32")
     model = compile_gpt(build_gpt(config), config, jit_compile={"auto": "auto", "on": True, "off": False}[jit])
     keras.mixed_precision.set_global_policy("float32")
     if keras.backend.backend() == "tensorflow":
-        return model, data.make_dataset(tokens, config.batch_size, seed=SEED)
-    return model, data.ArrayBatches(tokens, config.batch_size, seed=SEED)
+        return model, make_dataset(tokens, config.batch_size, seed=SEED)
+    return model, ArrayBatches(tokens, config.batch_size, seed=SEED)
 
 
 def _step_timer(keras):
@@ -170,10 +171,11 @@ def _generation(name, args, keras):
             with contextlib.redirect_stdout(io.StringIO()):  # it prints "generated text:"
                 return generator.generate(PROMPT, max_tokens=max_tokens, temperature=TEMPERATURE)
         return run
-    from gpt_keras.config import GPTConfig
-    from gpt_keras.generation import CachedGenerator, generate_lecture
-    from gpt_keras.model import build_gpt
-    from gpt_keras.sampling import Sampler
+    from gpt_keras.core.config import GPTConfig
+    from gpt_keras.core.generation import CachedGenerator, generate_lecture
+    from gpt_keras.core.model import build_gpt
+    from gpt_keras.core.sampling import Sampler
+    from gpt_keras.tools.batch_sampling import sample_batch
 
     _, _, vocab = _our_data(args.data)
     model, sampler, rng = build_gpt(GPTConfig()), Sampler(TEMPERATURE), np.random.default_rng(SEED)
@@ -184,7 +186,7 @@ def _generation(name, args, keras):
         return lambda max_tokens: cached.generate(PROMPT, max_tokens, sampler, rng)[0]
     if name == "generate-cached-batch":
         def run(max_tokens):
-            result = cached.generate_batch(PROMPT, args.batch_samples, max_tokens, sampler, rng)
+            result = sample_batch(cached, PROMPT, args.batch_samples, max_tokens, sampler, rng)
             return [None] * int(result.lengths.max())  # one entry per decoding step
         return run
     raise SystemExit(f"unknown measurement {name!r}")
@@ -238,7 +240,7 @@ MEASUREMENTS = [  # (name, extra arguments, environment, label)
     ("generate-lecture", [], {}, "lecture: TextGenerator.generate"),
     ("generate-ours-lecture-loop", [], {}, "ours: generate_lecture (teaching loop)"),
     ("generate-cached", [], {}, "ours: CachedGenerator.generate"),
-    ("generate-cached-batch", [], {}, "ours: CachedGenerator.generate_batch"),
+    ("generate-cached-batch", [], {}, "ours: sample_batch (CachedGenerator, batched)"),
     ("train-ours", [], {"KERAS_BACKEND": "jax"}, "ours on JAX: training (ArrayBatches)"),
     ("generate-cached", [], {"KERAS_BACKEND": "jax"}, "ours on JAX: CachedGenerator.generate"),
 ]
@@ -334,7 +336,7 @@ def report(results: dict, summary: dict, info: dict, args) -> str:
     paired = results["paired training (all variants, one process)"]
     variants = paired["variants"]
     lecture_generate, cached = results["lecture: TextGenerator.generate"], results["ours: CachedGenerator.generate"]
-    batch = results["ours: CachedGenerator.generate_batch"]
+    batch = results["ours: sample_batch (CachedGenerator, batched)"]
     lecture_rss, ours_rss = results["lecture: training"]["peak_rss_mib"], results['ours: training, jit_compile="auto"']["peak_rss_mib"]
     versions = ", ".join(f"{name} {value}" for name, value in info["versions"].items())
     met = lambda ok: "met" if ok else "**not met**"  # noqa: E731

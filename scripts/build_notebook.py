@@ -55,15 +55,16 @@ import keras
 import numpy as np
 import pandas as pd
 
-from gpt_keras.callbacks import TextGenerator
-from gpt_keras.config import GPTConfig
-from gpt_keras.data import (Vocabulary, default_data_path, load_texts, make_dataset, make_vectorizer,
-                            shift_for_language_model, vectorize)
-from gpt_keras.generation import CachedGenerator
-from gpt_keras.layers import TokenAndPositionEmbedding, TransformerBlock, causal_attention_mask
-from gpt_keras.model import build_gpt, compile_gpt
-from gpt_keras.sampling import Sampler, softmax
-from gpt_keras.viz import attention_heatmap, print_probs
+from gpt_keras.core.callbacks import TextGenerator
+from gpt_keras.core.config import GPTConfig
+from gpt_keras.core.data import Vocabulary, make_dataset, make_vectorizer, shift_for_language_model, vectorize
+from gpt_keras.runs.datasets import default_data_path, load_texts
+from gpt_keras.core.generation import CachedGenerator
+from gpt_keras.tools.batch_sampling import sample_batch
+from gpt_keras.core.layers import TokenAndPositionEmbedding, TransformerBlock, causal_attention_mask
+from gpt_keras.core.model import build_gpt, compile_gpt
+from gpt_keras.core.sampling import Sampler, softmax
+from gpt_keras.tools.viz import attention_heatmap, print_probs
 
 keras.utils.set_random_seed(SEED)
 print("Keras", keras.__version__, "con backend", keras.backend.backend(), "| modo rápido:", QUICK)"""),
@@ -73,7 +74,7 @@ Todos los hiperparámetros viven en un `GPTConfig`. Los valores por defecto son 
 vocabulario de 10 000 palabras, secuencias de 80 tokens, embedding de 256, 2 cabezas de atención
 con `key_dim` 256, red feed-forward de 256, dropout 0.1, lotes de 32 y 5 épocas."""),
     ("code", """\
-config = GPTConfig.tiny(epochs=1, seed=SEED) if QUICK else GPTConfig(seed=SEED)
+config = GPTConfig.preset("tiny", epochs=1, seed=SEED) if QUICK else GPTConfig(seed=SEED)
 config"""),
 
     ("md", """\
@@ -141,7 +142,7 @@ triangular inferior (1 = se puede mirar)."""),
 `TransformerBlock` aplica atención multi-cabeza con la máscara causal, *dropout*, conexión residual y
 `LayerNormalization`, y luego una red feed-forward con lo mismo. Además de su salida devuelve los
 **pesos de atención de cada cabeza**: con ellos veremos dónde mira el modelo. El código está en
-`gpt_keras/layers.py`."""),
+`gpt_keras/core/layers.py`."""),
     ("code", """\
 block = TransformerBlock(num_heads=config.n_heads, key_dim=config.key_dim, embed_dim=config.embedding_dim,
                          ff_dim=config.feed_forward_dim)
@@ -235,8 +236,8 @@ TEMPERATURES = (0.2, 0.5, 1.0, 1.5, 3.0)
 generator = CachedGenerator(gpt, Vocabulary(tuple(vocab)))
 rows = []
 for temperature in TEMPERATURES:
-    batch = generator.generate_batch(PROMPT, n_samples=3, max_tokens=MAX_TOKENS,
-                                     sampler=Sampler(temperature=temperature), rng=np.random.default_rng(SEED))
+    batch = sample_batch(generator, PROMPT, n_samples=3, max_tokens=MAX_TOKENS,
+                         sampler=Sampler(temperature=temperature), rng=np.random.default_rng(SEED))
     print(f"=== T = {temperature} ===")
     for text in batch.texts:
         print("-", text)
@@ -307,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     sys.path.insert(0, str(REPO))
-    from gpt_keras.files import write_text
+    from gpt_keras.runs.files import write_text
 
     write_text(args.output, text)
     print(f"wrote {args.output}")

@@ -1,4 +1,9 @@
-"""Shared fixtures: the real wine reviews from ../shared, small files made from them, a tiny trained run."""
+"""Shared fixtures: reviews (real ones from ../shared when present), small files made from them, a tiny run.
+
+The suite starts without ../shared: `small_json` then comes from the package's own synthetic sample,
+and only the tests that need real reviews (`shared_csv`, `shared_frame`) skip, saying why.
+`GPT_KERAS_SHARED` points elsewhere (CI and the tests of this fallback use it).
+"""
 
 from __future__ import annotations
 
@@ -12,23 +17,29 @@ import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_CSV = REPO.parent / "shared" / "data" / "wine-reviews" / "winemag-data-130k-v2.head10001.csv"
+SHARED = Path(os.environ.get("GPT_KERAS_SHARED", REPO.parent / "shared"))
+SHARED_CSV = SHARED / "data" / "wine-reviews" / "winemag-data-130k-v2.head10001.csv"
+PACKAGE_SAMPLE = REPO / "data" / "wine-reviews-sample.json"
+# The `tiny` preset shrunk further, so that a test trains in seconds on two cores.
+TEST_SIZE = dict(vocab_size=400, max_len=24, embedding_dim=32, key_dim=16, feed_forward_dim=64, batch_size=16,
+                 epochs=1, generate_max_tokens=16)
 
 
 def tiny_config(**changes):
-    """A model small enough to train in seconds on two cores."""
-    from gpt_keras.config import GPTConfig
+    """The `tiny` preset at test size, with `changes`."""
+    from gpt_keras.core.config import GPTConfig
 
-    values = dict(vocab_size=400, max_len=24, embedding_dim=32, key_dim=16, n_heads=2, feed_forward_dim=64,
-                  batch_size=16, epochs=1, generate_max_tokens=16)
-    values.update(changes)
-    return GPTConfig(**values)
+    return GPTConfig.preset("tiny", **{**TEST_SIZE, **changes})
+
+
+def real_reviews_available() -> bool:
+    return SHARED_CSV.is_file()
 
 
 @pytest.fixture(scope="session")
 def shared_csv() -> Path:
-    if not SHARED_CSV.is_file():
-        pytest.fail(f"{SHARED_CSV} is missing: the tests read the real reviews from ../shared beside the repo")
+    if not real_reviews_available():
+        pytest.skip(f"needs the real reviews: {SHARED_CSV} is missing (../shared beside the repo)")
     return SHARED_CSV
 
 
@@ -45,15 +56,21 @@ def write_reviews_json(path: Path, frame: pd.DataFrame) -> Path:
 
 
 @pytest.fixture(scope="session")
-def small_json(tmp_path_factory, shared_frame) -> Path:
-    """The first 400 real reviews as the lecture's JSON file."""
-    return write_reviews_json(tmp_path_factory.mktemp("data") / "reviews.json", shared_frame.head(400))
+def small_json(tmp_path_factory) -> Path:
+    """The first 400 real reviews as the lecture's JSON file (the package's sample without ../shared)."""
+    path = tmp_path_factory.mktemp("data") / "reviews.json"
+    if real_reviews_available():
+        frame = pd.read_csv(SHARED_CSV, dtype=str, keep_default_na=False, na_values=[""])
+        return write_reviews_json(path, frame.head(400))
+    records = json.loads(PACKAGE_SAMPLE.read_text(encoding="utf-8"))[:400]
+    path.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    return path
 
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, small_json):
     """A tiny model trained for 2 epochs on 400 real reviews: a complete run directory (shared, read-only)."""
-    from gpt_keras.train import train
+    from gpt_keras.runs.train import train
 
     runs_dir = tmp_path_factory.mktemp("runs")
     return train(tiny_config(epochs=2), small_json, runs_dir=runs_dir, run_name="tiny", print_fn=None, verbose=0)

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpt_keras.data import ArrayBatches, DataError, load_tokens, save_tokens
+from gpt_keras.runs.batches import ArrayBatches, load_tokens, save_tokens
+from gpt_keras.core.data import DataError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,9 +80,9 @@ def test_bad_arrays_are_refused(tokens, batch_size, message):
 
 
 def _tiny_config():
-    from gpt_keras.config import GPTConfig
+    from gpt_keras.core.config import GPTConfig
 
-    return GPTConfig.tiny(vocab_size=30, max_len=12, embedding_dim=32, key_dim=16, feed_forward_dim=64,
+    return GPTConfig.preset("tiny", vocab_size=30, max_len=12, embedding_dim=32, key_dim=16, feed_forward_dim=64,
                           dropout_rate=0.0, learning_rate=5e-3)
 
 
@@ -89,7 +90,7 @@ def _tiny_config():
 def test_model_fit_learns_from_array_batches():
     import keras
 
-    from gpt_keras.model import build_gpt, compile_gpt
+    from gpt_keras.core.model import build_gpt, compile_gpt
 
     config = _tiny_config()
     keras.utils.set_random_seed(0)
@@ -104,9 +105,9 @@ _CHILD = textwrap.dedent("""
     import json, sys
     sys.modules["tensorflow"] = None  # any `import tensorflow` now raises ImportError
     import keras
-    from gpt_keras.config import GPTConfig
-    from gpt_keras.data import ArrayBatches, load_tokens
-    from gpt_keras.model import build_gpt, compile_gpt
+    from gpt_keras.core.config import GPTConfig
+    from gpt_keras.runs.batches import ArrayBatches, load_tokens
+    from gpt_keras.core.model import build_gpt, compile_gpt
 
     assert keras.backend.backend() == "jax", keras.backend.backend()
     config = GPTConfig.from_dict(json.loads(sys.argv[2]))
@@ -140,7 +141,7 @@ def test_jax_trains_from_an_npz_without_tensorflow(tmp_path):
 _CLI_CHILD = textwrap.dedent("""
     import sys
     sys.modules["tensorflow"] = None
-    from gpt_keras.cli import main
+    from gpt_keras.tools.cli import main
     code = main(sys.argv[1:])
     print("tensorflow loaded:", sys.modules.get("tensorflow") is not None)
     sys.exit(code)

@@ -8,15 +8,15 @@ import sys
 
 import pytest
 
-from gpt_keras import runs
-from gpt_keras.callbacks import TextGenerator
+from gpt_keras.runs import rundir as runs
+from gpt_keras.core.callbacks import TextGenerator
 
 pytestmark = pytest.mark.slow
 
 
 def gpt_keras(*args, cwd=None, timeout=600):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, "-m", "gpt_keras.cli", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "gpt_keras.tools.cli", *map(str, args)], capture_output=True,
                           text=True, cwd=cwd, env=env, timeout=timeout)
 
 

@@ -15,12 +15,14 @@ import time
 import numpy as np
 import pytest
 
-from gpt_keras import distribute, runs
+from gpt_keras.runs import distribute
+from gpt_keras.runs import rundir as runs
+from gpt_keras.runs.train import train
 
 pytestmark = pytest.mark.slow
 
 REVIEWS = 400  # small_json
-BATCH = 21  # 400 = 19 * 21 + 1: the last global batch has one review, fewer than the replicas
+BATCH = 22  # 400 = 18 * 22 + 4: each full batch splits 11 + 11, the last one 2 + 2
 
 
 def _env(**extra):
@@ -45,7 +47,7 @@ def test_a_bad_tf_config_is_named(text, message):
 
 
 def test_train_with_multiworker_and_no_tf_config_is_one_line_and_exit_2(tmp_path, small_json):
-    result = subprocess.run([sys.executable, "-m", "gpt_keras.cli", "train", "--strategy", "multiworker",
+    result = subprocess.run([sys.executable, "-m", "gpt_keras.tools.cli", "train", "--strategy", "multiworker",
                              "--data", small_json, "--runs-dir", tmp_path / "runs"], capture_output=True, text=True,
                             env={k: v for k, v in _env().items() if k != "TF_CONFIG"}, timeout=120)
     assert result.returncode == 2
@@ -84,12 +86,12 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 import numpy as np
-from gpt_keras.callbacks import TextGenerator
-from gpt_keras.cli import make_strategy
-from gpt_keras.config import GPTConfig
-from gpt_keras.generation import CachedGenerator
-from gpt_keras.sampling import Sampler
-from gpt_keras.train import train
+from gpt_keras.core.callbacks import TextGenerator
+from gpt_keras.tools.cli import make_strategy
+from gpt_keras.core.config import GPTConfig
+from gpt_keras.core.generation import CachedGenerator
+from gpt_keras.core.sampling import Sampler
+from gpt_keras.runs.train import train
 
 data, runs_dir, config = sys.argv[1], sys.argv[2], GPTConfig.from_dict(json.loads(sys.argv[3]))
 strategy = make_strategy("mirrored")  # no GPU: every logical CPU device
@@ -107,7 +109,7 @@ class TracesPerEpoch(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.counts.append(len(traces))
 per_epoch = TracesPerEpoch()
-import gpt_keras.train as train_module
+import gpt_keras.runs.train as train_module
 original_fit = keras.Model.fit
 def fit_with_counter(self, *args, callbacks=(), **kwargs):
     return original_fit(self, *args, callbacks=[*callbacks, per_epoch], **kwargs)
@@ -161,7 +163,7 @@ def test_mirrored_training_lowers_the_loss_without_retracing(mirrored):
 
 
 def test_a_mirrored_run_reloads_and_generates_like_the_training_process(mirrored):
-    from gpt_keras.callbacks import TextGenerator
+    from gpt_keras.core.callbacks import TextGenerator
 
     report, run_dir, _ = mirrored
     run = runs.load_run(run_dir)
@@ -195,7 +197,7 @@ def run_cluster(args, tmp_path, name, timeout=150):
         tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
         log = open(tmp_path / f"{name}-worker-{index}.log", "w+")
         processes.append(subprocess.Popen(
-            [sys.executable, "-m", "gpt_keras.cli", "train", "--strategy", "multiworker", "--quiet", *map(str, args)],
+            [sys.executable, "-m", "gpt_keras.tools.cli", "train", "--strategy", "multiworker", "--quiet", *map(str, args)],
             stdout=log, stderr=subprocess.STDOUT, env=_env(TF_CONFIG=tf_config, TMPDIR=str(scratch)),
             cwd=tmp_path, start_new_session=True))
         logs.append(log)
@@ -236,9 +238,9 @@ def test_two_workers_train_one_run_written_by_the_chief_only(tmp_path, small_jso
     assert f"this worker's copy goes to {tmp_path / 'train-tmp-1' / 'gpt-keras-worker-1-'}" in outputs[1]
     assert not list((tmp_path / "train-tmp-1").iterdir())
     run_dir = tmp_path / "runs" / "mw"
-    state = runs.read_state(run_dir)
-    assert state["epoch"] == 2 and state["global_step"] == 2 * math.ceil(REVIEWS / BATCH)
-    losses = state["history"]["loss"]
+    state = runs.RunState.read(run_dir)
+    assert state.epoch == 2 and state.global_step == 2 * math.ceil(REVIEWS / BATCH)
+    losses = state.history["loss"]
     assert losses[1] < losses[0] < math.log(config.vocab_size)
     run = runs.load_run(run_dir)
     assert run.text_generator(seed=0, print_fn=None).generate("wine review : us", max_tokens=10, temperature=1.0)
@@ -246,8 +248,21 @@ def test_two_workers_train_one_run_written_by_the_chief_only(tmp_path, small_jso
     # --resume in a cluster: the chief continues the run, the other worker a temporary copy of it
     codes, outputs = run_cluster(["--resume", "--run", run_dir, "--epochs", 3], tmp_path, "resume")
     assert codes == [0, 0], outputs
-    state = runs.read_state(run_dir)
-    assert state["epoch"] == 3 and state["global_step"] == 3 * math.ceil(REVIEWS / BATCH)
-    assert len(state["history"]["loss"]) == 3 and state["history"]["loss"][2] < losses[1]
+    state = runs.RunState.read(run_dir)
+    assert state.epoch == 3 and state.global_step == 3 * math.ceil(REVIEWS / BATCH)
+    assert len(state.history["loss"]) == 3 and state.history["loss"][2] < losses[1]
     assert f"Resuming {tmp_path / 'resume-tmp-1' / 'gpt-keras-worker-1-'}" in outputs[1]
     assert not list((tmp_path / "resume-tmp-1").iterdir())
+
+
+def test_a_global_batch_that_does_not_split_over_the_replicas_is_refused_before_training(tmp_path, small_json):
+    class TwoReplicas:  # what train reads of a strategy before anything else: its replica count
+        num_replicas_in_sync = 2
+
+    from gpt_keras.core.config import ConfigError
+    from tests.conftest import tiny_config
+
+    with pytest.raises(ConfigError, match="batch_size 21 does not split evenly over the 2 replicas"):
+        train(tiny_config(batch_size=21), small_json, runs_dir=tmp_path / "runs", strategy=TwoReplicas(),
+              print_fn=None, verbose=0)
+    assert not (tmp_path / "runs").exists()

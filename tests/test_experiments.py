@@ -10,12 +10,12 @@ import warnings
 import numpy as np
 import pytest
 
-from gpt_keras import cli
-from gpt_keras.data import Vocabulary
-from gpt_keras.experiments import (DEFAULT_TEMPERATURES, LECTURE_LOGITS, METRICS, TENSORBOARD_FILE,
+from gpt_keras.tools import cli
+from gpt_keras.core.data import Vocabulary
+from gpt_keras.tools.temperature.experiment import (DEFAULT_TEMPERATURES, LECTURE_LOGITS, METRICS, TENSORBOARD_FILE,
                                    next_word_table, temperature_experiment, temperature_table)
-from gpt_keras.generation import PromptWarning
-from gpt_keras.sampling import SamplingError
+from gpt_keras.core.generation import PromptWarning
+from gpt_keras.core.sampling import SamplingError
 
 WORDS = ("", "[UNK]", "wine", "review", ":", "germany", "mosel", "riesling", "italy", "tuscany", "red", "blend",
          "this", "is", "dry", "crisp", "fruity", "ripe", "and", ",", ".", "cherry", "lemon", "with", "notes", "of")
@@ -30,7 +30,7 @@ def lab():
     """A tiny GPT that has learnt two reviews by heart (a few seconds on a CPU): peaked at low T."""
     import keras
 
-    from gpt_keras.model import build_gpt, compile_gpt
+    from gpt_keras.core.model import build_gpt, compile_gpt
     from tests.conftest import tiny_config
 
     vocab = Vocabulary(WORDS)

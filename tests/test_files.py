@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from gpt_keras.files import atomic_path, write_json, write_text
+from gpt_keras.runs.files import atomic_path, write_json, write_text
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):

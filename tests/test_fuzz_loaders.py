@@ -14,8 +14,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from gpt_keras import data
-from gpt_keras.data import DataError, REQUIRED_FIELDS
+from gpt_keras.runs import datasets as data_datasets
+from gpt_keras.core.data import DataError
+from gpt_keras.runs.datasets import REQUIRED_FIELDS
 
 FUZZ = settings(derandomize=True, database=None, deadline=None, max_examples=120,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -40,7 +41,7 @@ def _is_usable(value) -> bool:
 def check_loaded(path, expected_kept: int | None = None) -> None:
     """The property: texts and a consistent report, or one DataError that names the file."""
     try:
-        texts, report = data.load_texts(path)
+        texts, report = data_datasets.load_texts(path)
     except DataError as error:
         message = str(error)
         assert message.startswith(str(path)), message
@@ -74,7 +75,7 @@ def test_json_records_of_any_shape(tmp_path_factory, records, bom):
     check_loaded(path, expected if expected else None)
     if expected == 0:
         with pytest.raises(DataError):
-            data.load_texts(path)
+            data_datasets.load_texts(path)
 
 
 @FUZZ
@@ -161,7 +162,7 @@ def test_huge_fields_load(tmp_path, suffix):
     else:
         header = list(records[0])
         path.write_text(_csv_text(header, [[record.get(key, "") for key in header] for record in records]), encoding="utf-8")
-    texts, report = data.load_texts(path)
+    texts, report = data_datasets.load_texts(path)
     assert report.kept == 2 and len(texts[0]) > 1_000_000
 
 
@@ -169,13 +170,13 @@ def test_nulls_everywhere_fail_with_one_clear_error(tmp_path):
     path = tmp_path / "nulls.json"
     path.write_text(json.dumps([{field: None for field in REQUIRED_FIELDS}] * 5))
     with pytest.raises(DataError, match="no usable review: every one of the 5 rows"):
-        data.load_texts(path)
+        data_datasets.load_texts(path)
 
 
 def test_nulls_in_some_rows_are_dropped_and_reported(tmp_path):
     path = tmp_path / "some.json"
     path.write_text(json.dumps([_review(), _review(country=None, variety=None), _review(description=12.5)]))
-    texts, report = data.load_texts(path)
+    texts, report = data_datasets.load_texts(path)
     assert len(texts) == 1 and report.dropped == 2
     assert report.dropped_missing == {"country": 1, "province": 0, "variety": 1, "description": 1}
     assert "dropped 2" in report.summary()
@@ -195,7 +196,7 @@ def test_hostile_files_fail_with_one_line_naming_the_file(tmp_path, name, conten
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(DataError) as error:
-        data.load_texts(path)
+        data_datasets.load_texts(path)
     text = str(error.value)
     assert text.startswith(str(path)) and message in text and "\n" not in text
 
@@ -209,7 +210,7 @@ def test_hostile_files_fail_with_one_line_naming_the_file(tmp_path, name, conten
 def test_a_byte_order_mark_and_a_single_row_load(tmp_path, name, content):
     path = tmp_path / name
     path.write_bytes(content)
-    texts, report = data.load_texts(path)
+    texts, report = data_datasets.load_texts(path)
     assert report.rows == report.kept == 1 and texts[0].startswith(PREFIX + "Italy : Tuscany : Sangiovese")
 
 
@@ -217,6 +218,6 @@ def test_text_that_is_not_valid_unicode_is_dropped_not_passed_to_the_vectorizer(
     path = tmp_path / "surrogate.json"
     path.write_text('[{"country": "\\ud800", "province": "T", "variety": "V", "description": "D"},'
                     ' {"country": "I", "province": "T", "variety": "V", "description": "D"}]')
-    texts, report = data.load_texts(path)
+    texts, report = data_datasets.load_texts(path)
     assert report.dropped_missing["country"] == 1 and len(texts) == 1
     assert all(text.encode("utf-8") for text in texts)

@@ -14,17 +14,18 @@ import keras
 import numpy as np
 import pytest
 
-from gpt_keras.config import GPTConfig
-from gpt_keras.data import Vocabulary
-from gpt_keras.generation import PAD_ID, CachedGenerator, PromptWarning, generate_lecture
-from gpt_keras.model import build_gpt
-from gpt_keras.sampling import Sampler
+from gpt_keras.core.config import GPTConfig
+from gpt_keras.core.data import Vocabulary
+from gpt_keras.core.generation import PAD_ID, CachedGenerator, PromptWarning, generate_lecture
+from gpt_keras.core.model import build_gpt
+from gpt_keras.core.sampling import Sampler
+from gpt_keras.tools.batch_sampling import sample_batch
 from tests.conftest import tiny_config
 
 pytestmark = pytest.mark.backend_agnostic
 
 TOLERANCE = 1e-5
-CONFIG = GPTConfig.tiny(vocab_size=40, max_len=8, embedding_dim=16, key_dim=8, n_heads=2, feed_forward_dim=32,
+CONFIG = GPTConfig.preset("tiny", vocab_size=40, max_len=8, embedding_dim=16, key_dim=8, n_heads=2, feed_forward_dim=32,
                         n_blocks=2, dropout_rate=0.1)
 VOCAB = Vocabulary(("", "[UNK]") + tuple(f"w{i}" for i in range(2, CONFIG.vocab_size)))
 PROMPT = "w2 w3 w4"
@@ -141,7 +142,7 @@ def test_a_prompt_longer_than_the_window_slides(model, generator):
 
 def test_a_prompt_as_long_as_max_tokens_generates_nothing(generator):
     assert generator.generate(PROMPT, 3, Sampler(1.0), np.random.default_rng(0)) == ([], PROMPT)
-    result = generator.generate_batch(PROMPT, 4, 3, Sampler(1.0), np.random.default_rng(0))
+    result = sample_batch(generator, PROMPT, 4, 3, Sampler(1.0), np.random.default_rng(0))
     assert result.tokens.shape == (4, 0) and result.lengths.tolist() == [0, 0, 0, 0]
 
 
@@ -149,7 +150,7 @@ def test_a_prompt_as_long_as_max_tokens_generates_nothing(generator):
 
 @pytest.fixture(scope="module")
 def batch(generator):
-    return generator.generate_batch(PROMPT, 12, 20, Sampler(1.0), np.random.default_rng(4))
+    return sample_batch(generator, PROMPT, 12, 20, Sampler(1.0), np.random.default_rng(4))
 
 
 def test_batch_shapes(batch):
@@ -192,14 +193,14 @@ def test_batch_distributions_are_the_models(model, batch):
 @pytest.mark.parametrize("sampler", [Sampler(1.0), Sampler(0.5, top_k=4)], ids=lambda sampler: sampler.describe())
 def test_a_batch_of_one_is_single_generation(generator, sampler):
     records, text = generator.generate(PROMPT, 20, sampler, np.random.default_rng(9))
-    result = generator.generate_batch(PROMPT, 1, 20, sampler, np.random.default_rng(9))
+    result = sample_batch(generator, PROMPT, 1, 20, sampler, np.random.default_rng(9))
     assert result.tokens[0, :result.lengths[0]].tolist() == [record["token"] for record in records]
     assert result.texts == [text]
 
 
 def test_batch_with_a_long_prompt_slides(model, generator):
     with pytest.warns(PromptWarning):
-        result = generator.generate_batch(LONG_PROMPT, 3, 18, Sampler(1.0), np.random.default_rng(2))
+        result = sample_batch(generator, LONG_PROMPT, 3, 18, Sampler(1.0), np.random.default_rng(2))
     assert result.tokens.shape == (3, 5)
     expected = chosen_log_probs(model, result.prompt_ids, result.tokens, result.lengths)
     np.testing.assert_allclose(result.log_probs, expected, rtol=1e-5, atol=1e-5)
@@ -224,7 +225,7 @@ def test_new_weights_are_picked_up():
 
 
 def test_training_updates_are_picked_up():
-    from gpt_keras.model import compile_gpt
+    from gpt_keras.core.model import compile_gpt
 
     keras.utils.set_random_seed(4)
     gpt = compile_gpt(build_gpt(CONFIG), CONFIG)
@@ -248,7 +249,7 @@ def test_unknown_prompt_words_warn(generator):
 
 
 def test_a_model_larger_than_its_vocabulary_is_refused_up_front():
-    from gpt_keras.sampling import SamplingError
+    from gpt_keras.core.sampling import SamplingError
 
     model = build_gpt(tiny_config(vocab_size=60))
     vocab = Vocabulary(("", "[UNK]", "wine", "review"))

@@ -12,9 +12,9 @@ import pytest
 pytest.importorskip("transformers")
 pytest.importorskip("tf_keras")
 
-from gpt_keras import gpt2 as gpt2_lib  # noqa: E402
-from gpt_keras.data import load_texts  # noqa: E402
-from gpt_keras.sampling import Sampler  # noqa: E402
+from gpt_keras.tools.gpt2 import compare as gpt2_lib  # noqa: E402
+from gpt_keras.runs.datasets import load_texts
+from gpt_keras.core.sampling import Sampler  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +55,7 @@ def tiny_gpt2(tiny_gpt2_dir):
 # --- loading -------------------------------------------------------------------------------------
 
 def test_importing_gpt_keras_does_not_import_transformers():
-    code = ("import sys, gpt_keras.gpt2, gpt_keras.cli; "
+    code = ("import sys, gpt_keras.tools.gpt2.compare, gpt_keras.tools.cli; "
             "assert 'transformers' not in sys.modules and 'tf_keras' not in sys.modules, 'eager import'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -97,7 +97,7 @@ def test_offline_without_a_local_copy_says_how_to_get_the_weights(tmp_path, monk
 # --- generation ----------------------------------------------------------------------------------
 
 def test_same_seed_same_text_and_lecture_records(tiny_gpt2):
-    from gpt_keras.viz import format_probs
+    from gpt_keras.tools.viz import format_probs
 
     generator = gpt2_lib.GPT2Generator(tiny_gpt2)
     sampler = Sampler(temperature=0.8, top_k=5)
@@ -174,7 +174,7 @@ def test_our_model_scores_one_token_per_word_and_counts_unk(trained_run, reviews
 # --- comparison and report -----------------------------------------------------------------------
 
 def test_compare_report_side_by_side(tiny_gpt2, trained_run, small_json, tmp_path):
-    from gpt_keras.runs import load_run
+    from gpt_keras.runs.rundir import load_run
 
     run = load_run(trained_run.run_dir)
     comparison = gpt2_lib.compare(run, tiny_gpt2, small_json, prompts=["wine review", "wine review : Italy"],
@@ -252,8 +252,8 @@ def test_keras3_trains_and_predicts_after_gpt2_is_loaded(tiny_gpt2):
     import tensorflow as tf
     import tf_keras
 
-    from gpt_keras.config import GPTConfig
-    from gpt_keras.model import build_gpt, compile_gpt
+    from gpt_keras.core.config import GPTConfig
+    from gpt_keras.core.model import build_gpt, compile_gpt
 
     assert keras.__version__.startswith("3.") and isinstance(tiny_gpt2.model, tf_keras.Model)
     assert not isinstance(tiny_gpt2.model, keras.Model)
@@ -275,7 +275,7 @@ def test_keras3_trains_and_predicts_after_gpt2_is_loaded(tiny_gpt2):
 
 @pytest.mark.slow
 def test_cli_finetune_then_compare_with_the_result(tiny_gpt2_dir, trained_run, small_json, tmp_path, capsys):
-    from gpt_keras.cli import main
+    from gpt_keras.tools.cli import main
 
     out = tmp_path / "tuned"
     code = main(["finetune-gpt2", "--gpt2", str(tiny_gpt2_dir), "--data", str(small_json), "--out", str(out),
@@ -300,7 +300,7 @@ def test_cli_finetune_then_compare_with_the_result(tiny_gpt2_dir, trained_run, s
 
 
 def test_cli_offline_error_is_one_line(trained_run, tmp_path, monkeypatch, capsys):
-    from gpt_keras.cli import main
+    from gpt_keras.tools.cli import main
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))

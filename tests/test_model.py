@@ -9,11 +9,13 @@ import textwrap
 import keras
 import numpy as np
 import pytest
+
+from gpt_keras.runs import rundir as runs
 from keras import ops
 
-from gpt_keras.config import ConfigError, GPTConfig
-from gpt_keras.layers import TokenAndPositionEmbedding, TransformerBlock, causal_attention_mask
-from gpt_keras.model import build_gpt
+from gpt_keras.core.config import ConfigError, GPTConfig
+from gpt_keras.core.layers import TokenAndPositionEmbedding, TransformerBlock, causal_attention_mask
+from gpt_keras.core.model import build_gpt
 from tests.conftest import tiny_config
 
 pytestmark = pytest.mark.backend_agnostic
@@ -87,7 +89,7 @@ def test_saved_model_reloads_in_a_new_process_with_identical_outputs(tmp_path, t
     np.save(tmp_path / "tokens.npy", tokens)
     script = textwrap.dedent(f"""
         import numpy as np, keras
-        import gpt_keras.layers  # registers the custom layers
+        import gpt_keras.core.layers  # registers the custom layers
         model = keras.saving.load_model({str(tmp_path / 'm.keras')!r})
         np.save({str(tmp_path / 'out.npy')!r}, np.asarray(model(np.load({str(tmp_path / 'tokens.npy')!r}))[0]))
     """)
@@ -114,4 +116,4 @@ def test_config_files_round_trip_and_reject_unknown_fields(tmp_path):
     assert GPTConfig.from_dict(config.to_dict()) == config
     (tmp_path / "c.json").write_text('{"vocab_size": 10, "colour": "red"}')
     with pytest.raises(ConfigError, match="unknown config field"):
-        GPTConfig.load(tmp_path / "c.json")
+        runs.read_config(tmp_path / "c.json")

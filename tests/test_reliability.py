@@ -21,19 +21,18 @@ import keras
 import numpy as np
 import pytest
 
-from gpt_keras import runs
-from gpt_keras.callbacks import TextGenerator
-from gpt_keras.config import ConfigError, GPTConfig
-from gpt_keras.data import DataError
-from gpt_keras.sampling import SamplingError
-from gpt_keras.train import train
-from tests.conftest import tiny_config
+from gpt_keras.runs import rundir as runs
+from gpt_keras.core.callbacks import TextGenerator
+from gpt_keras.core.config import ConfigError, GPTConfig
+from gpt_keras.core.data import DataError
+from gpt_keras.core.sampling import SamplingError
+from gpt_keras.runs.train import resume, train
+from tests.conftest import TEST_SIZE, tiny_config
 
 pytestmark = pytest.mark.slow
 
-# The tiny model, as command-line flags and as the config they make.
-TINY = dict(vocab_size=400, max_len=24, embedding_dim=32, key_dim=16, n_heads=2, feed_forward_dim=64, batch_size=16,
-            generate_max_tokens=16)
+# The tiny model at test size, as command-line flags and as the config they make.
+TINY = {name: value for name, value in TEST_SIZE.items() if name != "epochs"}
 
 
 def flags(**values) -> list[str]:
@@ -41,7 +40,7 @@ def flags(**values) -> list[str]:
 
 
 def cli(*args) -> list[str]:
-    return [sys.executable, "-m", "gpt_keras.cli", *map(str, args)]
+    return [sys.executable, "-m", "gpt_keras.tools.cli", *map(str, args)]
 
 
 def run_cli(*args, timeout=600) -> subprocess.CompletedProcess:
@@ -76,8 +75,8 @@ def _wait_until_mid_epoch_two(process: subprocess.Popen, run_dir: Path, timeout:
     size_after_epoch_one = None
     while time.monotonic() < deadline:
         assert process.poll() is None, "training ended before it could be killed"
-        state = runs.read_state(run_dir) if (run_dir / runs.STATE).exists() else None
-        if state is not None and state["epoch"] >= 1:
+        state = runs.RunState.read(run_dir) if (run_dir / runs.STATE).exists() else None
+        if state is not None and state.epoch >= 1:
             size = sum(path.stat().st_size for path in (run_dir / "logs" / "train").glob("events.*"))
             if size_after_epoch_one is None:
                 size_after_epoch_one = size
@@ -104,7 +103,7 @@ def test_sigkill_in_the_middle_of_an_epoch_then_resume_gives_the_uninterrupted_r
         if process.poll() is None:
             process.kill()
     assert process.returncode == -signal.SIGKILL
-    assert runs.read_state(run_dir)["epoch"] == 1  # epoch 2 was cut short...
+    assert runs.RunState.read(run_dir).epoch == 1  # epoch 2 was cut short...
     logged = batch_steps(run_dir)
     assert steps_per_epoch < max(logged) < 2 * steps_per_epoch  # ...in its middle
     assert not (run_dir / runs.MODEL).exists()
@@ -112,8 +111,8 @@ def test_sigkill_in_the_middle_of_an_epoch_then_resume_gives_the_uninterrupted_r
     resumed = run_cli(*command, "--resume")  # the same command, plus --resume
     assert resumed.returncode == 0, resumed.stderr
     assert "Run saved in" in resumed.stdout
-    state = runs.read_state(run_dir)
-    assert state["epoch"] == 3 and state["global_step"] == 3 * steps_per_epoch
+    state = runs.RunState.read(run_dir)
+    assert state.epoch == 3 and state.global_step == 3 * steps_per_epoch
     history = json.loads((run_dir / runs.HISTORY).read_text())
     assert len(history["loss"]) == 3
     # Same data order per epoch, dropout and sampler states restored: the resumed run is the uninterrupted one.
@@ -170,30 +169,30 @@ def _copy(run_dir: Path, tmp_path: Path) -> Path:
 def test_resume_refuses_a_config_it_would_silently_ignore(tmp_path, one_epoch_run, change, named):
     run_dir = _copy(one_epoch_run, tmp_path)
     with pytest.raises(runs.RunError) as error:
-        train(tiny_config(epochs=2, **change), resume=True, run_dir=run_dir, print_fn=None, verbose=0)
+        resume(config=tiny_config(epochs=2, **change), run_dir=run_dir, print_fn=None, verbose=0)
     assert str(run_dir) in str(error.value) and named in str(error.value)
-    assert runs.read_state(run_dir)["epoch"] == 1
+    assert runs.RunState.read(run_dir).epoch == 1
 
 
 def test_resume_takes_more_epochs_and_a_new_learning_rate(tmp_path, one_epoch_run, small_json):
     run_dir = _copy(one_epoch_run, tmp_path)
-    result = train(tiny_config(epochs=3, learning_rate=5e-4), small_json, resume=True, run_dir=run_dir,
+    result = resume(config=tiny_config(epochs=3, learning_rate=5e-4), data_path=small_json, run_dir=run_dir,
                    print_fn=None, verbose=0)
     assert len(result.history["loss"]) == 3
     assert float(keras.ops.convert_to_numpy(result.model.optimizer.learning_rate)) == pytest.approx(5e-4)
-    assert GPTConfig.load(run_dir / runs.CONFIG) == tiny_config(epochs=3, learning_rate=5e-4)
+    assert runs.read_config(run_dir / runs.CONFIG) == tiny_config(epochs=3, learning_rate=5e-4)
 
 
 def test_resume_with_no_config_continues_the_saved_one(tmp_path, one_epoch_run):
     run_dir = _copy(one_epoch_run, tmp_path)
-    result = train(resume=True, run_dir=run_dir, print_fn=None, verbose=0)
+    result = resume(run_dir=run_dir, print_fn=None, verbose=0)
     assert result.resumed_from_epoch == 1 and len(result.history["loss"]) == 2
 
 
 def test_resume_refuses_other_data(tmp_path, one_epoch_run, shared_csv):
     run_dir = _copy(one_epoch_run, tmp_path)
     with pytest.raises(runs.RunError, match="trains on the run's saved tokens"):
-        train(tiny_config(epochs=2), shared_csv, resume=True, run_dir=run_dir, print_fn=None, verbose=0)
+        resume(config=tiny_config(epochs=2), data_path=shared_csv, run_dir=run_dir, print_fn=None, verbose=0)
 
 
 def test_resume_by_name_continues_that_run_not_the_latest(tmp_path, one_epoch_run):
@@ -201,9 +200,9 @@ def test_resume_by_name_continues_that_run_not_the_latest(tmp_path, one_epoch_ru
     _copy(one_epoch_run, runs_dir)
     newer = _copy(one_epoch_run, tmp_path / "other")
     shutil.move(newer, runs_dir / "newer")
-    result = train(resume=True, runs_dir=runs_dir, run_name="one", print_fn=None, verbose=0)
+    result = resume(runs_dir=runs_dir, run_name="one", print_fn=None, verbose=0)
     assert result.run_dir == runs_dir / "one"
-    assert runs.read_state(runs_dir / "newer")["epoch"] == 1
+    assert runs.RunState.read(runs_dir / "newer").epoch == 1
 
 
 def test_cli_resume_with_only_more_epochs_and_refusing_a_changed_flag(tmp_path, one_epoch_run):
@@ -213,7 +212,7 @@ def test_cli_resume_with_only_more_epochs_and_refusing_a_changed_flag(tmp_path, 
     assert len(messages(refused.stderr)) == 1
     more = run_cli("train", "--resume", "--run", run_dir, "--epochs", 3, "--quiet")
     assert more.returncode == 0, more.stderr
-    assert runs.read_state(run_dir)["epoch"] == 3
+    assert runs.RunState.read(run_dir).epoch == 3
 
 
 # --- 2. reproducible ------------------------------------------------------------------------------------
@@ -253,28 +252,28 @@ def test_a_crash_while_saving_a_checkpoint_leaves_the_previous_state_intact(tmp_
     with pytest.raises(KeyboardInterrupt):
         train(tiny_config(epochs=2), small_json, runs_dir=tmp_path, run_name="crash", print_fn=None, verbose=0)
     run_dir = tmp_path / "crash"
-    state = runs.read_state(run_dir)
-    assert state["epoch"] == 1 and zipfile.is_zipfile(run_dir / state["checkpoint"])
+    state = runs.RunState.read(run_dir)
+    assert state.epoch == 1 and zipfile.is_zipfile(run_dir / state.checkpoint)
     assert sorted(path.name for path in (run_dir / "checkpoints").iterdir()) == ["epoch-001.keras"]
     assert not [path for path in run_dir.rglob(".*") if path.is_file()]
     monkeypatch.setattr(keras.Model, "save", real_save)
-    resumed = train(tiny_config(epochs=2), resume=True, run_dir=run_dir, print_fn=None, verbose=0)
+    resumed = resume(config=tiny_config(epochs=2), run_dir=run_dir, print_fn=None, verbose=0)
     assert len(resumed.history["loss"]) == 2
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "bad-config-inside"])
 def test_a_corrupt_model_or_checkpoint_is_one_clear_error(tmp_path, trained_run, damage):
     run_dir = _copy(trained_run.run_dir, tmp_path)
-    state = runs.read_state(run_dir)
-    for path in (run_dir / runs.MODEL, run_dir / state["checkpoint"]):
+    state = runs.RunState.read(run_dir)
+    for path in (run_dir / runs.MODEL, run_dir / state.checkpoint):
         _damage(path, damage)
 
     with pytest.raises(runs.RunError) as error:
         runs.load_run(run_dir)
     assert str(run_dir / runs.MODEL) in str(error.value)
     with pytest.raises(runs.RunError) as error:
-        train(tiny_config(epochs=3), resume=True, run_dir=run_dir, print_fn=None, verbose=0)
-    assert str(run_dir / state["checkpoint"]) in str(error.value)
+        resume(config=tiny_config(epochs=3), run_dir=run_dir, print_fn=None, verbose=0)
+    assert str(run_dir / state.checkpoint) in str(error.value)
 
     for args in (("generate", "--run", run_dir), ("train", "--resume", "--run", run_dir, "--epochs", 3)):
         result = run_cli(*args)
@@ -304,7 +303,7 @@ def test_a_corrupt_run_file_is_named_on_resume(tmp_path, one_epoch_run, name, co
     run_dir = _copy(one_epoch_run, tmp_path)
     (run_dir / name).write_text(content)
     with pytest.raises((runs.RunError, DataError, ConfigError)) as error:
-        train(resume=True, run_dir=run_dir, print_fn=None, verbose=0)
+        resume(run_dir=run_dir, print_fn=None, verbose=0)
     assert str(run_dir / name) in str(error.value)
 
 
@@ -317,7 +316,7 @@ def test_a_nan_loss_stops_training_and_the_cli_says_so(tmp_path, small_json):
     assert result.returncode == 1, result.stderr
     assert "the loss became NaN at epoch 1, batch" in result.stderr and "Traceback" not in result.stderr
     assert "No epoch finished" in result.stderr
-    assert runs.read_state(run_dir) is None and not (run_dir / runs.MODEL).exists()
+    assert runs.RunState.read(run_dir) is None and not (run_dir / runs.MODEL).exists()
     assert not list((run_dir / "checkpoints").glob("*.keras")) if (run_dir / "checkpoints").exists() else True
     assert "generated text" not in result.stdout
 
@@ -334,12 +333,12 @@ def test_a_nan_in_a_later_epoch_keeps_the_last_good_state(tmp_path, small_json, 
     result = train(tiny_config(epochs=3), small_json, runs_dir=tmp_path, run_name="nan", print_fn=None, verbose=0)
     assert result.stopped_on_nan is not None and result.stopped_on_nan[0] == 2 and not result.completed
     run_dir = result.run_dir
-    state = runs.read_state(run_dir)
-    assert state["epoch"] == 1 and sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["epoch-001.keras"]
+    state = runs.RunState.read(run_dir)
+    assert state.epoch == 1 and sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["epoch-001.keras"]
     assert len(json.loads((run_dir / runs.HISTORY).read_text())["loss"]) == 1
     assert all(np.isfinite(keras.ops.convert_to_numpy(w)).all() for w in runs.load_run(run_dir).model.weights)
     monkeypatch.setattr(TextGenerator, "on_epoch_end", real_end)
-    recovered = train(tiny_config(epochs=3, learning_rate=1e-4), resume=True, run_dir=run_dir, print_fn=None,
+    recovered = resume(config=tiny_config(epochs=3, learning_rate=1e-4), run_dir=run_dir, print_fn=None,
                       verbose=0)
     assert recovered.completed and len(recovered.history["loss"]) == 3
     assert np.isfinite(recovered.history["loss"]).all()
@@ -399,7 +398,7 @@ def test_train_checks_its_arguments_before_making_anything(tmp_path, small_json,
     (["demo", "--epochs", "0"], "argument --epochs: must be at least 1, got 0"),
 ])
 def test_command_line_errors_name_the_argument(tmp_path, trained_run, capsys, args, named):
-    from gpt_keras import cli
+    from gpt_keras.tools import cli
 
     run_dir = _copy(trained_run.run_dir, tmp_path)
     (tmp_path / "FILE").write_text("a file")
@@ -413,4 +412,4 @@ def test_command_line_errors_name_the_argument(tmp_path, trained_run, capsys, ar
     assert code == 2 and "Traceback" not in error
     assert messages(error)[-1].startswith(f"gpt-keras {args[0]}: error: ")
     assert named.replace("RUN", str(run_dir)).replace("FILE", str(tmp_path / "FILE")) in messages(error)[-1]
-    assert runs.read_state(run_dir)["epoch"] == 2 and not (tmp_path / "runs").exists()
+    assert runs.RunState.read(run_dir).epoch == 2 and not (tmp_path / "runs").exists()

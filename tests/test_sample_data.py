@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gpt_keras.data import FULL_DATASET_NAMES, REQUIRED_FIELDS, SAMPLE_NAME, load_texts
+from gpt_keras.runs.datasets import FULL_DATASET_NAMES, REQUIRED_FIELDS, SAMPLE_NAME, load_texts
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 SCRIPT = DATA_DIR / "make_sample.py"

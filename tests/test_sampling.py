@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from gpt_keras.sampling import (Sampler, SamplingError, apply_temperature, choose, greedy_filter,
+from gpt_keras.core.sampling import (Sampler, SamplingError, apply_temperature, choose, greedy_filter,
                                 lecture_temperature, sample_from, softmax, top_k_filter, top_p_filter)
 
 # The lecture's worked example: next word after "wine review : germany :".

@@ -9,9 +9,11 @@ import keras
 import numpy as np
 import pytest
 
-from gpt_keras import data as data_lib
-from gpt_keras.model import build_gpt, compile_gpt
-from gpt_keras.train import configure_precision, jit_compile_flag, train
+import gpt_keras.runs.train as train_module
+from gpt_keras.core import data as data_lib_core
+from gpt_keras.runs import batches as data_lib_batches
+from gpt_keras.core.model import build_gpt, compile_gpt
+from gpt_keras.runs.train import configure_precision, jit_compile_flag, train
 from tests.conftest import tiny_config
 
 pytestmark = pytest.mark.slow
@@ -34,7 +36,7 @@ def test_three_epochs_trace_each_step_once_and_vectorize_once(tmp_path, small_js
     vectorized = []
     counts = EpochCounts(traces)
     train_step, test_step, fit, vectorize = keras.Model.train_step, keras.Model.test_step, keras.Model.fit, \
-        data_lib.vectorize
+        data_lib_core.vectorize
 
     def counting(name, step):
         def traced(self, batch):  # Python runs the step only while tf.function traces it
@@ -46,7 +48,7 @@ def test_three_epochs_trace_each_step_once_and_vectorize_once(tmp_path, small_js
     monkeypatch.setattr(keras.Model, "test_step", counting("test", test_step))
     monkeypatch.setattr(keras.Model, "fit", lambda self, *args, callbacks=(), **kwargs: fit(
         self, *args, callbacks=[*callbacks, counts], **kwargs))
-    monkeypatch.setattr(data_lib, "vectorize", lambda *args, **kwargs: vectorized.append(1) or vectorize(*args, **kwargs))
+    monkeypatch.setattr(train_module, "vectorize", lambda *args, **kwargs: vectorized.append(1) or vectorize(*args, **kwargs))
 
     # 360 training reviews in batches of 21: every epoch ends in a short batch of 3.
     result = train(tiny_config(epochs=3, batch_size=21, validation_split=0.1), small_json, runs_dir=tmp_path,
@@ -61,7 +63,7 @@ def test_the_input_pipeline_keeps_far_ahead_of_the_model():
     of a training step even for the smallest model, so the model never waits for data."""
     config = tiny_config(max_len=80, batch_size=32)
     tokens = np.random.default_rng(0).integers(1, config.vocab_size, (4_000, config.max_len + 1)).astype(np.int32)
-    batches, steps = data_lib.training_batches(tokens, config.batch_size, seed=0)
+    batches, steps = data_lib_batches.training_batches(tokens, config.batch_size, seed=0)
     iterator = iter(batches)
     next(iterator)
     start = time.perf_counter()

@@ -9,10 +9,10 @@ import keras
 import numpy as np
 import pytest
 
-from gpt_keras import runs
-from gpt_keras.config import GPTConfig
-from gpt_keras.data import DataError, Vocabulary
-from gpt_keras.train import train
+from gpt_keras.runs import rundir as runs
+from gpt_keras.core.config import GPTConfig
+from gpt_keras.core.data import DataError, Vocabulary
+from gpt_keras.runs.train import resume, train
 from tests.conftest import tiny_config
 
 pytestmark = pytest.mark.slow
@@ -41,8 +41,8 @@ def test_run_directory_holds_everything_needed(trained_run):
     run_dir = trained_run.run_dir
     for name in (runs.CONFIG, runs.VOCAB, runs.DATA, runs.TOKENS, runs.STATE, runs.MODEL, runs.HISTORY):
         assert (run_dir / name).is_file(), name
-    assert GPTConfig.load(run_dir / runs.CONFIG) == tiny_config(epochs=2)
-    assert Vocabulary.load(run_dir / runs.VOCAB) == trained_run.text_generator.vocab
+    assert runs.read_config(run_dir / runs.CONFIG) == tiny_config(epochs=2)
+    assert runs.read_vocabulary(run_dir / runs.VOCAB) == trained_run.text_generator.vocab
     state = json.loads((run_dir / runs.STATE).read_text())
     assert state["epoch"] == 2 and (run_dir / state["checkpoint"]).is_file()
     assert json.loads((run_dir / runs.HISTORY).read_text())["loss"] == trained_run.history["loss"]
@@ -77,19 +77,19 @@ def test_loaded_run_gives_the_trained_models_outputs(trained_run):
 
 def test_resume_continues_from_the_last_epoch(tmp_path, small_json):
     first = train(tiny_config(epochs=1), small_json, runs_dir=tmp_path, run_name="r", print_fn=None, verbose=0)
-    state = runs.read_state(first.run_dir)
-    assert state["epoch"] == 1
-    resumed = train(tiny_config(epochs=2), resume=True, run_dir=first.run_dir, print_fn=None, verbose=0)
+    state = runs.RunState.read(first.run_dir)
+    assert state.epoch == 1
+    resumed = resume(config=tiny_config(epochs=2), run_dir=first.run_dir, print_fn=None, verbose=0)
     assert resumed.resumed_from_epoch == 1
     assert len(resumed.history["loss"]) == 2 and resumed.history["loss"][0] == first.history["loss"][0]
-    final = runs.read_state(first.run_dir)
-    assert final["epoch"] == 2 and final["global_step"] == 2 * state["global_step"]
+    final = runs.RunState.read(first.run_dir)
+    assert final.epoch == 2 and final.global_step == 2 * state.global_step
     assert resumed.history["loss"][1] < resumed.history["loss"][0]
 
 
 def test_resume_without_a_run_picks_the_latest(tmp_path, small_json):
     train(tiny_config(epochs=1), small_json, runs_dir=tmp_path, run_name="only", print_fn=None, verbose=0)
-    resumed = train(tiny_config(epochs=2), resume=True, runs_dir=tmp_path, print_fn=None, verbose=0)
+    resumed = resume(config=tiny_config(epochs=2), runs_dir=tmp_path, print_fn=None, verbose=0)
     assert resumed.run_dir == tmp_path / "only" and resumed.resumed_from_epoch == 1
 
 
@@ -114,7 +114,7 @@ def test_a_run_directory_in_use_is_refused(tmp_path, small_json):
     first = train(tiny_config(epochs=1), small_json, runs_dir=tmp_path, run_name="busy", print_fn=None, verbose=0)
     with runs.RunLock(first.run_dir):
         with pytest.raises(runs.RunError, match="in use by another training process"):
-            train(tiny_config(epochs=2), resume=True, run_dir=first.run_dir, print_fn=None, verbose=0)
+            resume(config=tiny_config(epochs=2), run_dir=first.run_dir, print_fn=None, verbose=0)
     with pytest.raises(runs.RunError, match="already exists"):
         train(tiny_config(), small_json, runs_dir=tmp_path, run_name="busy", print_fn=None, verbose=0)
 
@@ -139,6 +139,6 @@ def test_vocab_size_shrinks_to_the_words_the_data_has(tmp_path):
     vocab = result.text_generator.vocab
     assert len(vocab) < 400
     assert result.model.get_layer("probabilities").units == len(vocab)
-    assert GPTConfig.load(result.run_dir / runs.CONFIG).vocab_size == len(vocab)
+    assert runs.read_config(result.run_dir / runs.CONFIG).vocab_size == len(vocab)
     assert any(f"vocab_size 400 -> {len(vocab)}" in message for message in messages)
     assert runs.load_run(result.run_dir).vocab == vocab

@@ -9,9 +9,9 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from gpt_keras import viz
-from gpt_keras.data import Vocabulary
-from gpt_keras.viz import VizError, attention_heatmap, export_html, format_probs, print_probs, probs_html
+from gpt_keras.tools import viz
+from gpt_keras.core.data import Vocabulary
+from gpt_keras.tools.viz import VizError, attention_heatmap, export_html, format_probs, print_probs, probs_html
 
 WORDS = ["", "[UNK]", "wine", "review", ":", "germany", "mosel", "rheinhessen", "rheingau", "franken", "baden", "<b>"]
 RGBA = re.compile(r"rgba\(135,206,250,([0-9.]+)\)")
@@ -235,12 +235,12 @@ def test_export_html_is_a_standalone_escaped_page(tmp_path):
 
 def test_records_from_a_real_model_with_a_sliding_window():
     pytest.importorskip("keras")
-    from gpt_keras.callbacks import TextGenerator
-    from gpt_keras.config import GPTConfig
-    from gpt_keras.model import build_gpt
+    from gpt_keras.core.callbacks import TextGenerator
+    from gpt_keras.core.config import GPTConfig
+    from gpt_keras.core.model import build_gpt
 
     vocab = ["", "[UNK]", "wine", "review", ":", "germany", "mosel"]
-    model = build_gpt(GPTConfig.tiny(vocab_size=len(vocab), max_len=6))
+    model = build_gpt(GPTConfig.preset("tiny", vocab_size=len(vocab), max_len=6))
     for seed in range(50):  # an untrained model may sample padding and stop; find a text that outgrows the window
         text_generator = TextGenerator(vocab, seed=seed, print_fn=None)
         text_generator.set_model(model)
@@ -260,7 +260,7 @@ def test_records_from_a_real_model_with_a_sliding_window():
 
 @pytest.mark.slow
 def test_cli_generate_shows_probs_and_writes_the_views(trained_run, tmp_path, capsys):
-    from gpt_keras import cli
+    from gpt_keras.tools import cli
 
     code = cli.main(["generate", "--run", str(trained_run.run_dir), "--prompt", "wine review : us", "--seed", "0",
                      "--max-tokens", "8", "--samples", "2", "--heads", "--html", str(tmp_path / "gen.html"),

@@ -13,18 +13,8 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from gpt_keras.config import ConfigError, GPTConfig
-from gpt_keras.sampling import check_temperature, check_top_k, check_top_p
-
-PRESETS = {
-    "lecture": {},  # the lecture's hyperparameters (GPTConfig defaults)
-    # Small enough to learn the embedded sample's structure in a few minutes on a 2-core CPU.
-    "demo": dict(vocab_size=1500, max_len=64, embedding_dim=96, key_dim=48, n_heads=2, feed_forward_dim=192,
-                 batch_size=32, epochs=8, generate_max_tokens=48),
-    "tiny": dict(vocab_size=2000, max_len=40, embedding_dim=64, key_dim=32, n_heads=2, feed_forward_dim=128,
-                 batch_size=32, epochs=2),
-}
-
+from gpt_keras.core.config import PRESETS, ConfigError, GPTConfig
+from gpt_keras.core.sampling import check_temperature, check_top_k, check_top_p
 
 class UsageError(ValueError):
     """A command-line argument is invalid; the message names the flag."""
@@ -51,7 +41,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 def _checked_arg(kind: type, check: Callable) -> Callable[[str], object]:
     """An argparse type that converts, then checks; argparse puts the flag's name before the message."""
     def convert(text: str):
-        from gpt_keras.sampling import SamplingError
+        from gpt_keras.core.sampling import SamplingError
 
         try:
             value = kind(text)
@@ -90,11 +80,13 @@ def config_from_args(args: argparse.Namespace, saved: GPTConfig | None = None) -
     is given, so `--resume --epochs 8` changes only the epochs.
     """
     if args.config:
-        base = GPTConfig.load(args.config).to_dict()
+        from gpt_keras.runs.rundir import read_config
+
+        base = read_config(args.config).to_dict()
     elif saved is not None and args.preset is None:
         base = saved.to_dict()
     else:
-        base = {**GPTConfig().to_dict(), **PRESETS[args.preset or "lecture"]}
+        base = GPTConfig.preset(args.preset or "lecture").to_dict()
     changes = {field.name: getattr(args, field.name) for field in dataclasses.fields(GPTConfig)
                if getattr(args, field.name, None) is not None}
     try:
@@ -128,9 +120,9 @@ def add_download_parser(subparsers) -> None:
 
 
 def run_download(args) -> int:
-    from gpt_keras import data
+    from gpt_keras.runs import datasets
 
-    path = data.download_dataset(args.data_dir or data.DEFAULT_DATA_DIR)
+    path = datasets.download_dataset(args.data_dir or datasets.DEFAULT_DATA_DIR)
     print(f"Saved {path}; `gpt-keras train` now uses it.")
     return 0
 
@@ -144,12 +136,12 @@ def add_tokenize_parser(subparsers) -> None:
 
 
 def run_tokenize(args) -> int:
-    from gpt_keras import data
-    from gpt_keras.train import prepare_data
+    from gpt_keras.runs.batches import save_tokens
+    from gpt_keras.runs.train import prepare_data
 
     config = config_from_args(args)
     prepared = prepare_data(config, args.data)
-    data.save_tokens(args.out, prepared.tokens, prepared.vocab.words)
+    save_tokens(args.out, prepared.tokens, prepared.vocab.words)
     print(f"Wrote {args.out}: {prepared.tokens.shape[0]:,} reviews x {prepared.tokens.shape[1]} tokens, "
           f"vocabulary {len(prepared.vocab):,}")
     return 0
@@ -173,21 +165,21 @@ def add_train_parser(subparsers) -> None:
 
 
 def run_train(args) -> int:
-    from gpt_keras.train import train
+    from gpt_keras.runs import rundir
+    from gpt_keras.runs.train import resume, train
 
     if args.data is not None and args.tokens is not None:
         raise UsageError("--data and --tokens: give one or the other")
-    run_dir = args.run
+    verbose = 0 if args.quiet else progress_verbosity()
     if args.resume:  # the same command again, plus --resume: its flags are checked against the run's config
-        from gpt_keras import runs
-
-        run_dir = runs.resume_target(args.runs_dir, args.name, args.run)
-        config = config_from_args(args, saved=GPTConfig.load(run_dir / runs.CONFIG))
+        run_dir = rundir.resume_target(args.runs_dir, args.name, args.run)
+        config = config_from_args(args, saved=rundir.read_config(run_dir / rundir.CONFIG))
+        result = resume(run_dir, config, args.data, tokens_path=args.tokens, strategy=make_strategy(args.strategy),
+                        verbose=verbose)
     else:
-        config = config_from_args(args)
-    result = train(config, args.data, runs_dir=args.runs_dir, run_name=args.name, run_dir=run_dir,
-                   resume=args.resume, tokens_path=args.tokens, strategy=make_strategy(args.strategy),
-                   verbose=0 if args.quiet else progress_verbosity())
+        result = train(config_from_args(args), args.data, runs_dir=args.runs_dir, run_name=args.name,
+                       run_dir=args.run, tokens_path=args.tokens, strategy=make_strategy(args.strategy),
+                       verbose=verbose)
     if result.stopped_on_nan is not None:
         epoch, batch = result.stopped_on_nan
         kept = (f"The last good epoch is kept in {result.run_dir}: resume it with a lower --learning-rate and "
@@ -208,7 +200,7 @@ def run_train(args) -> int:
 
 def make_strategy(name: str):
     """The tf.distribute strategy for --strategy (None for none); see `gpt_keras.distribute`."""
-    from gpt_keras import distribute
+    from gpt_keras.runs import distribute
 
     if name == "none":
         return None
@@ -245,7 +237,7 @@ def add_generate_parser(subparsers) -> None:
 
 
 def run_generate(args) -> int:
-    from gpt_keras.runs import load_run
+    from gpt_keras.runs.rundir import load_run
 
     if args.samples < 1:
         raise UsageError(f"--samples: must be at least 1, got {args.samples}")
@@ -256,7 +248,7 @@ def run_generate(args) -> int:
         infos.append(generator.generate(args.prompt, max_tokens=args.max_tokens, temperature=args.temperature,
                                         top_k=args.top_k, top_p=args.top_p, greedy=args.greedy))
         if args.show_probs or args.heads:
-            from gpt_keras.viz import print_probs
+            from gpt_keras.tools.viz import print_probs
 
             print_probs(infos[-1], run.vocab, heads=args.heads)
     _write_views(args, infos, run.vocab)
@@ -272,7 +264,7 @@ def _write_views(args, infos: list, vocab) -> None:
     """--html and --heatmap: one file per sample."""
     if args.html is None and args.heatmap is None:
         return
-    from gpt_keras.viz import attention_heatmap, export_html
+    from gpt_keras.tools.viz import attention_heatmap, export_html
 
     for index, info in enumerate(infos):
         if args.html is not None:
@@ -304,13 +296,13 @@ def add_demo_parser(subparsers) -> None:
 
 def run_demo(args) -> int:
     """What `make demo` runs: the lecture's pipeline at demo size, then the lecture's three prompts."""
-    from gpt_keras.callbacks import TextGenerator
-    from gpt_keras.data import DEFAULT_DATA_DIR, SAMPLE_NAME
-    from gpt_keras.train import train
+    from gpt_keras.core.callbacks import TextGenerator
+    from gpt_keras.runs.datasets import DEFAULT_DATA_DIR, SAMPLE_NAME
+    from gpt_keras.runs.train import train
 
     changes = {"seed": args.seed, **({"epochs": args.epochs} if args.epochs is not None else {})}
     try:
-        config = GPTConfig(**{**GPTConfig().to_dict(), **PRESETS["demo"], **changes})
+        config = GPTConfig.preset("demo", **changes)
     except ConfigError as error:
         raise UsageError(f"--epochs/--seed: {error}") from None
     sample = DEFAULT_DATA_DIR / SAMPLE_NAME
@@ -332,7 +324,7 @@ def run_demo(args) -> int:
 
 
 def _show_probs(info, vocab) -> None:
-    from gpt_keras.viz import print_probs
+    from gpt_keras.tools.viz import print_probs
 
     print("Where the model looked, and its next-word probabilities (first steps of the germany text):")
     print_probs(info, vocab)
@@ -366,7 +358,7 @@ def run_tensorboard(args) -> int:
 # --- temperature lab --------------------------------------------------------------------------------
 
 def add_temperature_parser(subparsers) -> None:
-    from gpt_keras.sampling import check_temperature, check_top_k, check_top_p
+    from gpt_keras.core.sampling import check_temperature, check_top_k, check_top_p
 
     parser = subparsers.add_parser(
         "temperature", help="the temperature lab: the lecture's table from logits, or a run's samples per T",
@@ -410,9 +402,9 @@ _LAB_DEFAULTS = dict(prompt="wine review : germany", samples=8, max_tokens=80, s
 def run_temperature(args) -> int:
     import warnings
 
-    from gpt_keras import experiments
-    from gpt_keras.generation import PromptWarning
-    from gpt_keras.runs import load_run
+    from gpt_keras.tools.temperature import experiment as experiments
+    from gpt_keras.core.generation import PromptWarning
+    from gpt_keras.runs.rundir import load_run
 
     temperatures = args.temperatures
     repeated = sorted({t for t in temperatures or () if temperatures.count(t) > 1})
@@ -477,7 +469,7 @@ def _logit_arg(text: str) -> tuple[str, float]:
 
 def _prompt_warning_printer(command: str, show: Callable) -> Callable:
     """A `warnings.showwarning` that prints a `PromptWarning` as one plain line on stderr."""
-    from gpt_keras.generation import PromptWarning
+    from gpt_keras.core.generation import PromptWarning
 
     def show_warning(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, PromptWarning):
@@ -524,9 +516,9 @@ def add_compare_parser(subparsers) -> None:
 def run_compare(args) -> int:
     import warnings
 
-    from gpt_keras import gpt2 as gpt2_lib
-    from gpt_keras.generation import PromptWarning
-    from gpt_keras.runs import load_run
+    from gpt_keras.tools.gpt2 import compare as gpt2_lib
+    from gpt_keras.core.generation import PromptWarning
+    from gpt_keras.runs.rundir import load_run
 
     run = load_run(args.run)
     gpt2 = gpt2_lib.load_gpt2(args.gpt2)
@@ -539,7 +531,7 @@ def run_compare(args) -> int:
                                       top_p=args.top_p, greedy=args.greedy, heldout=args.heldout)
     print(comparison.format_table(width=None))
     if args.show_probs or args.heads:
-        from gpt_keras.viz import print_probs
+        from gpt_keras.tools.viz import print_probs
 
         first = comparison.generations[0]
         for key, vocab in (("ours", run.vocab), ("gpt2", gpt2_lib.TokenLabels(gpt2))):
@@ -581,7 +573,7 @@ def add_finetune_gpt2_parser(subparsers) -> None:
 
 
 def run_finetune_gpt2(args) -> int:
-    from gpt_keras import gpt2 as gpt2_lib
+    from gpt_keras.tools.gpt2 import compare as gpt2_lib
 
     policy = gpt2_lib.precision_policy(args.mixed_precision)
     print(f"Fine-tuning {args.gpt2} on {gpt2_lib.device_description()}, dtype policy {policy}")
@@ -627,10 +619,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _is_user_error(error: Exception) -> bool:
-    from gpt_keras.data import DataError
-    from gpt_keras.gpt2 import GPT2Error
-    from gpt_keras.runs import RunError
-    from gpt_keras.sampling import SamplingError
+    from gpt_keras.core.data import DataError
+    from gpt_keras.tools.gpt2.compare import GPT2Error
+    from gpt_keras.runs.rundir import RunError
+    from gpt_keras.core.sampling import SamplingError
 
     return isinstance(error, (ConfigError, DataError, GPT2Error, RunError, SamplingError, UsageError))
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,13 +41,10 @@ class GPTConfig:
         shuffle_buffer: reviews in the shuffle buffer; 0 shuffles the whole dataset every epoch.
         generate_prompt / generate_max_tokens / generate_temperature: what `TextGenerator` samples
             after each epoch (the lecture: "wine review", 80 tokens, T = 1.0).
-        jit_compile: XLA compilation of the training step. "auto" lets Keras 3 decide: on with a GPU, off
-            on a CPU-only machine and under a `tf.distribute` strategy. On the 2-core CPU it was measured
-            no faster (within noise: about 33 ms/step tiny, 0.6-0.9 s/step at the lecture's size, either
-            way) and it costs 3-7 s more before the first step. "on" forces XLA, "off" disables it.
-        mixed_precision: "auto" computes in bfloat16 (weights and softmax in float32) only when a GPU is
-            visible; on a CPU it stays float32 (measured no clear gain there, at lower precision).
-            "on" forces bfloat16 compute, "off" keeps float32.
+        jit_compile: XLA compilation of the training step: "auto" lets Keras decide (on with a GPU, off
+            on a CPU and under a `tf.distribute` strategy), "on" forces it, "off" disables it.
+        mixed_precision: "auto" computes in bfloat16 (weights and softmax in float32) only with a GPU,
+            "on" forces bfloat16 compute, "off" keeps float32 (BENCHMARKS.md has the measurements).
     """
 
     vocab_size: int = 10_000
@@ -101,20 +97,27 @@ class GPTConfig:
             raise ConfigError(f"{source}: {error}") from None
 
     @classmethod
-    def load(cls, path: str | Path) -> "GPTConfig":
-        from gpt_keras.files import read_json
+    def preset(cls, name: str, **changes: Any) -> "GPTConfig":
+        """A named starting point (`lecture`, `demo`, `tiny`; see `PRESETS`) with some fields changed.
 
-        return cls.from_dict(read_json(path, "config", ConfigError), source=str(path))
+        Example:
+            >>> GPTConfig.preset("tiny", epochs=1).embedding_dim
+            64
+        """
+        if name not in PRESETS:
+            raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}")
+        return cls(**{**PRESETS[name], **changes})
 
-    @classmethod
-    def tiny(cls, **changes: Any) -> "GPTConfig":
-        """A small configuration for tests, demos and CPU classrooms (about 0.2 M parameters)."""
-        values = dict(
-            vocab_size=2_000, max_len=40, embedding_dim=64, key_dim=32, n_heads=2,
-            feed_forward_dim=128, batch_size=32, epochs=2,
-        )
-        values.update(changes)
-        return cls(**values)
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "lecture": {},  # the lecture's hyperparameters: the GPTConfig defaults
+    # Small enough to learn the embedded sample's structure in a few minutes on a 2-core CPU.
+    "demo": dict(vocab_size=1500, max_len=64, embedding_dim=96, key_dim=48, n_heads=2, feed_forward_dim=192,
+                 batch_size=32, epochs=8, generate_max_tokens=48),
+    # About 0.2 M parameters: for quick checks and tests.
+    "tiny": dict(vocab_size=2000, max_len=40, embedding_dim=64, key_dim=32, n_heads=2, feed_forward_dim=128,
+                 batch_size=32, epochs=2),
+}
 
 
 def check_int_at_least(value: Any, name: str, minimum: int = 1, error: type[Exception] = ConfigError) -> int:

@@ -3,7 +3,7 @@
 `train` loads and checks everything that can be wrong with the input before it creates the run
 directory, so bad input never leaves a half-written run. Then it vectorizes the reviews once, builds
 and compiles the GPT, and calls `model.fit` with the Keras progress bar, TensorBoard (loss per batch
-and per epoch), a checkpoint per epoch, the lecture's `TextGenerator` and a NaN guard. `resume=True`
+and per epoch), a checkpoint per epoch, the lecture's `TextGenerator` and a NaN guard. `resume`
 continues a run from its last finished epoch with the same data, optimizer state, TensorBoard step,
 sampler state, dropout random state and per-epoch data order, so a run killed at any moment and
 resumed ends with the losses an uninterrupted run has (tests/test_reliability.py).
@@ -22,13 +22,17 @@ from typing import Callable
 import keras
 import numpy as np
 
-from gpt_keras import data as data_lib
-from gpt_keras import distribute, runs
-from gpt_keras.callbacks import (GeneratedTextSummary, ResumableTensorBoard, RunCheckpoint, StopOnNaN, TextGenerator,
-                                 restore_seed_generator_states)
-from gpt_keras.config import ConfigError, GPTConfig
-from gpt_keras.files import write_json
-from gpt_keras.model import build_gpt, compile_gpt
+from gpt_keras.core.callbacks import TextGenerator
+from gpt_keras.core.config import ConfigError, GPTConfig
+from gpt_keras.core.data import DataError, Vocabulary, make_dataset, make_vectorizer, vectorize
+from gpt_keras.core.model import build_gpt, compile_gpt
+from gpt_keras.runs import distribute
+from gpt_keras.runs import rundir as runs
+from gpt_keras.runs.batches import ArrayBatches, load_tokens, save_tokens, split_tokens, training_batches
+from gpt_keras.runs.callbacks import (GeneratedTextSummary, ResumableTensorBoard, RunCheckpoint, StopOnNaN,
+                                      restore_seed_generator_states)
+from gpt_keras.runs.datasets import LoadReport, default_data_path, load_texts
+from gpt_keras.runs.files import write_json
 
 CHECKPOINT_PATTERN = "checkpoints/epoch-{epoch:03d}.keras"
 RESUMABLE_CHANGES = ("epochs", "learning_rate")  # the only config fields `--resume` may change
@@ -42,7 +46,7 @@ class TrainResult:
     model: keras.Model
     history: dict[str, list[float]]
     text_generator: TextGenerator
-    report: data_lib.LoadReport | None
+    report: LoadReport | None
     data_description: str
     stopped_on_nan: tuple[int, int] | None = None
     resumed_from_epoch: int = 0
@@ -58,8 +62,8 @@ class PreparedData:
     """Vectorized reviews and where they came from, ready for any run."""
 
     tokens: np.ndarray
-    vocab: data_lib.Vocabulary
-    report: data_lib.LoadReport | None
+    vocab: Vocabulary
+    report: LoadReport | None
     description: str
     source: str
 
@@ -69,31 +73,31 @@ def prepare_data(config: GPTConfig, data_path: str | Path | None = None, tokens_
     """Loads the reviews (or pre-tokenized arrays) and vectorizes them; raises `DataError` on bad input."""
     say = print_fn or (lambda _: None)
     if tokens_path is not None:
-        tokens, words = data_lib.load_tokens(tokens_path)
+        tokens, words = load_tokens(tokens_path)
         _check_tokens_fit(tokens, words, config, tokens_path)
-        return PreparedData(tokens, data_lib.Vocabulary(tuple(words)), None, f"pre-tokenized {tokens_path}",
+        return PreparedData(tokens, Vocabulary(tuple(words)), None, f"pre-tokenized {tokens_path}",
                             str(tokens_path))
     if data_path is None:
-        data_path, description = data_lib.default_data_path()
+        data_path, description = default_data_path()
         say(f"Training on {description}: {data_path}")
     else:
         description = str(data_path)
-    texts, report = data_lib.load_texts(data_path)
+    texts, report = load_texts(data_path)
     say(report.summary())
-    vectorizer = data_lib.make_vectorizer(texts, config.vocab_size, config.max_len)
-    vocab = data_lib.Vocabulary(tuple(vectorizer.get_vocabulary()))
-    return PreparedData(data_lib.vectorize(vectorizer, texts), vocab, report, description, str(data_path))
+    vectorizer = make_vectorizer(texts, config.vocab_size, config.max_len)
+    vocab = Vocabulary(tuple(vectorizer.get_vocabulary()))
+    return PreparedData(vectorize(vectorizer, texts), vocab, report, description, str(data_path))
 
 
 def _check_tokens_fit(tokens: np.ndarray, words: list[str], config: GPTConfig, path) -> None:
     if tokens.shape[1] != config.max_len + 1:
-        raise data_lib.DataError(f"{path}: tokens have {tokens.shape[1]} columns, the config needs "
+        raise DataError(f"{path}: tokens have {tokens.shape[1]} columns, the config needs "
                                  f"max_len + 1 = {config.max_len + 1}")
     if len(words) > config.vocab_size:
-        raise data_lib.DataError(f"{path}: vocabulary of {len(words)} words exceeds vocab_size {config.vocab_size}")
+        raise DataError(f"{path}: vocabulary of {len(words)} words exceeds vocab_size {config.vocab_size}")
 
 
-def fit_vocabulary_size(config: GPTConfig, vocab: data_lib.Vocabulary,
+def fit_vocabulary_size(config: GPTConfig, vocab: Vocabulary,
                         print_fn: Callable[[str], None] | None = print) -> GPTConfig:
     """Shrinks `vocab_size` to the words the data really has.
 
@@ -130,19 +134,15 @@ def jit_compile_flag(config: GPTConfig) -> bool | str:
 
 def train(config: GPTConfig | None = None, data_path: str | Path | None = None, *,
           runs_dir: str | Path = "runs", run_name: str | None = None, run_dir: str | Path | None = None,
-          resume: bool = False, tokens_path: str | Path | None = None, strategy=None,
+          tokens_path: str | Path | None = None, strategy=None,
           print_fn: Callable[[str], None] | None = print, verbose: int | str = "auto") -> TrainResult:
     """Trains the GPT and saves everything in a run directory.
 
     Args:
-        config: hyperparameters (None: the lecture's). On resume, None continues with the run's saved
-            config; a config given must equal it except for `epochs` and `learning_rate` (which may
-            change), otherwise `RunError` names the fields that differ.
+        config: hyperparameters (None: the lecture's).
         data_path: Kaggle JSON/CSV; None uses the full dataset in data/ if present, else the sample.
         runs_dir: where new run directories are created.
-        run_name / run_dir: name a new run, or give its directory (resume: the run to continue).
-        resume: continue `run_dir` (or `runs_dir/run_name`, or the latest run in `runs_dir`) from its
-            last finished epoch; `data_path`/`tokens_path`, if given, must be the run's own.
+        run_name / run_dir: name a new run, or give its directory (to continue one, see `resume`).
         tokens_path: train from a `.npz` of token ids written by `gpt-keras tokenize` (any backend).
         strategy: a `tf.distribute` strategy; the model is built in its scope and `batch_size` is global.
             In a multi-worker cluster only the chief writes the run; the other workers train in a
@@ -154,14 +154,11 @@ def train(config: GPTConfig | None = None, data_path: str | Path | None = None, 
         RunError: the run directory is in use, or cannot be resumed.
     """
     _check_arguments(config, data_path, tokens_path, runs_dir, run_dir, verbose, print_fn)
-    if strategy is not None:
-        distribute.patch_keras_for_distribution()
-    if resume:
-        return _resume(config, data_path or tokens_path, runs_dir, run_name, run_dir, strategy, print_fn, verbose)
     config = GPTConfig() if config is None else config
     prepared = prepare_data(config, data_path, tokens_path, print_fn)
     config = fit_vocabulary_size(config, prepared.vocab, print_fn)
-    train_tokens, validation_tokens = data_lib.split_tokens(prepared.tokens, config.validation_split, config.seed)
+    distribute.check_global_batch(strategy, config.batch_size)
+    train_tokens, validation_tokens = split_tokens(prepared.tokens, config.validation_split, config.seed)
     chief = distribute.is_chief(strategy)
     target = Path(run_dir) if run_dir is not None else None
     if not chief:
@@ -177,16 +174,16 @@ def train(config: GPTConfig | None = None, data_path: str | Path | None = None, 
     try:
         with runs.RunLock(target):
             runs.write_run_files(target, config, prepared.vocab, _data_info(prepared))
-            data_lib.save_tokens(target / runs.TOKENS, prepared.tokens, prepared.vocab.words)
+            save_tokens(target / runs.TOKENS, prepared.tokens, prepared.vocab.words)
             keras.utils.set_random_seed(config.seed)
             model = _build(config, strategy)
             result = _fit(model, config, target, prepared.vocab, train_tokens, validation_tokens, 0, None, print_fn,
                           verbose, prepared, strategy=strategy)
-            finished_an_epoch = runs.read_state(target) is not None
+            finished_an_epoch = runs.RunState.read(target) is not None
             result.chief = chief
             return result
     except BaseException:
-        if not finished_an_epoch and runs.read_state(target) is None:
+        if not finished_an_epoch and runs.RunState.read(target) is None:
             runs.remove_run_dir(target)  # nothing worth resuming: leave no half-written run
         raise
     finally:
@@ -194,12 +191,34 @@ def train(config: GPTConfig | None = None, data_path: str | Path | None = None, 
             runs.remove_run_dir(target)
 
 
+def resume(run_dir: str | Path | None = None, config: GPTConfig | None = None, data_path: str | Path | None = None,
+           *, runs_dir: str | Path = "runs", run_name: str | None = None, tokens_path: str | Path | None = None,
+           strategy=None, print_fn: Callable[[str], None] | None = print, verbose: int | str = "auto") -> TrainResult:
+    """Continues a run from its last finished epoch, as if it had never stopped.
+
+    The run is `run_dir`, else `runs_dir/run_name`, else the latest run in `runs_dir`. It trains on its
+    saved tokens with the same optimizer state, TensorBoard step, sampler state, dropout random state
+    and per-epoch data order.
+
+    Args:
+        config: None continues with the run's saved config; a config given must equal it except for
+            `epochs` and `learning_rate` (which may change), otherwise `RunError` names the fields.
+        data_path / tokens_path: optional; if given, must be the run's own data.
+        strategy, print_fn, verbose: as for `train`.
+
+    Raises:
+        RunError: no such run, it is in use, or its files cannot be read.
+    """
+    _check_arguments(config, data_path, tokens_path, runs_dir, run_dir, verbose, print_fn)
+    return _resume(config, data_path or tokens_path, runs_dir, run_name, run_dir, strategy, print_fn, verbose)
+
+
 def _check_arguments(config, data_path, tokens_path, runs_dir, run_dir, verbose, print_fn) -> None:
     """Wrong types and impossible paths fail first, naming the argument, before anything is read or made."""
     if config is not None and not isinstance(config, GPTConfig):
         raise ConfigError(f"config must be a GPTConfig (GPTConfig.from_dict reads a dict), got {type(config).__name__}")
     if data_path is not None and tokens_path is not None:
-        raise data_lib.DataError(f"data_path and tokens_path: give one or the other, got {data_path} and {tokens_path}")
+        raise DataError(f"data_path and tokens_path: give one or the other, got {data_path} and {tokens_path}")
     for name, path in (("data_path", data_path), ("tokens_path", tokens_path), ("runs_dir", runs_dir),
                        ("run_dir", run_dir)):
         if path is not None and not isinstance(path, (str, os.PathLike)):
@@ -244,8 +263,7 @@ def _scope(strategy):
 
 def _compiled(config: GPTConfig) -> keras.Model:
     """The compiled GPT with Adam's slot variables already made: otherwise the first step creates them
-    while `tf.function` traces, and TensorFlow traces the training step a second time (0.8 s at the
-    lecture's size on a CPU)."""
+    while `tf.function` traces, and TensorFlow traces the training step a second time."""
     model = compile_gpt(build_gpt(config), config, jit_compile_flag(config), metrics=_metrics(config))
     model.optimizer.build(model.trainable_variables)
     return model
@@ -267,14 +285,14 @@ def _fit(model, config, run_dir, vocab, train_tokens, validation_tokens, initial
     with_tensorflow = tensorflow_available()
     text_generator = TextGenerator(vocab, prompt=config.generate_prompt, max_tokens=config.generate_max_tokens,
                                    temperature=config.generate_temperature, seed=config.seed, print_fn=print_fn)
-    tensorboard = ResumableTensorBoard(log_dir, initial_step=(state or {}).get("global_step") or 0,
+    tensorboard = ResumableTensorBoard(log_dir, initial_step=(state.global_step if state else 0) or 0,
                                        update_freq="batch", write_graph=keras.backend.backend() == "tensorflow") \
         if with_tensorflow else None
     stop_on_nan = StopOnNaN()
-    if state and state.get("rng_state"):
-        text_generator.set_rng_state(state["rng_state"])
+    if state and state.rng_state:
+        text_generator.set_rng_state(state.rng_state)
     checkpoint = RunCheckpoint(run_dir, CHECKPOINT_PATTERN, text_generator, tensorboard, stop_on_nan,
-                               history=(state or {}).get("history"))
+                               history=state.history if state else None)
     if with_tensorflow:
         callbacks = [stop_on_nan, tensorboard, text_generator, GeneratedTextSummary(text_generator, log_dir / "text"),
                      checkpoint]
@@ -288,8 +306,9 @@ def _fit(model, config, run_dir, vocab, train_tokens, validation_tokens, initial
         train_ds = train_ds.with_options(distribute.dataset_options())
         validation_ds = None if validation_ds is None else validation_ds.with_options(distribute.dataset_options())
     # shuffle=False: the tf.data pipeline already shuffles per review with the run's seed.
-    model.fit(train_ds, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
-              validation_data=validation_ds, callbacks=callbacks, verbose=verbose, shuffle=False)
+    with distribute.fit_workarounds(strategy):
+        model.fit(train_ds, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
+                  validation_data=validation_ds, callbacks=callbacks, verbose=verbose, shuffle=False)
     history = checkpoint.history
     write_json(run_dir / runs.HISTORY, history)
     if stop_on_nan.stopped_at is None:
@@ -318,13 +337,13 @@ def _training_inputs(config, train_tokens, validation_tokens, initial_epoch, wit
     batches as an uninterrupted one.
     """
     if not with_tensorflow:
-        train_ds = data_lib.ArrayBatches(train_tokens, config.batch_size, seed=config.seed, first_epoch=initial_epoch)
-        validation_ds = None if validation_tokens is None else data_lib.ArrayBatches(
+        train_ds = ArrayBatches(train_tokens, config.batch_size, seed=config.seed, first_epoch=initial_epoch)
+        validation_ds = None if validation_tokens is None else ArrayBatches(
             validation_tokens, config.batch_size, shuffle=False)
         return train_ds, None, validation_ds
-    train_ds, steps_per_epoch = data_lib.training_batches(train_tokens, config.batch_size, config.seed,
+    train_ds, steps_per_epoch = training_batches(train_tokens, config.batch_size, config.seed,
                                                           initial_epoch, config.shuffle_buffer)
-    validation_ds = None if validation_tokens is None else data_lib.make_dataset(
+    validation_ds = None if validation_tokens is None else make_dataset(
         validation_tokens, config.batch_size, shuffle=False)
     return train_ds, steps_per_epoch, validation_ds
 
@@ -346,13 +365,14 @@ def _resume(config, data_path, runs_dir, run_name, run_dir, strategy, print_fn, 
 def _resume_in(target: Path, config, data_path, strategy, print_fn, verbose) -> TrainResult:
     say = print_fn or (lambda _: None)
     with runs.RunLock(target):
-        vocab = data_lib.Vocabulary.load(target / runs.VOCAB)
-        saved = resumed_config(GPTConfig.load(target / runs.CONFIG), config, vocab, target)
+        vocab = runs.read_vocabulary(target / runs.VOCAB)
+        saved = resumed_config(runs.read_config(target / runs.CONFIG), config, vocab, target)
+        distribute.check_global_batch(strategy, saved.batch_size)
         _check_same_data(target, data_path)
-        tokens, _ = data_lib.load_tokens(target / runs.TOKENS)
-        train_tokens, validation_tokens = data_lib.split_tokens(tokens, saved.validation_split, saved.seed)
-        state = runs.read_state(target)
-        initial_epoch = state["epoch"] if state else 0
+        tokens, _ = load_tokens(target / runs.TOKENS)
+        train_tokens, validation_tokens = split_tokens(tokens, saved.validation_split, saved.seed)
+        state = runs.RunState.read(target)
+        initial_epoch = state.epoch if state else 0
         if initial_epoch >= saved.epochs:
             say(f"{target}: all {initial_epoch} epochs are done; nothing to resume (raise --epochs to train more)")
             saved = saved.replace(epochs=initial_epoch)
@@ -363,9 +383,9 @@ def _resume_in(target: Path, config, data_path, strategy, print_fn, verbose) -> 
             say(f"Resuming {target} from the start (no epoch had finished)")
             model = _build(saved, strategy)
         else:
-            say(f"Resuming {target} after epoch {initial_epoch} from {state['checkpoint']}")
-            model = _load_checkpoint(target / state["checkpoint"], strategy)
-            restore_seed_generator_states(model, state.get("seed_states"))
+            say(f"Resuming {target} after epoch {initial_epoch} from {state.checkpoint}")
+            model = _load_checkpoint(target / state.checkpoint, strategy)
+            restore_seed_generator_states(model, state.seed_states)
             model.optimizer.learning_rate = saved.learning_rate
         prepared = PreparedData(tokens, vocab, None, f"the run's saved tokens ({runs.TOKENS})", str(target / runs.TOKENS))
         return _fit(model, saved, target, vocab, train_tokens, validation_tokens, initial_epoch, state, print_fn,
@@ -380,8 +400,8 @@ def _resume_as_worker(target: Path, config, data_path, strategy, print_fn, verbo
     """
     scratch = _worker_scratch_dir(strategy)
     try:
-        state = runs.read_state(target)
-        names = [runs.CONFIG, runs.VOCAB, runs.DATA, runs.TOKENS] + ([runs.STATE, state["checkpoint"]] if state else [])
+        state = runs.RunState.read(target)
+        names = [runs.CONFIG, runs.VOCAB, runs.DATA, runs.TOKENS] + ([runs.STATE, state.checkpoint] if state else [])
         for name in names:
             (scratch / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(target / name, scratch / name)
@@ -392,7 +412,7 @@ def _resume_as_worker(target: Path, config, data_path, strategy, print_fn, verbo
         runs.remove_run_dir(scratch)
 
 
-def resumed_config(saved: GPTConfig, given: GPTConfig | None, vocab: data_lib.Vocabulary, run_dir) -> GPTConfig:
+def resumed_config(saved: GPTConfig, given: GPTConfig | None, vocab: Vocabulary, run_dir) -> GPTConfig:
     """The config a resumed run trains with: the saved one, with the given `epochs` and `learning_rate`.
 
     Those two may change (train longer; a lower rate after a NaN loss). Any other field that differs

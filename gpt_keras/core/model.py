@@ -10,8 +10,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from gpt_keras.config import GPTConfig
-from gpt_keras.layers import TokenAndPositionEmbedding, TransformerBlock
+from gpt_keras.core.config import GPTConfig
+from gpt_keras.core.layers import TokenAndPositionEmbedding, TransformerBlock
 
 
 def build_gpt(config: GPTConfig = GPTConfig()) -> keras.Model:
@@ -47,8 +47,3 @@ def compile_gpt(model: keras.Model, config: GPTConfig = GPTConfig(), jit_compile
         jit_compile=jit_compile,
     )
     return model
-
-
-def transformer_blocks(model: keras.Model) -> list[TransformerBlock]:
-    """The model's blocks in order (the cached decoder walks them)."""
-    return [layer for layer in model.layers if isinstance(layer, TransformerBlock)]

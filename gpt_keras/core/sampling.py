@@ -7,15 +7,12 @@ underflow that `p ** (1/T)` hits at small T.
 
 Order of operations, as taught: temperature first, then the filter (top-k or top-p), then renormalise.
 
-Top-p rule at the boundary: keep the smallest set of most likely words whose cumulative probability
-reaches p (>= p, with a 1e-9 tolerance for rounding). Over 0.60 / 0.30 / 0.09 / 0.01 with p = 0.9 that
-keeps the first two, as Hugging Face's `TopPLogitsWarper` does. The course's notes also say the kept
-total "must be <= P"; that reading would keep nothing when the top word alone passes p, yet the notes'
-own example keeps "azul" at 99% for p = 0.9, so the smallest-set rule is the one that fits both of
-their examples. The most likely word is always kept, and p = 1 keeps every word. keras-hub's
-`TopPSampler` also keeps the word that crosses the boundary (three here), and its samplers drive their
-own decoding loop without exposing each step's distribution, which the lecture's records need; so the
-filters are written here as small array functions that work on one distribution or a batch of them.
+Top-p keeps the smallest set of most likely words whose cumulative probability reaches p (>= p, with
+a 1e-9 tolerance for rounding): over 0.60 / 0.30 / 0.09 / 0.01 with p = 0.9 that keeps the first two,
+as Hugging Face's `TopPLogitsWarper` does and as the course's own example ("azul" kept alone at 99% for
+p = 0.9) requires. The most likely word is always kept. keras-hub's samplers run their own decoding
+loop without exposing each step's distribution, which the lecture's records need, so the filters are
+small array functions here, for one distribution or a batch.
 
 Top-k keeps ties at the k-th probability (so a few more than k words can stay), as Hugging Face's
 `TopKLogitsWarper` does. Greedy takes the most likely word (the first on ties) and ignores temperature
@@ -29,7 +26,7 @@ import math
 
 import numpy as np
 
-from gpt_keras.config import check_int_at_least
+from gpt_keras.core.config import check_int_at_least
 
 TOP_P_TOLERANCE = 1e-9
 

@@ -1,4 +1,4 @@
-"""The lecture's three building blocks: the causal mask, the embedding and the transformer block.
+"""The lecture's building blocks: the causal mask, the embedding and the transformer block.
 
 Written with `keras.ops` so they run on every Keras backend, registered serializable so a saved
 `.keras` model reloads without custom-object plumbing, and named as in the slides so a student can
@@ -73,6 +73,41 @@ class TokenAndPositionEmbedding(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class CachedMultiHeadAttention(layers.MultiHeadAttention):
+    """Keras' `MultiHeadAttention`, plus a call that attends over a key/value cache (as keras-hub's does).
+
+    `call` is Keras' own: training and the lecture's forward pass use it unchanged. `call_cached`
+    serves generation: it projects only the new positions, writes their keys and values into the
+    cache, and attends with Keras' `_compute_attention` (its documented extension point), so the
+    attention maths is Keras' in both paths and written nowhere else.
+    """
+
+    def call_cached(self, x, cache=None, cache_index=None, attention_mask=None):
+        """Self-attention of `x` over the cache.
+
+        Args:
+            x: [batch, new positions, width].
+            cache: (keys, values), each [batch, cache length, heads, key_dim]; ignored when
+                `cache_index` is None, for then the keys and values of `x` itself become the cache.
+            cache_index: the cache position of `x`'s first position (decoding one token at a time).
+            attention_mask: [batch, new positions, cache length], True where a query may look.
+
+        Returns:
+            (output [batch, new positions, output width], attention [batch, heads, new positions, cache
+            length], the updated (keys, values)).
+        """
+        query, key, value = self.query_dense(x), self.key_dense(x), self.value_dense(x)
+        if cache_index is not None:
+            key_cache, value_cache = cache
+            start = (0, cache_index, 0, 0)
+            key = ops.slice_update(key_cache, start, ops.cast(key, key_cache.dtype))
+            value = ops.slice_update(value_cache, start, ops.cast(value, value_cache.dtype))
+        output, attention = self._compute_attention(query, key, value, attention_mask=attention_mask,
+                                                    return_attention_scores=True)
+        return self.output_dense(output), attention, (key, value)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class TransformerBlock(layers.Layer):
     """One post-norm GPT block that also returns its attention weights, per head.
 
@@ -107,7 +142,7 @@ class TransformerBlock(layers.Layer):
         self.ff_dim = ff_dim
         self.dropout_rate = dropout_rate
         self.epsilon = epsilon
-        self.attn = layers.MultiHeadAttention(num_heads, key_dim, output_shape=embed_dim, name="attn")
+        self.attn = CachedMultiHeadAttention(num_heads, key_dim, output_shape=embed_dim, name="attn")
         self.dropout_1 = layers.Dropout(dropout_rate)
         self.ln_1 = layers.LayerNormalization(epsilon=epsilon, name="ln_1")
         self.ffn_1 = layers.Dense(ff_dim, activation="relu", name="ffn_1")
@@ -132,10 +167,26 @@ class TransformerBlock(layers.Layer):
         ffn_output = self.dropout_2(self.ffn_2(self.ffn_1(out1)), training=training)
         return self.ln_2(out1 + ffn_output), attention_scores
 
-    def feed_forward(self, attention_output, inputs):
-        """The part after attention, without dropout: used by the cached decoder at inference."""
-        out1 = self.ln_1(inputs + attention_output)
-        return self.ln_2(out1 + self.ffn_2(self.ffn_1(out1)))
+    def call_cached(self, x, cache=None, cache_index=None):
+        """The block at inference (no dropout) with a key/value cache, for generation.
+
+        With `cache_index` None, `x` is a whole window and its keys and values become the cache (the
+        causal mask as in `call`). With an index, `x` is one new position and attends to the cache
+        up to and including it.
+
+        Returns:
+            (output, attention [batch, heads, new positions, cache length], updated cache).
+        """
+        shape = ops.shape(x)
+        if cache_index is None:
+            mask = causal_attention_mask(shape[0], shape[1], shape[1], "bool")
+        else:
+            cache_length = ops.shape(cache[0])[1]
+            visible = ops.arange(cache_length) <= cache_index
+            mask = ops.broadcast_to(visible[None, None, :], (shape[0], shape[1], cache_length))
+        attention_output, attention, cache = self.attn.call_cached(x, cache, cache_index, mask)
+        out1 = self.ln_1(x + attention_output)
+        return self.ln_2(out1 + self.ffn_2(self.ffn_1(out1))), attention, cache
 
     def compute_output_shape(self, input_shape):
         batch, length = input_shape[0], input_shape[1]

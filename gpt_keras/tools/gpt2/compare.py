@@ -5,14 +5,14 @@ name (`gpt2`, `distilgpt2`) or from a `save_pretrained` directory, and measured 
 
 - generation runs our `Sampler` (temperature, then top-k or top-p) on GPT-2's next-token distribution
   with the same numpy seed, one step at a time with a key/value cache, so each step keeps the lecture's
-  record (`prompt`, `word_probs`, `atts`, `token`, `word`) and `gpt_keras.viz` can draw it;
+  record (`prompt`, `word_probs`, `atts`, `token`, `word`) and `gpt_keras.tools.viz` can draw it;
 - time per generated token is measured with `time.perf_counter` over the same number of new tokens for
   both models (the end token is not allowed to stop the timed run, after a warm-up run);
 - perplexity is computed on the same held-out reviews and the same words. The models split text
   differently (our model: one token per word; GPT-2: byte-level BPE pieces), so besides perplexity per
   token the report gives perplexity per word: exp(total negative log-likelihood / number of words),
   where a word's NLL under GPT-2 is the sum over its tokens. Words are the whitespace words of the
-  padded review text (`gpt_keras.data`); GPT-2 reads each word with a leading space, after
+  padded review text (`gpt_keras.core.data`); GPT-2 reads each word with a leading space, after
   `<|endoftext|>`; the first word is context for both models (ours cannot predict it). Our model maps
   words outside its vocabulary to `[UNK]` and predicts `[UNK]` itself, which flatters its per-word
   perplexity: the report gives the `[UNK]` share beside it.
@@ -46,12 +46,15 @@ from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
-from gpt_keras.config import check_int_at_least
-from gpt_keras.data import DataError, load_texts, split_tokens
-from gpt_keras.tables import json_safe, shorten, text_table
-from gpt_keras.files import read_json, write_json, write_text
-from gpt_keras.generation import PAD_ID, CachedGenerator, encode_prompt, make_record
-from gpt_keras.sampling import Sampler, softmax
+from gpt_keras.core.config import check_int_at_least
+from gpt_keras.core.data import DataError
+from gpt_keras.runs.batches import split_tokens
+from gpt_keras.runs.datasets import load_texts
+from gpt_keras.tools.tables import json_safe, shorten, text_table
+from gpt_keras.runs.files import read_json, write_json, write_text
+from gpt_keras.core.data import PAD_ID
+from gpt_keras.core.generation import CachedGenerator, encode_prompt, make_record
+from gpt_keras.core.sampling import Sampler, softmax
 
 DEFAULT_MODEL = "gpt2"
 FINETUNE_INFO = "gpt_keras_finetune.json"
@@ -378,11 +381,11 @@ class GPT2Generator:
 
     def prompt_ids(self, prompt: str) -> list[int]:
         """`<|endoftext|>` then the prompt's words, punctuation padded as in the training texts."""
-        from gpt_keras.data import pad_punctuation
+        from gpt_keras.core.data import pad_punctuation
 
         words = pad_punctuation(prompt).split()
         if not words:
-            from gpt_keras.sampling import SamplingError
+            from gpt_keras.core.sampling import SamplingError
 
             raise SamplingError("the prompt is empty; give at least one word, e.g. 'wine review'")
         return [self.gpt2.bos_id] + [i for word in words for i in self.gpt2.word_ids(word)]
@@ -572,7 +575,7 @@ def _same_file(a, b) -> bool:
 
 def seen_by_our_run(run, data_path, n_texts: int, indices: np.ndarray) -> float | None:
     """Share of the held-out reviews our run trained on (None when its data was another file)."""
-    from gpt_keras.runs import read_data_info
+    from gpt_keras.runs.rundir import read_data_info
 
     info = read_data_info(run.path)
     if not _same_file(info.get("source", ""), data_path) or info.get("reviews") != n_texts:
@@ -715,8 +718,8 @@ def compare(run, gpt2: GPT2, data_path: str | Path | None = None, *, prompts: Se
     Returns:
         A `Comparison`; `records` holds both models' steps of the first generation for `gpt_keras.viz`.
     """
-    from gpt_keras.data import default_data_path
-    from gpt_keras.generation import check_max_tokens
+    from gpt_keras.runs.datasets import default_data_path
+    from gpt_keras.core.generation import check_max_tokens
 
     max_new_tokens = check_max_tokens(max_new_tokens)
     if data_path is None:
@@ -829,7 +832,7 @@ def finetune_gpt2(name_or_path: str | Path, data_path: str | Path | None, out_di
     """
     import tensorflow as tf
 
-    from gpt_keras.data import default_data_path
+    from gpt_keras.runs.datasets import default_data_path
 
     for name, value, minimum in (("--epochs", epochs, 1), ("--batch-size", batch_size, 1),
                                  ("--max-length", max_length, 2), ("--heldout", heldout, 0)):

@@ -6,7 +6,8 @@ was drawn from, and the last position's attention over the prompt, per head):
 - `generate_lecture` is the lecture's loop, kept for teaching: it calls `model.predict` on the whole
   growing sequence for every word.
 - `CachedGenerator` keeps each block's keys and values (a key/value cache) and runs one compiled step
-  per word on fixed shapes, so nothing is recomputed or retraced; it also samples many texts at once.
+  per word on fixed shapes, so nothing is recomputed or retraced. Its `prefill` and `advance` steps
+  take a batch, so many texts can be sampled at once (`gpt_keras.tools.batch_sampling`).
 
 Both stop when padding (index 0) is sampled or the text reaches `max_tokens` tokens, prompt included,
 as in the lecture. A prompt longer than the context window slides: only the last `max_len` tokens are
@@ -15,8 +16,6 @@ seen, and the attention covers those.
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import warnings
 from typing import Callable
 
@@ -24,12 +23,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from gpt_keras.data import Vocabulary
-from gpt_keras.config import check_int_at_least
-from gpt_keras.model import transformer_blocks
-from gpt_keras.sampling import Sampler, SamplingError
-
-PAD_ID = 0
+from gpt_keras.core.config import check_int_at_least
+from gpt_keras.core.data import PAD_ID, Vocabulary
+from gpt_keras.core.layers import TransformerBlock
+from gpt_keras.core.sampling import Sampler, SamplingError
 
 
 class PromptWarning(UserWarning):
@@ -102,23 +99,6 @@ def _append_word(prompt: str, word: str) -> str:
     return prompt + " " + word if word else prompt  # padding ends the text and adds no word
 
 
-@dataclasses.dataclass
-class BatchResult:
-    """Texts sampled together: token ids, texts, and each chosen word's log-probability under the model.
-
-    `log_probs[i, t]` is log p(token t | tokens before it) from the model's own distribution (before
-    temperature), NaN where sample i had already stopped. Perplexity of a sample is
-    exp(-mean of its log-probabilities).
-    """
-
-    prompt_ids: list[int]
-    tokens: np.ndarray
-    lengths: np.ndarray
-    log_probs: np.ndarray
-    texts: list[str]
-    step_distributions: list[np.ndarray]  # the model's untempered distribution at each step, [batch, vocab]
-
-
 class CachedGenerator:
     """Fast generation with a key/value cache and one compiled decoding step.
 
@@ -143,7 +123,7 @@ class CachedGenerator:
         self.model = model
         self.vocab = vocab
         self.embedding = model.get_layer("embedding")
-        self.blocks = transformer_blocks(model)
+        self.blocks = [layer for layer in model.layers if isinstance(layer, TransformerBlock)]
         self.output_layer = model.get_layer("probabilities")
         self.max_len = self.embedding.max_len
         self._step = _compile(self._decode_step, model)
@@ -154,16 +134,11 @@ class CachedGenerator:
     def _decode_step(self, token_ids, position, caches):
         """Feeds one token per text at `position`: next-token probabilities [batch, vocab], the new
         token's attention [batch, heads, max_len] (zero past `position`) and the updated caches."""
-        x = self.embedding.token_emb(token_ids[:, None]) + self.embedding.pos_emb(position[None])
-        visible = (ops.arange(self.max_len) <= position)[None, :]
+        x = self.embedding(token_ids[:, None], start_position=position)
         new_caches, attention = [], None
-        for block, (key_cache, value_cache) in zip(self.blocks, caches):
-            mha = block.attn
-            start = (0, position, 0, 0)
-            key_cache = ops.slice_update(key_cache, start, ops.cast(mha._key_dense(x), key_cache.dtype))
-            value_cache = ops.slice_update(value_cache, start, ops.cast(mha._value_dense(x), value_cache.dtype))
-            x, attention = _attend(block, x, key_cache, value_cache, visible)
-            new_caches.append((key_cache, value_cache))
+        for block, cache in zip(self.blocks, caches):
+            x, attention, cache = block.call_cached(x, cache, cache_index=position)
+            new_caches.append(cache)
         return self.output_layer(x)[:, 0, :], attention[:, :, 0, :], new_caches
 
     def _decode_window(self, token_ids, length):
@@ -171,19 +146,16 @@ class CachedGenerator:
         padding the causal mask hides from them) in one call: the probabilities and attention at
         position `length - 1`, and every block's keys and values as the caches to decode on from."""
         x = self.embedding(token_ids)
-        causal = ops.arange(self.max_len)[:, None] >= ops.arange(self.max_len)[None, :]
         caches, attention = [], None
         for block in self.blocks:
-            mha = block.attn
-            key, value = mha._key_dense(x), mha._value_dense(x)
-            x, attention = _attend(block, x, key, value, causal)
-            caches.append((key, value))
+            x, attention, cache = block.call_cached(x)
+            caches.append(cache)
         last = length - 1
         return (self.output_layer(ops.take(x, last, axis=1)), ops.take(attention, last, axis=2), caches)
 
     # -- decoding ------------------------------------------------------------------------------
 
-    def _advance(self, sequences: np.ndarray, caches):
+    def advance(self, sequences: np.ndarray, caches):
         """Model probabilities [batch, vocab] and attention [batch, heads, words seen] after `sequences`.
 
         While the text fits the window only its newest token is fed, through the cache. Once it is
@@ -204,7 +176,7 @@ class CachedGenerator:
         probs, attention, caches = self._window(padded, np.int32(length))
         return np.asarray(probs, np.float64), np.asarray(attention)[:, :, :length], caches
 
-    def _prefill(self, prompt_ids: list[int], batch_size: int):
+    def prefill(self, prompt_ids: list[int], batch_size: int):
         """Runs the prompt (its last `max_len` tokens) in one call; returns the state after its last token."""
         window = np.tile(np.asarray(prompt_ids[-self.max_len:], np.int32), (batch_size, 1))
         return self._run_window(window)
@@ -218,7 +190,7 @@ class CachedGenerator:
         info = []
         if len(tokens) >= max_tokens:
             return info, prompt
-        probs, attention, caches = self._prefill(tokens, 1)
+        probs, attention, caches = self.prefill(tokens, 1)
         while True:
             token, distribution = sampler.sample(probs[0], rng)
             info.append(make_record(prompt, distribution, attention[0], token, self.vocab[token]))
@@ -226,57 +198,7 @@ class CachedGenerator:
             prompt = _append_word(prompt, self.vocab[token])
             if token == PAD_ID or len(tokens) >= max_tokens:
                 return info, prompt
-            probs, attention, caches = self._advance(np.asarray([tokens[-self.max_len - 1:]], np.int32), caches)
-
-    def generate_batch(self, start_prompt: str, n_samples: int, max_tokens: int, sampler: Sampler,
-                       rng: np.random.Generator) -> BatchResult:
-        """`n_samples` texts from one prompt in one batch: each step decodes all of them together."""
-        max_tokens = check_max_tokens(max_tokens)
-        n_samples = check_int_at_least(n_samples, "n_samples", 1, SamplingError)
-        prompt_ids = encode_prompt(self.vocab, start_prompt, self.max_len)
-        n_new = max(max_tokens - len(prompt_ids), 0)
-        tokens = np.zeros((n_samples, n_new), np.int64)
-        log_probs = np.full((n_samples, n_new), np.nan)
-        done = np.zeros(n_samples, bool)
-        lengths = np.zeros(n_samples, np.int64)
-        distributions = []
-        if n_new:
-            history = np.tile(np.asarray(prompt_ids, np.int32), (n_samples, 1))
-            probs, _, caches = self._prefill(prompt_ids, n_samples)
-            for step in range(n_new):
-                distributions.append(probs)
-                chosen, _ = sampler.sample(probs, rng)
-                chosen = np.where(done, PAD_ID, chosen)
-                tokens[:, step] = chosen
-                picked = probs[np.arange(n_samples), chosen]
-                with np.errstate(divide="ignore"):
-                    log_probs[:, step] = np.where(done, np.nan, np.log(picked))
-                lengths += ~done
-                done |= chosen == PAD_ID
-                if done.all() or step == n_new - 1:
-                    break
-                history = np.concatenate([history[:, -self.max_len:], chosen[:, None].astype(np.int32)], axis=1)
-                probs, _, caches = self._advance(history, caches)
-        texts = [self._text(prompt_ids, row[:length]) for row, length in zip(tokens, lengths)]
-        return BatchResult(prompt_ids, tokens, lengths, log_probs, texts, distributions)
-
-    def _text(self, prompt_ids: list[int], new_ids: np.ndarray) -> str:
-        return " ".join(word for word in (self.vocab[i] for i in [*prompt_ids, *new_ids]) if word)
-
-
-def _attend(block, x, key, value, visible):
-    """One block on queries `x` over `key`/`value` (the cache): the block's output and its attention.
-
-    The same arithmetic as `MultiHeadAttention` with a causal mask, written out so the keys and
-    values can come from the cache; `visible` is a [queries, keys] boolean mask.
-    """
-    mha = block.attn
-    query = mha._query_dense(x) * (1.0 / math.sqrt(block.key_dim))
-    scores = ops.einsum("bqhd,bkhd->bhqk", query, key)
-    scores = ops.where(visible[None, None, :, :], scores, ops.full_like(scores, -1e9))
-    attention = ops.softmax(scores, axis=-1)
-    attended = ops.einsum("bhqk,bkhd->bqhd", attention, value)
-    return block.feed_forward(mha._output_dense(attended), x), attention
+            probs, attention, caches = self.advance(np.asarray([tokens[-self.max_len - 1:]], np.int32), caches)
 
 
 def _compile(function: Callable, model: keras.Model) -> Callable:

@@ -34,8 +34,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from gpt_keras.config import check_int_at_least
-from gpt_keras.files import atomic_path, write_text
+from gpt_keras.core.config import check_int_at_least
+from gpt_keras.runs.files import atomic_path, write_text
 
 Vocab = Sequence[str] | Mapping[int, str]  # index -> word: a list, a `Vocabulary`, or a dict
 SHADE_RGB = (135, 206, 250)  # lightskyblue, the lecture's colour

@@ -10,13 +10,19 @@ of steps as on one device.
 Every worker runs the same training program on the same data (each keeps its share of every
 batch); only the chief (worker 0, or the task of type "chief") writes the run directory, the others
 write to a temporary directory they delete at the end, the standard Keras multi-worker pattern.
-`patch_keras_for_distribution` works around the two Keras 3 bugs that otherwise stop `fit` here.
+`fit_workarounds` works around the two Keras 3 bugs that otherwise stop a multi-worker `fit`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from typing import Iterator
+
+import keras
+
+from gpt_keras.core.config import ConfigError
 
 TF_CONFIG = "TF_CONFIG"
 
@@ -109,24 +115,28 @@ def dataset_options():
     return options
 
 
-_PATCHED = False
+# Keras versions whose `fit` fails under `MultiWorkerMirroredStrategy` without the workaround below.
+_MULTIWORKER_BUG_VERSIONS = ((3, 0), (3, 16))
 
 
-def patch_keras_for_distribution() -> None:
-    """Works around two bugs of Keras 3.15's `fit` under `tf.distribute` (`train` calls this).
+@contextlib.contextmanager
+def fit_workarounds(strategy) -> Iterator[None]:
+    """Runs `model.fit` unchanged, except under a multi-worker strategy on an affected Keras version.
 
-    (1) Before the first step Keras builds the model from the first batch after averaging that
-    batch's token ids over the replicas: under `MirroredStrategy` this fails whenever the global
-    batch does not split evenly (21 reviews on 2 replicas: 11 + 10 rows), and under
-    `MultiWorkerMirroredStrategy` it always fails (a collective on a per-replica value,
-    keras-team/keras#20585, tensorflow/tensorflow#72388). Building only needs shapes: one
-    replica's batch is used instead. (2) With several workers Keras averages each logged scalar (the
-    loss) with `reduce(MEAN, axis=0)`, invalid for a scalar; `axis=None` is the mean over replicas,
-    what Keras computes on one machine. Without a strategy Keras' own code runs unchanged.
+    Keras 3 (checked up to 3.15) cannot `fit` under `MultiWorkerMirroredStrategy`: before the first
+    step it builds the model from a batch averaged over the replicas, a collective on a per-replica
+    value that fails, and it averages each logged scalar with `reduce(MEAN, axis=0)`, invalid for a
+    scalar (keras-team/keras#20585, tensorflow/tensorflow#72388). The workaround swaps two methods of
+    Keras' TensorFlow trainer for the duration of this `fit` only, and puts them back afterwards; it
+    is refused on a Keras version it was not checked against. Without a strategy, or under
+    `MirroredStrategy` on one machine, Keras' own code runs untouched.
     """
-    global _PATCHED
-    if _PATCHED:
+    if not _is_multiworker(strategy):
+        yield
         return
+    version = tuple(int(part) for part in keras.__version__.split(".")[:2])
+    if not _MULTIWORKER_BUG_VERSIONS[0] <= version < _MULTIWORKER_BUG_VERSIONS[1]:
+        raise DistributeError(f"--strategy multiworker was checked with Keras 3.0 to 3.15, not Keras {keras.__version__}")
     import tensorflow as tf
     from keras.src import tree
     from keras.src.backend.tensorflow import trainer
@@ -137,8 +147,7 @@ def patch_keras_for_distribution() -> None:
     def maybe_symbolic_build(self, iterator=None, data_batch=None):
         if iterator is None or self._distribute_strategy is None:
             return original_build(self, iterator=iterator, data_batch=data_batch)
-        strategy = self._distribute_strategy
-        for _, _, batches in iterator:
+        for _, _, batches in iterator:  # building needs shapes only: one replica's share of the batch
             data_batch = tree.map_structure(
                 lambda value: strategy.experimental_local_results(value)[0]
                 if isinstance(value, tf.distribute.DistributedValues) else value, next(batches))
@@ -147,10 +156,35 @@ def patch_keras_for_distribution() -> None:
             self._symbolic_build(data_batch=data_batch)
 
     def reduce_per_replica(values, strategy, reduction="auto"):
-        if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(strategy):
+        if reduction in ("auto", "mean"):  # the mean over replicas, as Keras computes it on one machine
             return tree.map_structure(lambda value: strategy.reduce("MEAN", value, axis=None), values)
         return original_reduce(values, strategy, reduction)
 
     trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build
     trainer.reduce_per_replica = reduce_per_replica
-    _PATCHED = True
+    try:
+        yield
+    finally:
+        trainer.TensorFlowTrainer._maybe_symbolic_build = original_build
+        trainer.reduce_per_replica = original_reduce
+
+
+def _is_multiworker(strategy) -> bool:
+    if strategy is None:
+        return False
+    import tensorflow as tf
+
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def check_global_batch(strategy, batch_size: int) -> None:
+    """The global batch must split evenly over the replicas.
+
+    Keras builds the model from the first batch averaged over the replicas, which fails when their
+    shares differ in size (21 reviews on 2 replicas: 11 and 10). An even split needs no workaround;
+    the last, short batch of an epoch may still split unevenly, since by then the model is built.
+    """
+    replicas = getattr(strategy, "num_replicas_in_sync", 1)
+    if strategy is not None and batch_size % replicas:
+        raise ConfigError(f"batch_size {batch_size} does not split evenly over the {replicas} replicas; "
+                          f"use a multiple of {replicas} (the global batch is shared between them)")

@@ -1,4 +1,8 @@
-"""Run directories: everything one training run needs to be watched, resumed and sampled from.
+"""The run directory: everything one training run needs to be watched, resumed and sampled from.
+
+This module is the one place that knows the directory's format: the file names, `RunState` (what
+`state.json` holds, written by the checkpoint callback and read by resume and by `load_run`), and
+how the config and vocabulary are stored.
 
 A run directory holds:
 
@@ -20,8 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import fcntl
-import json
 import os
 import shutil
 import zipfile
@@ -29,10 +31,11 @@ from pathlib import Path
 
 import keras
 
-from gpt_keras import layers as _layers  # noqa: F401  (registers the custom layers for loading)
-from gpt_keras.config import ConfigError, GPTConfig
-from gpt_keras.data import DataError, Vocabulary
-from gpt_keras.files import atomic_path, read_json, write_json
+from gpt_keras.core import layers as _layers  # noqa: F401  (registers the custom layers for loading)
+from gpt_keras.core.callbacks import TextGenerator
+from gpt_keras.core.config import ConfigError, GPTConfig
+from gpt_keras.core.data import DataError, Vocabulary
+from gpt_keras.runs.files import atomic_path, read_json, write_json
 
 CONFIG, VOCAB, DATA, TOKENS, STATE, MODEL, HISTORY, LOCK = (
     "config.json", "vocab.json", "data.json", "tokens.npz", "state.json", "model.keras", "history.json", "run.lock")
@@ -92,8 +95,8 @@ def resume_target(runs_dir: str | Path, name: str | None = None, run_dir: str | 
 def read_data_info(run_dir: str | Path) -> dict:
     """The run's data.json (where its reviews came from), or {} if it is missing or unreadable."""
     try:
-        info = json.loads((Path(run_dir) / DATA).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        info = read_json(Path(run_dir) / DATA, "data description", RunError)
+    except RunError:
         return {}
     return info if isinstance(info, dict) else {}
 
@@ -110,6 +113,8 @@ class RunLock:
         self._handle = None
 
     def __enter__(self) -> "RunLock":
+        import fcntl
+
         handle = open(self.path, "a+", encoding="utf-8")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -127,6 +132,8 @@ class RunLock:
         return self
 
     def __exit__(self, *exc_info) -> None:
+        import fcntl
+
         if self._handle is not None:
             fcntl.flock(self._handle, fcntl.LOCK_UN)
             self._handle.close()
@@ -155,15 +162,57 @@ def load_model(path: str | Path, compile: bool = True) -> keras.Model:
                        f"program ({type(error).__name__}: {first_line[:200]})") from None
 
 
-def read_state(run_dir: str | Path) -> dict | None:
-    """The run's resume state, or None if no epoch has finished yet."""
-    path = Path(run_dir) / STATE
-    if not path.exists():
-        return None
-    state = read_json(path, "resume state", RunError)
-    if not isinstance(state, dict) or not isinstance(state.get("epoch"), int) or "checkpoint" not in state:
-        raise RunError(f"{path}: not a gpt-keras resume state (needs 'epoch' and 'checkpoint')")
-    return state
+@dataclasses.dataclass
+class RunState:
+    """What `state.json` holds: the last finished epoch and what a `.keras` checkpoint leaves out.
+
+    Attributes:
+        epoch: epochs finished (1 after the first).
+        checkpoint: the full model (weights and optimizer) after that epoch, relative to the run.
+        global_step: TensorBoard's batch counter, so a resumed run's curves continue.
+        rng_state: the `TextGenerator`'s random-generator state, so its samples continue.
+        seed_states: the dropout layers' random-generator states.
+        history: the loss (and any metric) per epoch so far.
+    """
+
+    epoch: int
+    checkpoint: str
+    global_step: int | None = None
+    rng_state: dict | None = None
+    seed_states: list | None = None
+    history: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+
+    def write(self, run_dir: str | Path) -> Path:
+        return write_json(Path(run_dir) / STATE, dataclasses.asdict(self))
+
+    @classmethod
+    def read(cls, run_dir: str | Path) -> "RunState | None":
+        """The run's resume state, or None if no epoch has finished yet."""
+        path = Path(run_dir) / STATE
+        if not path.exists():
+            return None
+        values = read_json(path, "resume state", RunError)
+        if not isinstance(values, dict) or not isinstance(values.get("epoch"), int) or "checkpoint" not in values:
+            raise RunError(f"{path}: not a gpt-keras resume state (needs 'epoch' and 'checkpoint')")
+        known = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})
+
+
+def read_config(path: str | Path) -> GPTConfig:
+    """A saved `config.json` (a run's, or one given with `--config`)."""
+    return GPTConfig.from_dict(read_json(path, "config", ConfigError), source=str(path))
+
+
+def read_vocabulary(path: str | Path) -> Vocabulary:
+    """A saved `vocab.json`: the words in index order, padding and `[UNK]` first."""
+    path = Path(path)
+    words = read_json(path, "vocabulary", DataError)
+    if not isinstance(words, list) or not all(isinstance(word, str) for word in words):
+        raise DataError(f"{path}: a vocabulary is a JSON list of strings")
+    try:
+        return Vocabulary(tuple(words))
+    except DataError as error:
+        raise DataError(f"{path}: {error}") from None
 
 
 @dataclasses.dataclass
@@ -177,8 +226,6 @@ class Run:
 
     def text_generator(self, seed: int | None = None, method: str = "cached", print_fn=print, top_k=None):
         """A `TextGenerator` bound to this run's model, for generating on demand."""
-        from gpt_keras.callbacks import TextGenerator
-
         generator = TextGenerator(self.vocab, top_k, seed=seed, method=method, every_epoch=False, print_fn=print_fn,
                                   prompt=self.config.generate_prompt, max_tokens=self.config.generate_max_tokens,
                                   temperature=self.config.generate_temperature)
@@ -196,16 +243,16 @@ def load_run(path: str | Path) -> Run:
     if not path.is_dir():
         raise RunError(f"{path}: run directory not found")
     try:
-        config = GPTConfig.load(path / CONFIG)
-        vocab = Vocabulary.load(path / VOCAB)
+        config = read_config(path / CONFIG)
+        vocab = read_vocabulary(path / VOCAB)
     except (ConfigError, DataError) as error:
         raise RunError(str(error)) from None
     model_path = path / MODEL
     if not model_path.exists():
-        state = read_state(path)
+        state = RunState.read(path)
         if state is None:
             raise RunError(f"{path}: no model.keras and no finished epoch yet; nothing to load")
-        model_path = path / state["checkpoint"]
+        model_path = path / state.checkpoint
     model = load_model(model_path, compile=False)
     if model.get_layer("probabilities").units != len(vocab):
         raise RunError(f"{path}: the model predicts {model.get_layer('probabilities').units} words but "
@@ -221,5 +268,5 @@ def remove_run_dir(run_dir: str | Path) -> None:
 def write_run_files(run_dir: Path, config: GPTConfig, vocab: Vocabulary, data_info: dict) -> None:
     """The files a run needs before its first epoch: config, vocabulary and data description."""
     write_json(run_dir / CONFIG, config.to_dict())
-    vocab.save(run_dir / VOCAB)
+    write_json(run_dir / VOCAB, list(vocab.words))
     write_json(run_dir / DATA, data_info)

@@ -8,7 +8,7 @@ Three tools, from the blackboard to a trained model:
 - `next_word_table` asks a model for its real next-word distribution after a prompt and shows the top
   words at each temperature. Temperature never changes the ranking, only how the probability is
   shared, so one list of words serves every column.
-- `temperature_experiment` samples N texts per temperature in one batch (`CachedGenerator`) and
+- `temperature_experiment` samples N texts per temperature in one batch (`sample_batch`) and
   measures them. The metrics, per temperature:
 
   - `entropy`: mean entropy, in nats, of the distributions the words were actually drawn from
@@ -50,14 +50,14 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from gpt_keras.config import check_int_at_least
-from gpt_keras.data import Vocabulary
-from gpt_keras.files import atomic_path, write_json, write_text
-from gpt_keras.generation import PAD_ID, CachedGenerator, PromptWarning, check_max_tokens, encode_prompt
-from gpt_keras.sampling import Sampler, SamplingError, check_temperature, lecture_temperature, softmax
-from gpt_keras.tables import json_safe, shorten, text_table
+from gpt_keras.core.config import check_int_at_least
+from gpt_keras.runs.files import atomic_path, write_json, write_text
+from gpt_keras.core.data import PAD_ID, UNK_ID, Vocabulary
+from gpt_keras.core.generation import CachedGenerator, PromptWarning, check_max_tokens, encode_prompt
+from gpt_keras.core.sampling import Sampler, SamplingError, check_temperature, lecture_temperature, softmax
+from gpt_keras.tools.batch_sampling import sample_batch
+from gpt_keras.tools.tables import json_safe, shorten, text_table
 
-UNK_ID = 1
 DEFAULT_TEMPERATURES = (0.2, 0.5, 1.0, 1.5, 2.0, 3.0)
 TENSORBOARD_FILE = "events.out.tfevents.temperature-lab.v2"  # TensorBoard reads any name holding "tfevents"
 LECTURE_LOGITS = {"pfalz": 4.1, "mosel": 3.9, "rhein": 2.7}
@@ -456,7 +456,7 @@ def temperature_experiment(model, vocab: Vocabulary, prompt: str,
         rng = np.random.default_rng([int(seed), int(np.float64(temperature).view(np.uint64))])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PromptWarning)
-            batch = generator.generate_batch(prompt, n_samples, max_tokens, sampler, rng)
+            batch = sample_batch(generator, prompt, n_samples, max_tokens, sampler, rng)
         first_step = batch.step_distributions[0][0]
         results.append(_measure(temperature, batch, sampler))
     next_words = _next_words(first_step, vocab, prompt, temperatures, n_words, top_k, top_p)
