@@ -5,15 +5,16 @@ from __future__ import annotations
 import csv
 import json
 import math
-import warnings
 
 import numpy as np
 import pytest
 
 from gpt_keras.tools import cli
 from gpt_keras.core.data import Vocabulary
-from gpt_keras.tools.temperature.experiment import (DEFAULT_TEMPERATURES, LECTURE_LOGITS, METRICS, TENSORBOARD_FILE,
-                                   next_word_table, temperature_experiment, temperature_table)
+from gpt_keras.tools.temperature.calculator import LECTURE_LOGITS, temperature_table
+from gpt_keras.tools.temperature.experiment import (DEFAULT_TEMPERATURES, METRICS, TENSORBOARD_FILE, next_word_table,
+                                                    temperature_experiment)
+from gpt_keras.tools.temperature.report import write_report, write_tensorboard
 from gpt_keras.core.generation import PromptWarning
 from gpt_keras.core.sampling import SamplingError
 
@@ -147,7 +148,7 @@ def test_command_line_bad_combinations_give_one_line(capsys, args, message):
 @pytest.mark.slow
 def test_next_word_table_is_the_model_distribution_tempered(lab):
     model, vocab = lab
-    table = next_word_table(model, vocab, PROMPT, [3.0, 0.5, 1.0], top_k=4)
+    table = next_word_table(model, vocab, PROMPT, [3.0, 0.5, 1.0], n_words=4)
     assert table.temperatures == (0.5, 1.0, 3.0)
     assert table.words[0] == ":" and len(table.words) == 4
     probs = np.asarray(model(np.array([vocab.encode(PROMPT)[0]]), training=False)[0])[0, -1].astype(np.float64)
@@ -223,7 +224,7 @@ def test_filters_apply_after_temperature(lab, report):
 
 @pytest.mark.slow
 def test_outputs_are_written(report, tmp_path):
-    written = report.write_all(tmp_path / "lab")
+    written = write_report(report, tmp_path / "lab")
     with open(written["csv"], encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert [float(row["temperature"]) for row in rows] == list(DEFAULT_TEMPERATURES)
@@ -233,7 +234,7 @@ def test_outputs_are_written(report, tmp_path):
     assert len(saved["results"][-1]["samples"]) == 6 and saved["next_words"]["words"][0] == ":"
     assert set(saved["metric_definitions"]) == set(METRICS)
     assert written["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    report.write_tensorboard(written["tensorboard"])  # a second write replaces the first
+    write_tensorboard(report, written["tensorboard"])  # a second write replaces the first
     event_files = list(written["tensorboard"].iterdir())
     assert [path.name for path in event_files] == [TENSORBOARD_FILE]
     scalars, texts = _read_events(event_files[0])
@@ -332,7 +333,7 @@ def test_next_word_table_bad_input(lab):
     with pytest.raises(SamplingError, match="temperatures must be a finite number greater than 0"):
         next_word_table(model, vocab, PROMPT, [0.0])
     with pytest.raises(SamplingError, match="words shown"):
-        next_word_table(model, vocab, PROMPT, [1.0], top_k=0)
+        next_word_table(model, vocab, PROMPT, [1.0], n_words=0)
 
 
 # --- the command line with a run -------------------------------------------------------------------

@@ -12,8 +12,9 @@ import pytest
 pytest.importorskip("transformers")
 pytest.importorskip("tf_keras")
 
-from gpt_keras.tools.gpt2 import compare as gpt2_lib  # noqa: E402
-from gpt_keras.runs.datasets import load_texts
+from gpt_keras.tools import gpt2 as gpt2_lib  # noqa: E402
+from gpt_keras.core.data import DataError  # noqa: E402
+from gpt_keras.runs.datasets import load_texts  # noqa: E402
 from gpt_keras.core.sampling import Sampler  # noqa: E402
 
 
@@ -55,7 +56,7 @@ def tiny_gpt2(tiny_gpt2_dir):
 # --- loading -------------------------------------------------------------------------------------
 
 def test_importing_gpt_keras_does_not_import_transformers():
-    code = ("import sys, gpt_keras.tools.gpt2.compare, gpt_keras.tools.cli; "
+    code = ("import sys, gpt_keras.tools.gpt2, gpt_keras.tools.cli; "
             "assert 'transformers' not in sys.modules and 'tf_keras' not in sys.modules, 'eager import'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -111,7 +112,7 @@ def test_same_seed_same_text_and_lecture_records(tiny_gpt2):
         assert record["atts"].shape == (2, n_prompt + step) == (2, len(record["prompt"].split()))
         assert np.allclose(record["atts"].sum(axis=-1), 1.0, atol=1e-5)
         assert np.isclose(record["word_probs"].sum(), 1.0) and np.count_nonzero(record["word_probs"]) <= 5
-    shown = format_probs(info[:2], gpt2_lib.TokenLabels(tiny_gpt2), top_k=3, heads=True)
+    shown = format_probs(info[:2], gpt2_lib.TokenLabels(tiny_gpt2), n_words=3, heads=True)
     assert shown.count("-----") == 2 and "head 2:" in shown and "<|endoftext|>[" in shown
 
 
@@ -191,7 +192,7 @@ def test_compare_report_side_by_side(tiny_gpt2, trained_run, small_json, tmp_pat
     ours, gpt2 = comparison.perplexity["ours"], comparison.perplexity["gpt2"]
     assert ours.reviews == gpt2.reviews == 12 and ours.words == gpt2.words  # the same words for both
     assert np.isfinite([ours.per_word, gpt2.per_word, gpt2.per_token]).all()
-    assert len(comparison.records["gpt2"]) == comparison.generations[0]["gpt2"]["tokens"]
+    assert len(comparison.info["gpt2"]) == comparison.generations[0]["gpt2"]["tokens"]
 
     table = comparison.format_table()
     assert "perplexity per word" in table and ("device: CPU" in table or "device: GPU" in table)
@@ -236,9 +237,9 @@ def test_mixed_precision_fine_tuning_leaves_both_kerases_float32(tiny_gpt2_dir, 
 
 
 def test_bad_finetune_settings_are_named(small_json, tmp_path, tiny_gpt2_dir):
-    with pytest.raises(gpt2_lib.DataError, match="--heldout 400: the file has only 400 reviews"):
+    with pytest.raises(DataError, match="--heldout 400: the file has only 400 reviews"):
         gpt2_lib.finetune_gpt2(tiny_gpt2_dir, small_json, tmp_path / "x", heldout=400)
-    with pytest.raises(gpt2_lib.DataError, match="--epochs must be an integer of at least 1"):
+    with pytest.raises(DataError, match="--epochs must be an integer of at least 1"):
         gpt2_lib.finetune_gpt2(tiny_gpt2_dir, small_json, tmp_path / "x", epochs=0)
     with pytest.raises(gpt2_lib.GPT2Error, match="--mixed-precision must be one of"):
         gpt2_lib.finetune_gpt2(tiny_gpt2_dir, small_json, tmp_path / "x", mixed_precision="fp8")

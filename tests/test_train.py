@@ -11,7 +11,7 @@ import pytest
 
 from gpt_keras.runs import rundir as runs
 from gpt_keras.core.config import GPTConfig
-from gpt_keras.core.data import DataError, Vocabulary
+from gpt_keras.core.data import DataError
 from gpt_keras.runs.train import resume, train
 from tests.conftest import tiny_config
 

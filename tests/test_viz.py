@@ -52,7 +52,7 @@ def test_top_k_in_order_with_the_lecture_percentages():
     lines = text.splitlines()
     assert lines[1:6] == LECTURE_TOP
     assert lines[6] == "-----"
-    assert format_probs([STEP], WORDS, top_k=2, mode="plain").splitlines()[1:3] == LECTURE_TOP[:2]
+    assert format_probs([STEP], WORDS, n_words=2, mode="plain").splitlines()[1:3] == LECTURE_TOP[:2]
     html = probs_html([STEP], WORDS)
     assert html.index("rheinhessen: 6.03%") < html.index("rheingau: 0.75%") < html.index("baden: 0.21%")
     assert "<b>mosel: 92.43%</b>" in html  # the sampled word is bold
@@ -79,16 +79,16 @@ def test_plain_has_no_escape_codes_and_ansi_has_shading_and_bars():
 
 
 def test_padding_and_unknown_ids_are_named():
-    record = dict(STEP, word_probs=np.array([0.7, 0.1] + [0.0] * (len(WORDS) - 2) + [0.2]), word="")
-    text = format_probs([record], WORDS, top_k=3, mode="plain")
+    step = dict(STEP, word_probs=np.array([0.7, 0.1] + [0.0] * (len(WORDS) - 2) + [0.2]), word="")
+    text = format_probs([step], WORDS, n_words=3, mode="plain")
     assert text.splitlines()[1:4] == ["<pad>: 70.0%", "<id 12>: 20.0%", "[UNK]: 10.0%"]
 
 
 def test_attention_shorter_than_the_prompt_is_aligned_from_the_end():
-    record = dict(STEP, atts=np.array([[0.2, 0.6, 0.2], [0.2, 0.6, 0.2]]))  # a window over the last 3 words
-    plain = format_probs([record], WORDS, mode="plain")
+    step = dict(STEP, atts=np.array([[0.2, 0.6, 0.2], [0.2, 0.6, 0.2]]))  # a window over the last 3 words
+    plain = format_probs([step], WORDS, mode="plain")
     assert plain.splitlines()[0] == "wine[-] review[-] :[0.33] germany[1.00] :[0.33]"
-    html = probs_html([record], WORDS)
+    html = probs_html([step], WORDS)
     assert [float(a) for a in RGBA.findall(html)] == pytest.approx([1 / 3, 1.0, 1 / 3], abs=5e-4)
     assert re.findall(r'title="outside the context window">([^<]*)<', html) == ["wine", "review"]
     with pytest.raises(VizError, match="6 attention weights but the prompt has only 5 words"):
@@ -111,12 +111,12 @@ def test_vocabulary_kinds_give_the_same_output():
     expected = format_probs([STEP], WORDS, mode="plain")
     assert format_probs([STEP], Vocabulary(tuple(WORDS)), mode="plain") == expected
     assert format_probs([STEP], dict(enumerate(WORDS)), mode="plain") == expected
-    assert format_probs(STEP, WORDS, mode="plain") == expected  # one record
+    assert format_probs(STEP, WORDS, mode="plain") == expected  # one step
 
 
 def test_words_are_escaped_in_html():
-    record = dict(STEP, prompt="wine review : <b> :", word_probs=probs(**{"<b>": 0.9, "mosel": 0.1}), word="<b>")
-    html = probs_html([record], WORDS)
+    step = dict(STEP, prompt="wine review : <b> :", word_probs=probs(**{"<b>": 0.9, "mosel": 0.1}), word="<b>")
+    html = probs_html([step], WORDS)
     assert "&lt;b&gt;" in html
     assert "<b>&lt;b&gt;: 90.0%</b>" in html
     assert "<b> :" not in html and "<b>:" not in html
@@ -162,12 +162,12 @@ def test_auto_mode_in_a_notebook_displays_html(monkeypatch):
     assert result._ipython_display_() is None  # the notebook does not show the returned string again
 
 
-def test_bad_records_name_the_problem():
-    with pytest.raises(VizError, match="step 2: the record has no 'atts'"):
+def test_bad_steps_name_the_problem():
+    with pytest.raises(VizError, match="step 2: the step has no 'atts'"):
         format_probs([STEP, {"prompt": "wine", "word_probs": [1.0]}], WORDS)
-    with pytest.raises(VizError, match="top_k must be an integer"):
-        format_probs([STEP], WORDS, top_k=0)
-    with pytest.raises(VizError, match="list of records"):
+    with pytest.raises(VizError, match="n_words must be an integer"):
+        format_probs([STEP], WORDS, n_words=0)
+    with pytest.raises(VizError, match="list of steps"):
         format_probs("wine review", WORDS)
     assert format_probs([], WORDS) == ""
 
@@ -190,7 +190,7 @@ def test_attention_heatmap_writes_a_valid_png(tmp_path):
     assert written == ["all.png", "mean.png", "step.png", "step0.png"]  # no temporary files left
     with pytest.raises(VizError, match="step must be an index"):
         attention_heatmap([STEP], tmp_path / "x.png", step=3)
-    with pytest.raises(VizError, match="no records"):
+    with pytest.raises(VizError, match="no steps"):
         attention_heatmap([], tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
 
@@ -215,9 +215,9 @@ class TagChecker(HTMLParser):
 
 
 def test_export_html_is_a_standalone_escaped_page(tmp_path):
-    record = dict(STEP, prompt="wine review : <b> & co :", atts=np.full((2, 4), 0.25),
+    step = dict(STEP, prompt="wine review : <b> & co :", atts=np.full((2, 4), 0.25),
                   word_probs=probs(**{"<b>": 0.6, "mosel": 0.4}), word="<b>")
-    path = export_html([STEP, record], WORDS, tmp_path / "page.html", title="Reseñas <script>", top_k=3)
+    path = export_html([STEP, step], WORDS, tmp_path / "page.html", title="Reseñas <script>", n_words=3)
     page = path.read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>")
     checker = TagChecker()
@@ -248,8 +248,8 @@ def test_records_from_a_real_model_with_a_sliding_window():
         if len(info) >= 3:
             break
     assert len(info) >= 3
-    widths = [np.shape(record["atts"]) for record in info]
-    assert widths == [(2, min(len(record["prompt"].split()), 6)) for record in info]
+    widths = [np.shape(step["atts"]) for step in info]
+    assert widths == [(2, min(len(step["prompt"].split()), 6)) for step in info]
     assert len(info[-1]["prompt"].split()) > 6  # the window slid: attention covers only the last 6 words
     text = format_probs(info, vocab, mode="plain", heads=True)
     assert text.count("-----") == len(info) and text.count("head 2:") == len(info)

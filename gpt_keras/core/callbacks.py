@@ -63,9 +63,9 @@ class TextGenerator(keras.callbacks.Callback):
 
     def generate(self, start_prompt: str, max_tokens: int, temperature: float, *, top_k: int | None = None,
                  top_p: float | None = None, greedy: bool = False, method: str | None = None) -> list[dict]:
-        """Generates from `start_prompt` and prints the text; returns one record per generated word.
+        """Generates from `start_prompt` and prints the text; returns the lecture's `info`, one dict per generated word.
 
-        Each record has `prompt` (the text before the word), `word_probs` (the distribution the word
+        Each step has `prompt` (the text before the word), `word_probs` (the distribution the word
         was drawn from), `atts` (last position's attention over the prompt, [heads, words]), and the
         chosen `token` and `word`.
         """

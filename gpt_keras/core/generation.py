@@ -1,6 +1,6 @@
 """Autoregressive generation: pass the prompt, sample a word, append it, repeat.
 
-Two loops give the same records (one per generated word: the prompt so far, the distribution the word
+Two loops give the same steps (the lecture's `info`: one dict per generated word, the prompt so far, the distribution the word
 was drawn from, and the last position's attention over the prompt, per head):
 
 - `generate_lecture` is the lecture's loop, kept for teaching: it calls `model.predict` on the whole
@@ -51,8 +51,8 @@ def check_max_tokens(max_tokens: int) -> int:
     return check_int_at_least(max_tokens, "max_tokens", 1, SamplingError)
 
 
-def make_record(prompt: str, distribution: np.ndarray, attention: np.ndarray, token: int, word: str) -> dict:
-    """One step as the lecture records it, plus the chosen token and word for convenience."""
+def make_step(prompt: str, distribution: np.ndarray, attention: np.ndarray, token: int, word: str) -> dict:
+    """One entry of the lecture's `info`, plus the chosen token and word for convenience."""
     return {"prompt": prompt, "word_probs": distribution, "atts": attention, "token": token, "word": word}
 
 
@@ -77,7 +77,7 @@ def generate_lecture(model: keras.Model, vocab: Vocabulary, start_prompt: str, m
     """The lecture's loop: `model.predict` on the whole sequence for every new word.
 
     Returns:
-        (records, generated text).
+        (info, generated text).
     """
     max_tokens = check_max_tokens(max_tokens)
     check_vocabulary_fits(model, vocab)
@@ -89,7 +89,7 @@ def generate_lecture(model: keras.Model, vocab: Vocabulary, start_prompt: str, m
         x = np.array([tokens[-max_len:]])
         y, att = model.predict(x, verbose=0)
         sample_token, probs = sampler.sample(y[0][-1], rng)
-        info.append(make_record(prompt, probs, att[0, :, -1, :], sample_token, vocab[sample_token]))
+        info.append(make_step(prompt, probs, att[0, :, -1, :], sample_token, vocab[sample_token]))
         tokens.append(sample_token)
         prompt = _append_word(prompt, vocab[sample_token])
     return info, prompt
@@ -183,7 +183,7 @@ class CachedGenerator:
 
     def generate(self, start_prompt: str, max_tokens: int, sampler: Sampler,
                  rng: np.random.Generator) -> tuple[list[dict], str]:
-        """One text with the lecture's per-step records (same words as `generate_lecture` for a seed)."""
+        """One text with the lecture's per-step `info` (same words as `generate_lecture` for a seed)."""
         max_tokens = check_max_tokens(max_tokens)
         tokens = encode_prompt(self.vocab, start_prompt, self.max_len)
         prompt = " ".join(self.vocab.standardize(start_prompt))
@@ -193,7 +193,7 @@ class CachedGenerator:
         probs, attention, caches = self.prefill(tokens, 1)
         while True:
             token, distribution = sampler.sample(probs[0], rng)
-            info.append(make_record(prompt, distribution, attention[0], token, self.vocab[token]))
+            info.append(make_step(prompt, distribution, attention[0], token, self.vocab[token]))
             tokens.append(token)
             prompt = _append_word(prompt, self.vocab[token])
             if token == PAD_ID or len(tokens) >= max_tokens:

@@ -11,7 +11,7 @@ Top-p keeps the smallest set of most likely words whose cumulative probability r
 a 1e-9 tolerance for rounding): over 0.60 / 0.30 / 0.09 / 0.01 with p = 0.9 that keeps the first two,
 as Hugging Face's `TopPLogitsWarper` does and as the course's own example ("azul" kept alone at 99% for
 p = 0.9) requires. The most likely word is always kept. keras-hub's samplers run their own decoding
-loop without exposing each step's distribution, which the lecture's records need, so the filters are
+loop without exposing each step's distribution, which the lecture's `info` needs, so the filters are
 small array functions here, for one distribution or a batch.
 
 Top-k keeps ties at the k-th probability (so a few more than k words can stay), as Hugging Face's

@@ -402,7 +402,7 @@ _LAB_DEFAULTS = dict(prompt="wine review : germany", samples=8, max_tokens=80, s
 def run_temperature(args) -> int:
     import warnings
 
-    from gpt_keras.tools.temperature import experiment as experiments
+    from gpt_keras.tools.temperature import calculator, experiment, report as reports
     from gpt_keras.core.generation import PromptWarning
     from gpt_keras.runs.rundir import load_run
 
@@ -419,12 +419,11 @@ def run_temperature(args) -> int:
         repeated = sorted({word for word in words if words.count(word) > 1})
         if repeated:
             raise UsageError(f"--logits: {', '.join(repeated)} given more than once")
-        table = experiments.temperature_table(dict(args.logits or experiments.LECTURE_LOGITS.items()),
-                                              temperatures or (*experiments.LECTURE_TEMPERATURES, 3.0))
+        table = calculator.temperature_table(dict(args.logits or calculator.LECTURE_LOGITS.items()),
+                                              temperatures or (*calculator.LECTURE_TEMPERATURES, 3.0))
         print(table.format())
         if args.out is not None:
-            written = [table.write_csv(args.out / "temperature_table.csv"),
-                       table.write_json(args.out / "temperature_table.json")]
+            written = reports.write_table(table, args.out)
             print(f"\nWrote {written[0]} and {written[1]}")
         return 0
 
@@ -434,13 +433,13 @@ def run_temperature(args) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("always", PromptWarning)  # unknown prompt words, a prompt too long: one line each
         warnings.showwarning = _prompt_warning_printer("temperature", warnings.showwarning)
-        report = experiments.temperature_experiment(
-            run.model, run.vocab, options["prompt"], temperatures or experiments.DEFAULT_TEMPERATURES,
+        report = experiment.temperature_experiment(
+            run.model, run.vocab, options["prompt"], temperatures or experiment.DEFAULT_TEMPERATURES,
             n_samples=options["samples"], max_tokens=options["max_tokens"], seed=options["seed"],
             top_k=options["top_k"], top_p=options["top_p"], n_words=options["top_words"])
     print(report.format_table(samples=options["show_samples"], width=None))
     out = args.out if args.out is not None else args.run / "temperature-lab"
-    written = report.write_all(out)
+    written = reports.write_report(report, out)
     print(f"\nWrote {', '.join(path.name + ('/' if path.is_dir() else '') for path in written.values())} in {out}")
     print(f"  TensorBoard: gpt-keras tensorboard --run {written['tensorboard']}")
     return 0
@@ -516,7 +515,7 @@ def add_compare_parser(subparsers) -> None:
 def run_compare(args) -> int:
     import warnings
 
-    from gpt_keras.tools.gpt2 import compare as gpt2_lib
+    from gpt_keras.tools import gpt2 as gpt2_lib
     from gpt_keras.core.generation import PromptWarning
     from gpt_keras.runs.rundir import load_run
 
@@ -537,7 +536,7 @@ def run_compare(args) -> int:
         for key, vocab in (("ours", run.vocab), ("gpt2", gpt2_lib.TokenLabels(gpt2))):
             print(f"\n{comparison.models[key]['name']}, step by step ({first['prompt']!r}, {first['sampler']}, "
                   f"seed {first['seed']}):")
-            print_probs(comparison.records[key], vocab, heads=args.heads)
+            print_probs(comparison.info[key], vocab, heads=args.heads)
     stem = args.report if args.report is not None else args.run / f"compare-{Path(gpt2.name).name}"
     written = comparison.write(stem)
     print(f"\nWrote {written['markdown']} and {written['json']}")
@@ -573,7 +572,7 @@ def add_finetune_gpt2_parser(subparsers) -> None:
 
 
 def run_finetune_gpt2(args) -> int:
-    from gpt_keras.tools.gpt2 import compare as gpt2_lib
+    from gpt_keras.tools import gpt2 as gpt2_lib
 
     policy = gpt2_lib.precision_policy(args.mixed_precision)
     print(f"Fine-tuning {args.gpt2} on {gpt2_lib.device_description()}, dtype policy {policy}")
@@ -620,7 +619,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _is_user_error(error: Exception) -> bool:
     from gpt_keras.core.data import DataError
-    from gpt_keras.tools.gpt2.compare import GPT2Error
+    from gpt_keras.tools.gpt2.load import GPT2Error
     from gpt_keras.runs.rundir import RunError
     from gpt_keras.core.sampling import SamplingError
 

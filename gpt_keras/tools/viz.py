@@ -1,10 +1,10 @@
 """Looking inside generation: the lecture's `print_probs`, attention heatmaps and a standalone HTML page.
 
-Every record of `TextGenerator.generate` holds the prompt so far, the distribution the next word was
+Every step that `TextGenerator.generate` returns (its list is the lecture's `info`) holds the prompt so far, the distribution the next word was
 drawn from (`word_probs`) and the last position's attention over the prompt, per head (`atts`,
 [heads, words]). `print_probs` shows, for every step, the prompt with each word's background shaded
 light blue, `rgba(135,206,250,a)` where `a` is the word's head-averaged attention divided by the
-largest one (the word the model looked at most is fully shaded), then the `top_k` most likely next
+largest one (the word the model looked at most is fully shaded), then the `n_words` most likely next
 words as `word: pct%`, then `-----`, as in the lecture.
 
 Where it draws:
@@ -14,7 +14,7 @@ Where it draws:
 - "plain": no escape codes (logs, files, pipes): each word is followed by its shade `a` in brackets.
 - "auto": html in a notebook, ansi on a terminal (unless `NO_COLOR` is set), plain otherwise.
 
-A long generation slides its context window, so a record's attention may cover only the last
+A long generation slides its context window, so a step's attention may cover only the last
 `len(atts)` words of its prompt: the words before them are shown unshaded (`word[-]` in plain text),
 because the model did not see them.
 
@@ -50,7 +50,7 @@ _ANSI_BAR = "\x1b[38;2;" + ";".join(map(str, SHADE_RGB)) + "m"  # bars in the sh
 
 
 class VizError(ValueError):
-    """A record cannot be drawn (a missing key, attention longer than the prompt, a bad argument)."""
+    """A step cannot be drawn (a missing key, attention longer than the prompt, a bad argument)."""
 
 
 class Rendered(str):
@@ -78,8 +78,8 @@ class StepView:
         shade: head-averaged attention divided by its maximum, one value per visible word.
         head_shades: [heads, visible words], each head's attention divided by that head's maximum.
         attention: [heads, visible words], the raw attention weights.
-        top: (token id, word, probability) of the `top_k` most likely next words, most likely first.
-        chosen: the word that was sampled at this step, when the record says.
+        top: (token id, word, probability) of the `n_words` most likely next words, most likely first.
+        chosen: the word that was sampled at this step, when the step says.
     """
 
     words: list[str]
@@ -91,34 +91,34 @@ class StepView:
     chosen: str | None
 
 
-# --- reading records ---------------------------------------------------------------------------
+# --- reading the steps of info ---------------------------------------------------------------------------
 
-def _records(info: Any) -> list[Mapping]:
+def _steps(info: Any) -> list[Mapping]:
     if isinstance(info, Mapping):
         return [info]
     if isinstance(info, (str, bytes)) or not isinstance(info, Iterable):
-        raise VizError(f"info must be the list of records that generate() returns, got {type(info).__name__}")
-    records = list(info)
-    for index, record in enumerate(records):
-        if not isinstance(record, Mapping):
-            raise VizError(f"step {index + 1}: a record is a dict, got {type(record).__name__}")
-    return records
+        raise VizError(f"info must be the list of steps that generate() returns, got {type(info).__name__}")
+    steps = list(info)
+    for index, step in enumerate(steps):
+        if not isinstance(step, Mapping):
+            raise VizError(f"step {index + 1}: each step is a dict, got {type(step).__name__}")
+    return steps
 
 
-def _check_top_k(top_k: Any) -> int:
-    return check_int_at_least(top_k, "top_k", 1, VizError)
+def _check_n_words(n_words: Any) -> int:
+    return check_int_at_least(n_words, "n_words", 1, VizError)
 
 
-def _field(record: Mapping, key: str, index: int) -> Any:
-    if key not in record:
-        raise VizError(f"step {index + 1}: the record has no {key!r} (keys: {', '.join(map(str, record))})")
-    return record[key]
+def _field(step: Mapping, key: str, index: int) -> Any:
+    if key not in step:
+        raise VizError(f"step {index + 1}: the step has no {key!r} (keys: {', '.join(map(str, step))})")
+    return step[key]
 
 
-def _attention(record: Mapping, n_words: int, index: int) -> np.ndarray:
-    """The record's attention as float64 [heads, words], checked against the prompt's length."""
+def _attention(step: Mapping, prompt_length: int, index: int) -> np.ndarray:
+    """The step's attention as float64 [heads, words], checked against the prompt's length."""
     try:
-        atts = np.asarray(_field(record, "atts", index)).astype(np.float64)
+        atts = np.asarray(_field(step, "atts", index)).astype(np.float64)
     except (TypeError, ValueError) as error:
         raise VizError(f"step {index + 1}: 'atts' is not an array of numbers ({error})") from None
     while atts.ndim > 2 and atts.shape[0] == 1:  # a leading batch axis of one
@@ -127,9 +127,9 @@ def _attention(record: Mapping, n_words: int, index: int) -> np.ndarray:
         atts = atts[None, :]
     if atts.ndim != 2 or atts.shape[0] < 1:
         raise VizError(f"step {index + 1}: 'atts' must be [heads, words], got shape {atts.shape}")
-    if atts.shape[1] > n_words:
+    if atts.shape[1] > prompt_length:
         raise VizError(f"step {index + 1}: {atts.shape[1]} attention weights but the prompt has only "
-                       f"{n_words} words")
+                       f"{prompt_length} words")
     return np.nan_to_num(atts, nan=0.0)
 
 
@@ -151,32 +151,32 @@ def _word(vocab: Any, index: int) -> str:
     return PAD_LABEL if word == "" else word
 
 
-def top_words(word_probs: Any, vocab: Vocab, top_k: int = 5) -> list[tuple[int, str, float]]:
-    """The `top_k` most likely words of a distribution as (token id, word, probability).
+def top_words(word_probs: Any, vocab: Vocab, n_words: int = 5) -> list[tuple[int, str, float]]:
+    """The `n_words` most likely words of a distribution as (token id, word, probability).
 
     Ties keep the lower token id first. Padding (the empty word, index 0) is named `<pad>`; an id
     past the end of the vocabulary (a model with more outputs than words) is named `<id N>`.
 
     Example:
-        >>> top_words([0.1, 0.0, 0.6, 0.3], ["", "[UNK]", "mosel", "baden"], top_k=2)
+        >>> top_words([0.1, 0.0, 0.6, 0.3], ["", "[UNK]", "mosel", "baden"], n_words=2)
         [(2, 'mosel', 0.6), (3, 'baden', 0.3)]
     """
-    top_k = _check_top_k(top_k)
+    n_words = _check_n_words(n_words)
     probs = np.asarray(word_probs, dtype=np.float64).reshape(-1)
-    order = np.argsort(-probs, kind="stable")[:top_k]
+    order = np.argsort(-probs, kind="stable")[:n_words]
     return [(int(i), _word(vocab, int(i)), float(probs[i])) for i in order]
 
 
-def step_view(record: Mapping, vocab: Vocab, top_k: int = 5,
+def step_view(step: Mapping, vocab: Vocab, n_words: int = 5,
               index: int = 0) -> StepView:
-    """Reads one record (`prompt`, `atts`, `word_probs`, optional `word`) into a `StepView`."""
-    prompt = _field(record, "prompt", index)
+    """Reads one step (`prompt`, `atts`, `word_probs`, optional `word`) into a `StepView`."""
+    prompt = _field(step, "prompt", index)
     if not isinstance(prompt, str):
         raise VizError(f"step {index + 1}: 'prompt' must be text, got {type(prompt).__name__}")
     words = prompt.split()
-    attention = _attention(record, len(words), index)
-    top = top_words(_field(record, "word_probs", index), vocab, top_k)
-    chosen = record.get("word")
+    attention = _attention(step, len(words), index)
+    top = top_words(_field(step, "word_probs", index), vocab, n_words)
+    chosen = step.get("word")
     chosen = None if chosen is None else (PAD_LABEL if chosen == "" else str(chosen))
     return StepView(words=words, first_visible=len(words) - attention.shape[1],
                     shade=_normalise(attention.mean(axis=0)), head_shades=_normalise(attention),
@@ -190,12 +190,12 @@ def percent(probability: float) -> str:
 
 def generated_text(info: Any) -> str:
     """The whole text of a generation: the last prompt plus the last sampled word (padding adds none)."""
-    records = _records(info)
-    if not records:
+    steps = _steps(info)
+    if not steps:
         return ""
-    last = records[-1]
+    last = steps[-1]
     word = last.get("word")
-    prompt = str(_field(last, "prompt", len(records) - 1))
+    prompt = str(_field(last, "prompt", len(steps) - 1))
     return f"{prompt} {word}" if word else prompt
 
 
@@ -260,14 +260,14 @@ def _text_step(view: StepView, heads: bool, ansi: bool) -> list[str]:
     return lines
 
 
-def format_probs(info: Any, vocab: Vocab, top_k: int = 5, *,
+def format_probs(info: Any, vocab: Vocab, n_words: int = 5, *,
                  mode: str = "plain", heads: bool = False) -> str:
     """`print_probs` as a string, printing nothing.
 
     Args:
-        info: the records of `TextGenerator.generate` (a list of dicts, or one dict).
+        info: the steps of `TextGenerator.generate` (a list of dicts, or one dict).
         vocab: index -> word: a list, a `gpt_keras.data.Vocabulary`, or a dict.
-        top_k: how many next words to list per step (default 5).
+        n_words: how many next words to list per step (default 5).
         mode: "plain", "ansi", "html" (same as `probs_html`) or "auto" (decided for `sys.stdout`).
         heads: also show each head's attention (each head shaded by its own maximum).
 
@@ -275,9 +275,9 @@ def format_probs(info: Any, vocab: Vocab, top_k: int = 5, *,
         For each step: the shaded prompt, the top-k lines `word: pct%`, and `-----` then an empty line.
 
     Example:
-        >>> record = {"prompt": "wine review : germany :", "atts": [[.1, .1, .1, .6, .1]],
+        >>> step = {"prompt": "wine review : germany :", "atts": [[.1, .1, .1, .6, .1]],
         ...           "word_probs": [0, 0, .9243, .0603, .0154]}
-        >>> print(format_probs([record], ["", "[UNK]", "mosel", "rheinhessen", "baden"], top_k=2), end="")
+        >>> print(format_probs([step], ["", "[UNK]", "mosel", "rheinhessen", "baden"], n_words=2), end="")
         wine[0.17] review[0.17] :[0.17] germany[1.00] :[0.17]
         mosel: 92.43%
         rheinhessen: 6.03%
@@ -286,11 +286,11 @@ def format_probs(info: Any, vocab: Vocab, top_k: int = 5, *,
     """
     mode = resolve_mode(mode)
     if mode == "html":
-        return probs_html(info, vocab, top_k, heads=heads)
-    top_k = _check_top_k(top_k)
+        return probs_html(info, vocab, n_words, heads=heads)
+    n_words = _check_n_words(n_words)
     lines: list[str] = []
-    for index, record in enumerate(_records(info)):
-        lines.extend(_text_step(step_view(record, vocab, top_k, index), heads, ansi=mode == "ansi"))
+    for index, step in enumerate(_steps(info)):
+        lines.extend(_text_step(step_view(step, vocab, n_words, index), heads, ansi=mode == "ansi"))
         lines.append("")
     return "\n".join(lines) + ("\n" if lines else "")
 
@@ -324,15 +324,15 @@ def _html_step(view: StepView, heads: bool) -> str:
     return '<div class="gpt-keras-step" style="margin-bottom:0.8em;">' + "".join(rows) + "</div>"
 
 
-def probs_html(info: Any, vocab: Vocab, top_k: int = 5, *, heads: bool = False) -> str:
+def probs_html(info: Any, vocab: Vocab, n_words: int = 5, *, heads: bool = False) -> str:
     """The HTML `print_probs` displays in a notebook, as a string: shaded prompts, top-k lines, `-----`.
 
     Each word is a `<span style="background-color:rgba(135,206,250,a);">`, a = its head-averaged
     attention over the largest one (3 decimals); words are HTML-escaped; the sampled word is bold.
     """
-    top_k = _check_top_k(top_k)
-    steps = [_html_step(step_view(record, vocab, top_k, index), heads) for index, record in enumerate(_records(info))]
-    return '<div class="gpt-keras-probs" style="line-height:1.7;">' + "".join(steps) + "</div>"
+    n_words = _check_n_words(n_words)
+    sections = [_html_step(step_view(step, vocab, n_words, index), heads) for index, step in enumerate(_steps(info))]
+    return '<div class="gpt-keras-probs" style="line-height:1.7;">' + "".join(sections) + "</div>"
 
 
 # --- printing ----------------------------------------------------------------------------------
@@ -366,9 +366,10 @@ def print_probs(info: Any, vocab: Vocab, top_k: int = 5, *, mode: str = "auto",
     """The lecture's helper: for each step, the prompt shaded by attention and the top-k next words.
 
     Args:
-        info: the records of `TextGenerator.generate`.
+        info: the steps of `TextGenerator.generate`.
         vocab: index -> word (a list such as `vectorizer.get_vocabulary()`, a `Vocabulary`, a dict).
-        top_k: how many next words to list per step (default 5).
+        top_k: how many next words to list per step (default 5); the lecture's name for what the
+            other functions here call `n_words` (it is not the top-k sampling filter).
         mode: "auto", "html", "ansi" or "plain" (see the module docstring).
         heads: also show each attention head's shading, not only their mean.
         file: where text goes (default `sys.stdout`); in a notebook with no file, HTML is displayed.
@@ -400,15 +401,15 @@ def print_probs(info: Any, vocab: Vocab, top_k: int = 5, *, mode: str = "auto",
 
 # --- pictures and pages ------------------------------------------------------------------------
 
-def _attention_grid(records: list[Mapping]) -> tuple[np.ndarray, list[str]]:
+def _attention_grid(steps: list[Mapping]) -> tuple[np.ndarray, list[str]]:
     """[heads, steps, words] attention (NaN where a step did not see the word) and the longest prompt's words."""
-    prompts = [str(_field(record, "prompt", index)).split() for index, record in enumerate(records)]
-    attentions = [_attention(record, len(words), index) for index, (record, words) in enumerate(zip(records, prompts))]
+    prompts = [str(_field(step, "prompt", index)).split() for index, step in enumerate(steps)]
+    attentions = [_attention(step, len(words), index) for index, (step, words) in enumerate(zip(steps, prompts))]
     n_heads = {attention.shape[0] for attention in attentions}
     if len(n_heads) != 1:
-        raise VizError(f"the records disagree on the number of heads ({sorted(n_heads)}); draw one generation")
+        raise VizError(f"the steps disagree on the number of heads ({sorted(n_heads)}); draw one generation")
     longest = max(prompts, key=len)
-    grid = np.full((n_heads.pop(), len(records), len(longest)), np.nan)
+    grid = np.full((n_heads.pop(), len(steps), len(longest)), np.nan)
     for row, (words, attention) in enumerate(zip(prompts, attentions)):
         end = len(words)  # prompts grow by one word per step: align each row's window to its prompt's end
         grid[:, row, end - attention.shape[1]:end] = attention
@@ -419,7 +420,7 @@ def attention_heatmap(info: Any, path: str | Path, step: int | None = None, head
     """Draws attention as a PNG (matplotlib, Agg), written atomically.
 
     Args:
-        info: the records of `TextGenerator.generate`.
+        info: the steps of `TextGenerator.generate`.
         path: the PNG to write (folders are created).
         step: None draws every step (rows: steps, columns: the prompt's words; a row covers the words
             the model saw at that step). An index into `info` (0 is the first step, negatives count
@@ -432,20 +433,20 @@ def attention_heatmap(info: Any, path: str | Path, step: int | None = None, head
     """
     from matplotlib.figure import Figure  # a bare Figure renders with Agg and leaves pyplot's backend alone
 
-    records = _records(info)
-    if not records:
-        raise VizError("no records to draw: the generation produced no steps")
+    steps = _steps(info)
+    if not steps:
+        raise VizError("no steps to draw: the generation produced no steps")
     if step is not None:
         if isinstance(step, bool) or not isinstance(step, (int, np.integer)) \
-                or not -len(records) <= step < len(records):
-            raise VizError(f"step must be an index into the {len(records)} records, got {step!r}")
-        step = int(step) % len(records)
-        records = [records[step]]
-    grid, words = _attention_grid(records)
+                or not -len(steps) <= step < len(steps):
+            raise VizError(f"step must be an index into the {len(steps)} steps, got {step!r}")
+        step = int(step) % len(steps)
+        steps = [steps[step]]
+    grid, words = _attention_grid(steps)
     if step is None:
         panels = [(f"head {h + 1}", grid[h]) for h in range(grid.shape[0])] if heads \
             else [("mean of heads", np.mean(grid, axis=0))]
-        row_labels = [f"{i + 1}: {_printable(str(r.get('word', '')) or PAD_LABEL)}" for i, r in enumerate(records)]
+        row_labels = [f"{i + 1}: {_printable(str(r.get('word', '')) or PAD_LABEL)}" for i, r in enumerate(steps)]
         title = "attention of the last position at each step (row label: the word it chose)"
     else:
         rows = [np.mean(grid[:, 0], axis=0)] + ([grid[h, 0] for h in range(grid.shape[0])] if heads else [])
@@ -505,7 +506,7 @@ def _page_step(index: int, view: StepView) -> str:
 
 
 def export_html(info: Any, vocab: Vocab, path: str | Path,
-                title: str = "gpt-keras: generation step by step", top_k: int = 5) -> Path:
+                title: str = "gpt-keras: generation step by step", n_words: int = 5) -> Path:
     """Writes a standalone HTML page (no external files) of a whole generation, atomically.
 
     The page holds the generated text, then for every step the prompt shaded by the head-averaged
@@ -515,10 +516,10 @@ def export_html(info: Any, vocab: Vocab, path: str | Path,
     Returns:
         The path written.
     """
-    top_k = _check_top_k(top_k)
-    records = _records(info)
-    views = [step_view(record, vocab, top_k, index) for index, record in enumerate(records)]
-    steps = "\n".join(_page_step(index, view) for index, view in enumerate(views))
+    n_words = _check_n_words(n_words)
+    steps = _steps(info)
+    views = [step_view(step, vocab, n_words, index) for index, step in enumerate(steps)]
+    sections = "\n".join(_page_step(index, view) for index, view in enumerate(views))
     page = f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -529,11 +530,11 @@ def export_html(info: Any, vocab: Vocab, path: str | Path,
 </head>
 <body>
 <h1>{html.escape(title)}</h1>
-<p class="text">{html.escape(generated_text(records))}</p>
+<p class="text">{html.escape(generated_text(steps))}</p>
 <p>Each word's background is <span style="background-color:rgba(135,206,250,1);">light blue</span> in
 proportion to the attention the last position paid it (divided by the largest); grey words were outside
-the context window. {len(records)} steps, top {top_k} next words each.</p>
-{steps}
+the context window. {len(steps)} steps, top {n_words} next words each.</p>
+{sections}
 </body>
 </html>
 """

@@ -1,10 +1,8 @@
 """The temperature lab: what temperature does to the next-word distribution and to sampled text.
 
-Three tools, from the blackboard to a trained model:
+With a trained model (the calculator without one is `calculator.py`; the files are written by
+`report.py`):
 
-- `temperature_table` is the lecture's calculator: given logits (pfalz 4.1, mosel 3.9, rhein 2.7) it
-  computes each word's probability at several temperatures twice, as softmax(z / T) and as the
-  lecture's `probs ** (1 / T)` renormalised, and reports how far apart the two are (rounding only).
 - `next_word_table` asks a model for its real next-word distribution after a prompt and shows the top
   words at each temperature. Temperature never changes the ranking, only how the probability is
   shared, so one list of words serves every column.
@@ -36,27 +34,21 @@ Library code only: it returns values and writes files (atomically); the command 
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import math
-import os
-import shutil
-import tempfile
 import textwrap
 import warnings
-from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
 from gpt_keras.core.config import check_int_at_least
-from gpt_keras.runs.files import atomic_path, write_json, write_text
 from gpt_keras.core.data import PAD_ID, UNK_ID, Vocabulary
 from gpt_keras.core.generation import CachedGenerator, PromptWarning, check_max_tokens, encode_prompt
-from gpt_keras.core.sampling import Sampler, SamplingError, check_temperature, lecture_temperature, softmax
+from gpt_keras.core.sampling import Sampler, SamplingError, check_temperature
 from gpt_keras.tools.batch_sampling import sample_batch
 from gpt_keras.tools.tables import json_safe, shorten, text_table
+from gpt_keras.tools.temperature.calculator import format_number
 
 DEFAULT_TEMPERATURES = (0.2, 0.5, 1.0, 1.5, 2.0, 3.0)
 TENSORBOARD_FILE = "events.out.tfevents.temperature-lab.v2"  # TensorBoard reads any name holding "tfevents"
@@ -103,99 +95,6 @@ def entropy(probs: np.ndarray) -> np.ndarray:
     return -terms.sum(axis=-1)
 
 
-# --- the calculator ------------------------------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class TemperatureTable:
-    """The lecture's table: each word's probability at each temperature, by both formulas.
-
-    `softmax[i, j]` is softmax(z / T_i) for word j; `lecture[i, j]` is the lecture's
-    `probs ** (1 / T_i)` renormalised, starting from probs = softmax(z). They agree up to rounding
-    (`max_abs_difference`), except where `probs ** (1 / T)` underflows to 0 / 0 at a very small T:
-    those entries are NaN, which is why `gpt_keras.sampling` computes it in log space.
-    """
-
-    words: tuple[str, ...]
-    logits: tuple[float, ...]
-    temperatures: tuple[float, ...]
-    softmax: np.ndarray
-    lecture: np.ndarray
-
-    @property
-    def max_abs_difference(self) -> float:
-        """Largest |softmax - lecture| over the table (NaN where the lecture's formula underflowed)."""
-        return float(np.max(np.abs(self.softmax - self.lecture)))
-
-    def rows(self) -> list[dict]:
-        """One row per (temperature, word), for CSV or JSON."""
-        return [{"temperature": temperature, "word": word, "logit": logit,
-                 "softmax": float(self.softmax[i, j]), "lecture": float(self.lecture[i, j]),
-                 "abs_difference": float(abs(self.softmax[i, j] - self.lecture[i, j]))}
-                for i, temperature in enumerate(self.temperatures)
-                for j, (word, logit) in enumerate(zip(self.words, self.logits))]
-
-    def format(self, digits: int = 3) -> str:
-        """The table as the lecture prints it (word, logit, p(T=...)), then the lecture formula's values."""
-        headers = ["word", "logit"] + [f"p(T={t:g})" for t in self.temperatures]
-        body = [[word, f"{logit:g}"] + [_number(p, digits) for p in self.softmax[:, j]]
-                for j, (word, logit) in enumerate(zip(self.words, self.logits))]
-        lecture = [[word, ""] + [_number(p, digits) for p in self.lecture[:, j]]
-                   for j, word in enumerate(self.words)]
-        lines = ["softmax(z / T):", text_table(headers, body), "",
-                 "probs ** (1 / T), renormalised (the lecture's code):", text_table(headers, lecture), ""]
-        difference = self.max_abs_difference
-        if math.isnan(difference):
-            lines.append("the lecture's formula underflowed (0 / 0) at the smallest temperature(s): "
-                         "probs ** (1 / T) rounds every word to 0; softmax(z / T) in log space does not")
-        else:
-            lines.append(f"largest difference between the two: {difference:.1e} (rounding only: they are the "
-                         "same formula)")
-        return "\n".join(lines)
-
-    def write_csv(self, path: str | Path) -> Path:
-        """`rows()` as CSV."""
-        return _write_csv(path, self.rows())
-
-    def write_json(self, path: str | Path) -> Path:
-        return write_json(path, {"words": list(self.words), "logits": list(self.logits),
-                                 "temperatures": list(self.temperatures), "rows": json_safe(self.rows()),
-                                 "max_abs_difference": json_safe(self.max_abs_difference)})
-
-
-def temperature_table(logits: Mapping[str, float], temperatures: Iterable[float] = LECTURE_TEMPERATURES
-                      ) -> TemperatureTable:
-    """The lecture's temperature table for the given logits.
-
-    Args:
-        logits: word -> logit, e.g. `{"pfalz": 4.1, "mosel": 3.9, "rhein": 2.7}`.
-        temperatures: each finite and > 0; shown in the order given.
-
-    Example:
-        >>> table = temperature_table({"pfalz": 4.1, "mosel": 3.9, "rhein": 2.7}, [1.0, 0.5, 1.5])
-        >>> table.softmax.round(3).tolist()   # the lecture's slide has 0.577 / 0.388 at T = 0.5
-        [[0.484, 0.396, 0.119], [0.578, 0.387, 0.035], [0.441, 0.386, 0.173]]
-    """
-    if not isinstance(logits, Mapping) or not logits:
-        raise SamplingError("logits: give at least one word and its logit, e.g. pfalz=4.1")
-    for word, logit in logits.items():
-        if not isinstance(word, str) or not word:
-            raise SamplingError(f"logits: every word must be a non-empty string, got {word!r}")
-        if isinstance(logit, bool) or not isinstance(logit, (int, float, np.floating, np.integer)) \
-                or not math.isfinite(logit):
-            raise SamplingError(f"logits: the logit of {word!r} must be a finite number, got {logit!r}")
-    temperatures = [check_temperature(t, "temperatures") for t in temperatures]
-    if not temperatures:
-        raise SamplingError("temperatures: give at least one temperature")
-    z = np.array(list(logits.values()), np.float64)
-    probs = softmax(z)
-    with np.errstate(divide="ignore", invalid="ignore", under="ignore"):
-        lecture = np.stack([lecture_temperature(probs, t) for t in temperatures])
-    return TemperatureTable(tuple(logits), tuple(float(v) for v in z), tuple(temperatures),
-                            np.stack([softmax(z, t) for t in temperatures]), lecture)
-
-
-# --- the model's next word -----------------------------------------------------------------------
-
 @dataclasses.dataclass(frozen=True)
 class NextWordTable:
     """The model's next-word probabilities after a prompt, at several temperatures.
@@ -235,7 +134,7 @@ class NextWordTable:
 def _next_words(probs: np.ndarray, vocab: Vocabulary, prompt: str, temperatures: Sequence[float],
                 n_words: int, top_k: int | None = None, top_p: float | None = None) -> NextWordTable:
     """A `NextWordTable` from the model's untempered distribution `probs` [vocab]."""
-    check_int_at_least(n_words, "top_k (words shown)", 1, SamplingError)
+    check_int_at_least(n_words, "n_words (words shown)", 1, SamplingError)
     probs = np.asarray(probs, np.float64)
     order = np.argsort(-probs, kind="stable")[:n_words]
     tempered = np.stack([Sampler(t, top_k=top_k, top_p=top_p).distribution(probs) for t in temperatures])
@@ -247,7 +146,7 @@ def _next_words(probs: np.ndarray, vocab: Vocabulary, prompt: str, temperatures:
 
 
 def next_word_table(model, vocab: Vocabulary, prompt: str, temperatures: Iterable[float] = DEFAULT_TEMPERATURES,
-                    top_k: int = 5) -> NextWordTable:
+                    n_words: int = 5) -> NextWordTable:
     """The model's real next-word distribution after `prompt`, at each temperature.
 
     Args:
@@ -256,7 +155,7 @@ def next_word_table(model, vocab: Vocabulary, prompt: str, temperatures: Iterabl
         prompt: the text so far; unknown words become `[UNK]` and a prompt longer than the context
             window is cut to its last `max_len` tokens, both with a `PromptWarning`.
         temperatures: each finite and > 0 (sorted ascending in the table).
-        top_k: how many of the most likely words to show (as `print_probs`' top_k; this is not a filter).
+        n_words: how many of the most likely words to show.
 
     Example:
         >>> print(next_word_table(model, vocab, "wine review : germany :", [0.5, 1, 3]).format())  # doctest: +SKIP
@@ -265,10 +164,8 @@ def next_word_table(model, vocab: Vocabulary, prompt: str, temperatures: Iterabl
     max_len = model.get_layer("embedding").max_len
     ids = encode_prompt(vocab, prompt, max_len)
     probs, _ = model(np.asarray([ids[-max_len:]], np.int32), training=False)
-    return _next_words(np.asarray(probs)[0, -1], vocab, prompt, temperatures, top_k)
+    return _next_words(np.asarray(probs)[0, -1], vocab, prompt, temperatures, n_words)
 
-
-# --- the experiment ------------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
 class TemperatureResult:
@@ -318,7 +215,7 @@ class TemperatureReport:
         Sample lines longer than `width` characters are cut with "..." (None: never cut).
         """
         headers = ["T"] + [METRICS[name][1] for name in METRICS]
-        body = [[f"{result.temperature:g}"] + [_number(result.metrics[name], fmt=METRICS[name][2])
+        body = [[f"{result.temperature:g}"] + [format_number(result.metrics[name], fmt=METRICS[name][2])
                                                 for name in METRICS] for result in self.results]
         settings = self.settings
         strategy = self.next_words.strategy
@@ -332,86 +229,6 @@ class TemperatureReport:
                 lines.append("")
                 lines.append(shorten(f"{label}: {text}", width))
         return "\n".join(lines)
-
-    # -- writers (every file atomic) -------------------------------------------------------------
-
-    def write_csv(self, path: str | Path) -> Path:
-        """The metrics, one row per temperature (an empty cell where a metric is undefined)."""
-        return _write_csv(path, self.rows())
-
-    def write_json(self, path: str | Path) -> Path:
-        """Everything: settings, metric definitions, next-word table, metrics and every sample."""
-        return write_json(path, self.to_dict())
-
-    def plot_metrics(self, path: str | Path) -> Path:
-        """A PNG with one small plot per metric against temperature.
-
-        Drawn on a bare matplotlib `Figure` (Agg), so pyplot's backend, in a notebook say, is untouched.
-        """
-        from matplotlib.figure import Figure
-
-        panels = [("entropy", "model_entropy"), ("distinct_1", "distinct_2"), ("repetition_rate", "unk_share"),
-                  ("perplexity",), ("mean_length",), ("ended_share",)]
-        figure = Figure(figsize=(13, 7), layout="constrained")
-        axes = figure.subplots(2, 3)
-        temperatures = self.temperatures
-        for ax, names in zip(axes.flat, panels):
-            for name in names:
-                ax.plot(temperatures, self.metric(name), marker="o", label=METRICS[name][0])
-            ax.set_xlabel("temperature T")
-            ax.set_title(" / ".join(METRICS[name][0] for name in names))
-            if len(names) > 1:
-                ax.legend(fontsize="small")
-            if names == ("entropy", "model_entropy"):
-                uniform = math.log(self.settings["vocab_size"])
-                ax.axhline(uniform, color="grey", linestyle="--", linewidth=1)
-                ax.text(temperatures[0], uniform, "uniform: log V", va="top", fontsize="small", color="grey")
-            if names == ("perplexity",) and np.all(self.metric("perplexity") > 0):
-                ax.set_yscale("log")
-            ax.axvline(1.0, color="grey", linewidth=0.8, alpha=0.5)
-            ax.grid(alpha=0.3)
-        figure.suptitle(f'temperature lab: "{self.prompt}", {self.settings["n_samples"]} samples per T')
-        with atomic_path(path) as temporary:
-            figure.savefig(temporary, format="png", dpi=110)
-        return Path(path)
-
-    def write_tensorboard(self, log_dir: str | Path) -> Path:
-        """Scalars (step = 100 x T, so the x axis reads as T in hundredths) and text samples per temperature.
-
-        The event file is written in a temporary folder, then moved to `log_dir/TENSORBOARD_FILE`
-        when complete, replacing the one an earlier experiment left there (other files are kept).
-        """
-        import tensorflow as tf
-
-        log_dir = Path(log_dir)
-        log_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".tensorboard-", dir=log_dir))
-        try:
-            writer = tf.summary.create_file_writer(str(staging))
-            with writer.as_default():
-                for result in self.results:
-                    step = int(round(100 * result.temperature))
-                    for name, value in result.metrics.items():
-                        if math.isfinite(value):
-                            tf.summary.scalar(f"temperature_lab/{name}", value, step=step,
-                                              description=f"{_DEFINITIONS[name]} Step = 100 x temperature.")
-                    samples = "\n\n".join(f"{index + 1}. {text}" for index, text in enumerate(result.texts))
-                    tf.summary.text("temperature_lab/samples", f"**T = {result.temperature:g}**\n\n{samples}",
-                                    step=step)
-                tf.summary.text("temperature_lab/next_words", "```\n" + self.next_words.format() + "\n```", step=0)
-            writer.close()
-            (event_file,) = staging.iterdir()
-            os.replace(event_file, log_dir / TENSORBOARD_FILE)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        return log_dir
-
-    def write_all(self, out_dir: str | Path) -> dict[str, Path]:
-        """metrics.csv, report.json, metrics.png and tensorboard/ in `out_dir`."""
-        out_dir = Path(out_dir)
-        return {"csv": self.write_csv(out_dir / "metrics.csv"), "json": self.write_json(out_dir / "report.json"),
-                "png": self.plot_metrics(out_dir / "metrics.png"),
-                "tensorboard": self.write_tensorboard(out_dir / "tensorboard")}
 
 
 def temperature_experiment(model, vocab: Vocabulary, prompt: str,
@@ -531,23 +348,5 @@ _DEFINITIONS = {
 }
 
 
-# --- formatting helpers --------------------------------------------------------------------------
-
-def _number(value: float, digits: int = 3, fmt: str | None = None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    return (fmt or f"{{:.{digits}f}}").format(value)
-
-
 def _word(word: str) -> str:
     return word if word else "(end)"
-
-
-def _write_csv(path: str | Path, rows: list[dict]) -> Path:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({key: "" if isinstance(value, float) and not math.isfinite(value) else value
-                         for key, value in row.items()})
-    return write_text(path, buffer.getvalue())
