@@ -340,7 +340,10 @@ def test_the_page_in_a_browser(served_lab, browser, tmp_path):
         page.fill("#lab-logits textarea", "pfalz 4.1, mosel 3.9, rhein 2.7")
         page.click("#lab-mark-1\\.5")
         shown_distribution(page, "1.5")
-        page.screenshot(path=str(REPO / "docs" / "lab.png"), full_page=True)
+        bottom = page.locator("#lab-step-distribution").bounding_box()
+        (REPO / "docs").mkdir(exist_ok=True)
+        page.screenshot(path=str(REPO / "docs" / "lab.png"), full_page=True,
+                        clip={"x": 0, "y": 0, "width": 1280, "height": bottom["y"] + bottom["height"] + 16})
 
     # bad prompts: a message on the page
     page.fill("#lab-prompt textarea", "")
