@@ -237,6 +237,25 @@ def test_ctrl_c_stops_the_server_cleanly(trained_run):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
 
 
+@pytest.mark.slow
+def test_the_notebook_call_shows_the_page_inside_the_cell(trained_run, tmp_path):
+    pytest.importorskip("gradio", reason='the lab\'s extra is not installed: pip install "gpt-keras[lab]"')
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    port = free_port()
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell(f"from gpt_keras.lab import lab\napp = lab({str(trained_run.run_dir)!r}, port={port})"),
+        nbformat.v4.new_code_cell("import urllib.request\nprint(urllib.request.urlopen(app.local_url).status)\n"
+                                  "app.close()")])
+    client = nbclient.NotebookClient(notebook, kernel_name="python3", timeout=300, startup_timeout=120,
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+    shown = "".join(str(output.get("data", {}).get("text/html", "")) for output in notebook.cells[0].outputs)
+    assert "<iframe" in shown and f"http://127.0.0.1:{port}/" in shown
+    printed = "".join(output.get("text", "") for output in notebook.cells[1].outputs)
+    assert printed.splitlines()[0] == "200"  # served while the cell's kernel goes on
+
+
 # --- the page in a real browser --------------------------------------------------------------------
 
 def browser_executable() -> str | None:
