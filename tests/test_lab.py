@@ -355,15 +355,6 @@ def test_the_page_in_a_browser(served_lab, browser, tmp_path):
     assert page.locator("#lab-calculator b").count() == 0
 
     page.screenshot(path=str(tmp_path / "lab.png"), full_page=True)
-    if os.environ.get("GPT_KERAS_README_SCREENSHOT"):  # refreshes the README's picture (docs/lab.png)
-        page.fill("#lab-logits textarea", "pfalz 4.1, mosel 3.9, rhein 2.7")
-        page.click("#lab-mark-1\\.5")
-        shown_distribution(page, "1.5")
-        bottom = page.locator("#lab-step-distribution").bounding_box()
-        (REPO / "docs").mkdir(exist_ok=True)
-        page.screenshot(path=str(REPO / "docs" / "lab.png"), full_page=True,
-                        clip={"x": 0, "y": 0, "width": 1280, "height": bottom["y"] + bottom["height"] + 16})
-
     # bad prompts: a message on the page
     page.fill("#lab-prompt textarea", "")
     page.press("#lab-prompt textarea", "Enter")
