@@ -380,8 +380,12 @@ class Lab:
 
     def sample(self, prompt: str, temperature: float, seed: int, max_tokens: int, top_k=None, top_p=None
                ) -> list[Step]:
-        max_tokens = _whole(max_tokens, "words (max tokens)", 1)
-        self.view(prompt)  # checks the prompt (empty, unknown) with the page's messages
+        max_tokens = _whole(max_tokens, "max tokens", 1)
+        view = self.view(prompt)  # checks the prompt (empty, unknown) with the page's messages
+        n_prompt = len(view.words)
+        if max_tokens <= n_prompt:
+            raise LabError(f"max tokens counts the prompt, as in the lecture: the prompt has {n_prompt} tokens, "
+                           f"so give more than {n_prompt}")
         with self._lock:
             return sample_steps(self.generator, self.vocab, prompt, temperature, seed, max_tokens, top_k, top_p)
 

@@ -143,6 +143,8 @@ def test_bad_prompts_are_messages_not_tracebacks(lab):
         lab.redraw("   ", 1.0)
     with pytest.raises(lab_lib.LabError, match="none of the prompt's words"):
         lab.redraw("zzqx qqzx", 1.0)
+    with pytest.raises(lab_lib.LabError, match="max tokens counts the prompt"):
+        lab.sample(PROMPT, 1.0, seed=0, max_tokens=len(PROMPT.split()))
     note = lab.redraw("wine review : zzqx", 1.0)[2]
     assert "zzqx" in note and "lab-note" in note
 
