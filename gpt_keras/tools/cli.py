@@ -588,11 +588,32 @@ def run_finetune_gpt2(args) -> int:
     return 0
 
 
+# --- the live temperature lab ---------------------------------------------------------------------------
+
+def add_lab_parser(subparsers) -> None:
+    parser = subparsers.add_parser("lab", help="open the live temperature lab (a local web page; needs gpt-keras[lab])")
+    parser.add_argument("--run", type=Path, required=True, help="a trained run directory")
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this computer only)")
+    parser.add_argument("--port", type=_checked_arg(int, _port), default=None,
+                        help="1 to 65535 (default: the first free port from 7860)")
+    parser.set_defaults(handler=run_lab)
+
+
+def run_lab(args) -> int:
+    from gpt_keras.tools.lab import import_gradio, launch_lab
+    from gpt_keras.runs.rundir import load_run
+
+    import_gradio()  # a missing extra is reported before the model is loaded
+    run = load_run(args.run)
+    launch_lab(run, host=args.host, port=args.port)
+    return 0
+
+
 # --- main -----------------------------------------------------------------------------------------------
 
 SUBCOMMANDS = [add_download_parser, add_tokenize_parser, add_train_parser, add_generate_parser,
                add_demo_parser, add_tensorboard_parser, add_temperature_parser, add_compare_parser,
-               add_finetune_gpt2_parser]
+               add_finetune_gpt2_parser, add_lab_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

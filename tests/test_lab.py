@@ -1,0 +1,370 @@
+"""The live temperature lab: the functions behind the page, the command line, and the page in a real browser."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gpt_keras.tools import lab as lab_lib
+from gpt_keras.tools.temperature.experiment import entropy
+from gpt_keras.core.sampling import Sampler
+
+REPO = Path(__file__).resolve().parent.parent
+PROMPT = "wine review : germany :"
+# the lecture's table (shared/lecture/README.md), rounded to 3 decimals on the slide
+LECTURE_TABLE = {1.0: (0.484, 0.396, 0.119), 0.5: (0.577, 0.388, 0.035), 1.5: (0.441, 0.386, 0.173)}
+
+
+@pytest.fixture(scope="module")
+def run(trained_run):
+    from gpt_keras.runs.rundir import load_run
+
+    return load_run(trained_run.run_dir)
+
+
+@pytest.fixture(scope="module")
+def lab(run):
+    return lab_lib.Lab.from_run(run)
+
+
+class CountingModel:
+    """The run's model, counting forward passes (to prove the slider does not call it)."""
+
+    def __init__(self, model):
+        self.model, self.calls = model, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.model(*args, **kwargs)
+
+    def get_layer(self, name):
+        return self.model.get_layer(name)
+
+
+# --- the functions behind the page ----------------------------------------------------------------
+
+def model_next_word(run, prompt: str) -> np.ndarray:
+    """The model's next-word probabilities after `prompt`, the lecture's way (`model.predict`)."""
+    ids, _ = run.vocab.encode(prompt)
+    probs, _ = run.model.predict(np.asarray([ids]), verbose=0)
+    return np.asarray(probs, np.float64)[0, -1]
+
+
+@pytest.mark.parametrize("temperature", [0.1, 0.5, 1.0, 1.5, 3.0])
+@pytest.mark.parametrize("top_k, top_p", [(None, None), (5, None), (None, 0.9)])
+def test_distribution_at_t_from_the_cached_pass_equals_the_samplers(run, lab, temperature, top_k, top_p):
+    view = lab.view(PROMPT)
+    shown = lab_lib.distribution_at(view.probs, temperature, top_k, top_p)
+    expected = Sampler(temperature=temperature, top_k=top_k, top_p=top_p).distribution(model_next_word(run, PROMPT))
+    np.testing.assert_allclose(shown, expected, atol=1e-5)
+
+
+def test_moving_the_slider_reapplies_temperature_without_calling_the_model(run):
+    lab = lab_lib.Lab.from_run(run)
+    lab.model = counting = CountingModel(run.model)
+    for temperature in np.linspace(0.1, 3.0, 30):
+        lab.redraw(PROMPT, float(temperature))
+    assert counting.calls == 1
+    lab.redraw("wine review : italy :", 1.0)
+    assert counting.calls == 2
+
+
+def test_shown_entropy_rises_and_top_share_falls_with_temperature(run, lab):
+    view = lab.view(PROMPT)
+    bars = [lab_lib.top_bars(lab_lib.distribution_at(view.probs, t), run.vocab) for t in (0.5, 1.0, 1.5, 3.0)]
+    assert all(a.entropy < b.entropy for a, b in zip(bars, bars[1:]))
+    assert all(a.top[0][1] > b.top[0][1] for a, b in zip(bars, bars[1:]))
+
+
+def test_bars_show_the_top_words_and_the_rest_summed(run, lab):
+    distribution = lab_lib.distribution_at(lab.view(PROMPT).probs, 1.0)
+    bars = lab_lib.top_bars(distribution, run.vocab, n_words=7)
+    order = np.argsort(-distribution, kind="stable")[:7]
+    assert [word for word, _ in bars.top] == [run.vocab[int(i)] or "<end>" for i in order]
+    assert bars.rest == pytest.approx(1 - distribution[order].sum())
+    assert bars.entropy == pytest.approx(float(entropy(distribution)))
+    page = lab_lib.bars_html(bars)
+    assert f"the rest ({len(run.vocab) - 7:,} words)" in page
+    assert lab_lib.percent(bars.top[0][1]) in page
+
+
+def test_calculator_equals_the_lecture_table():
+    table = lab_lib.calculator("pfalz 4.1, mosel 3.9, rhein 2.7", "1, 0.5, 1.5")
+    for i, temperature in enumerate(table.temperatures):
+        np.testing.assert_allclose(table.softmax[i], LECTURE_TABLE[temperature], atol=1.5e-3)
+        np.testing.assert_allclose(table.lecture[i], table.softmax[i], atol=1e-12)
+    page = lab_lib.calculator_html(table)
+    for value in ("0.484", "0.396", "0.119", "0.441", "0.386", "0.173"):
+        assert value in page
+
+
+def test_calculator_reads_edited_logits_and_rejects_bad_ones():
+    assert lab_lib.parse_logits("pfalz=4.1\nmosel: 3.9; rhein 2.7") == {"pfalz": 4.1, "mosel": 3.9, "rhein": 2.7}
+    for bad in ["", "pfalz", "pfalz 4.1, pfalz 3", "pfalz nan"]:
+        with pytest.raises(lab_lib.LabError):
+            lab_lib.parse_logits(bad)
+    for bad in ["", "0", "-1", "one"]:
+        with pytest.raises(lab_lib.LabError):
+            lab_lib.parse_temperatures(bad)
+
+
+def test_every_text_from_the_data_or_the_user_is_escaped():
+    evil = "<script>alert(1)</script>"
+    shaded = lab_lib.attention_html(["wine", evil, "&"], np.array([[0.2, 0.5, 0.3]]))
+    bars = lab_lib.bars_html(lab_lib.top_bars(np.array([0.1, 0.2, 0.7]), ["", "[UNK]", evil]), caption=evil)
+    table = lab_lib.calculator_html(lab_lib.calculator(f"{evil} 1, b 2", "1"))
+    compare = lab_lib.compare_html(evil, [(1.0, [])])
+    for page in (shaded, bars, table, compare, lab_lib.message_html(evil)):
+        assert "<script>" not in page and "&lt;script&gt;" in page
+
+
+def test_attention_is_shaded_as_print_probs_does(run, lab):
+    view = lab.view(PROMPT)
+    page = lab_lib.attention_html(view.words, view.attention)
+    shades = view.attention.mean(axis=0) / view.attention.mean(axis=0).max()
+    for shade in shades:
+        assert f"rgba(135,206,250,{shade:.3f})" in page
+    head = lab_lib.attention_html(view.words, view.attention, head=1)
+    assert "head 2" in head and "rgba(135,206,250,1.000)" in head
+
+
+def test_bad_prompts_are_messages_not_tracebacks(lab):
+    with pytest.raises(lab_lib.LabError, match="empty"):
+        lab.redraw("   ", 1.0)
+    with pytest.raises(lab_lib.LabError, match="none of the prompt's words"):
+        lab.redraw("zzqx qqzx", 1.0)
+    with pytest.raises(lab_lib.LabError, match="max tokens counts the prompt"):
+        lab.sample(PROMPT, 1.0, seed=0, max_tokens=len(PROMPT.split()))
+    note = lab.redraw("wine review : zzqx", 1.0)[2]
+    assert "zzqx" in note and "lab-note" in note
+
+
+def test_sampling_is_seeded_and_each_step_keeps_its_distribution(run, lab):
+    first = lab.sample(PROMPT, 1.0, seed=3, max_tokens=20)
+    again = lab.sample(PROMPT, 1.0, seed=3, max_tokens=20)
+    assert [step.word for step in first] == [step.word for step in again]
+    assert 1 <= len(first) <= 20 - len(PROMPT.split())
+    assert first[0].prompt == tuple(PROMPT.split())
+    expected = lab_lib.top_bars(Sampler(1.0).distribution(model_next_word(run, PROMPT)), run.vocab)
+    assert [w for w, _ in first[0].bars.top] == [w for w, _ in expected.top]
+    np.testing.assert_allclose([p for _, p in first[0].bars.top], [p for _, p in expected.top], atol=1e-5)
+    if len(first) > 1:
+        assert first[1].prompt == (*PROMPT.split(), first[0].word)
+
+
+def test_compare_uses_the_same_seed_at_each_temperature(lab):
+    runs = [(t, lab.sample(PROMPT, t, seed=0, max_tokens=20)) for t in lab_lib.COMPARE_TEMPERATURES]
+    page = lab_lib.compare_html(PROMPT, runs)
+    assert page.count("lab-compare-column") == 3
+    assert [step.word for step in runs[0][1]] == [step.word for step in lab.sample(PROMPT, 0.5, 0, 20)]
+
+
+# --- Gradio: the page object, the command line -----------------------------------------------------
+
+def test_a_bad_run_directory_is_a_message_on_the_page(tmp_path):
+    pytest.importorskip("gradio", reason='the lab\'s extra is not installed: pip install "gpt-keras[lab]"')
+    app = lab_lib.build_lab(tmp_path / "no-such-run")
+    assert app.lab is None
+    values = [block.get("props", {}).get("value") for block in app.get_config_file()["components"]]
+    assert any(isinstance(v, str) and "cannot load the run" in v and "run directory not found" in v for v in values)
+
+
+def test_a_missing_gradio_is_one_line_naming_the_extra(monkeypatch, trained_run, capsys):
+    from gpt_keras.tools.cli import main
+
+    monkeypatch.setitem(sys.modules, "gradio", None)  # import gradio raises ImportError
+    with pytest.raises(lab_lib.LabUnavailable, match=r'pip install "gpt-keras\[lab\]"'):
+        lab_lib.import_gradio()
+    assert main(["lab", "--run", str(trained_run.run_dir)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and 'pip install "gpt-keras[lab]"' in error
+
+
+def test_the_command_line_refuses_a_bad_run_in_one_line(tmp_path, capsys):
+    pytest.importorskip("gradio", reason='the lab\'s extra is not installed: pip install "gpt-keras[lab]"')
+    from gpt_keras.tools.cli import main
+
+    assert main(["lab", "--run", str(tmp_path / "missing")]) == 2
+    assert "run directory not found" in capsys.readouterr().err
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_served(url: str, process: subprocess.Popen | None = None, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the lab exited early: {process.communicate()}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"nothing served at {url} after {timeout} s")
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_server_cleanly(trained_run):
+    pytest.importorskip("gradio", reason='the lab\'s extra is not installed: pip install "gpt-keras[lab]"')
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen([sys.executable, "-m", "gpt_keras", "lab", "--run", str(trained_run.run_dir),
+                                "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env)
+    try:
+        wait_until_served(f"http://127.0.0.1:{port}/", process)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert f"http://127.0.0.1:{port}/" in out
+    assert "Traceback" not in err
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+
+
+@pytest.mark.slow
+def test_the_notebook_call_shows_the_page_inside_the_cell(trained_run, tmp_path):
+    pytest.importorskip("gradio", reason='the lab\'s extra is not installed: pip install "gpt-keras[lab]"')
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    port = free_port()
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell(f"from gpt_keras.tools.lab import lab\napp = lab({str(trained_run.run_dir)!r}, port={port})"),
+        nbformat.v4.new_code_cell("import urllib.request\nprint(urllib.request.urlopen(app.local_url).status)\n"
+                                  "app.close()")])
+    client = nbclient.NotebookClient(notebook, kernel_name="python3", timeout=300, startup_timeout=120,
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+    shown = "".join(str(output.get("data", {}).get("text/html", "")) for output in notebook.cells[0].outputs)
+    assert "<iframe" in shown and f"http://127.0.0.1:{port}/" in shown
+    printed = "".join(output.get("text", "") for output in notebook.cells[1].outputs)
+    assert printed.splitlines()[0] == "200"  # served while the cell's kernel goes on
+
+
+# --- the page in a real browser --------------------------------------------------------------------
+
+def browser_executable() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+@pytest.fixture(scope="module")
+def served_lab(trained_run):
+    pytest.importorskip("gradio", reason='the lab\'s extra is not installed: pip install "gpt-keras[lab]"')
+    app = lab_lib.launch_lab(trained_run.run_dir, port=free_port(), block=False, quiet=True)
+    try:
+        yield app.local_url.rstrip("/")
+    finally:
+        app.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = browser_executable()
+    if executable is None:
+        pytest.skip("no Chromium found (apt-get install chromium; .ci/install-browser does it)")
+    playwright_api = pytest.importorskip("playwright.sync_api",
+                                         reason="Playwright is not installed (.ci/install-browser installs it)")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+def shown_distribution(page, temperature: str) -> tuple[float, float]:
+    """(entropy, top word's share) of the distribution drawn for `temperature` (waits until it is)."""
+    box = page.locator("#lab-distribution .lab-distribution")
+    page.wait_for_function("t => document.querySelector('#lab-distribution .lab-caption')"
+                           "?.textContent.endsWith('at T = ' + t)", arg=temperature, timeout=20_000)
+    shown_entropy = float(box.locator(".lab-entropy-value").inner_text())
+    assert shown_entropy == pytest.approx(float(box.get_attribute("data-entropy")), abs=1e-3)
+    top_percent = box.locator(".lab-pct").first.inner_text()
+    return shown_entropy, float(top_percent.rstrip("%")) / 100
+
+
+def drag_slider(page, selector: str, to_fraction: float) -> None:
+    """Drags a range input's thumb with the mouse to `to_fraction` of its width, in small moves."""
+    box = page.locator(selector).bounding_box()
+    y = box["y"] + box["height"] / 2
+    value = float(page.locator(selector).input_value())
+    start = box["x"] + box["width"] * (value - 0.1) / (3.0 - 0.1)
+    page.mouse.move(start, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * to_fraction + 2, y, steps=12)
+    page.mouse.up()
+
+
+@pytest.mark.slow
+def test_the_page_in_a_browser(served_lab, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1280, "height": 1000}, device_scale_factor=1)
+    requests = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(served_lab)
+    page.wait_for_selector("#lab-distribution .lab-distribution", timeout=60_000)
+
+    # the slider from 0.5 to 3: entropy rises, the top word's share falls
+    page.click("#lab-mark-0\\.5")
+    cold_entropy, cold_top = shown_distribution(page, "0.5")
+    drag_slider(page, "#lab-temperature input[type=range]", 1.0)
+    hot_entropy, hot_top = shown_distribution(page, "3")
+    assert page.locator("#lab-temperature input[type=range]").input_value() == "3"
+    assert hot_entropy > cold_entropy
+    assert hot_top < cold_top
+
+    # sample: words appear; clicking one shows that step's distribution and attention
+    page.click("#lab-sample")
+    words = page.locator("#lab-sampled .token.highlighted")
+    words.first.wait_for(timeout=30_000)
+    assert words.count() >= 1
+    chosen = min(2, words.count() - 1)
+    word = words.nth(chosen).inner_text().strip()
+    words.nth(chosen).click()
+    caption = page.locator("#lab-step-distribution .lab-caption")
+    caption.wait_for(timeout=20_000)
+    assert caption.inner_text().startswith(f"step {chosen + 1}: the model chose \u201c{word}\u201d")
+    assert page.locator("#lab-step-distribution .lab-bar").count() >= 1
+    assert page.locator("#lab-step-attention .lab-att").count() >= len(PROMPT.split())
+
+    # compare temperatures: three columns
+    page.click("#lab-compare")
+    page.locator("#lab-compared .lab-compare-column").nth(2).wait_for(timeout=30_000)
+    assert [c.get_attribute("data-temperature") for c in page.locator(".lab-compare-column").all()] == \
+        ["0.5", "1", "3"]
+
+    # the calculator: the lecture's numbers, and an edited word shown as text, not markup
+    assert "0.484" in page.locator("#lab-calculator").inner_text()
+    page.fill("#lab-logits textarea", "pfalz 4.1, mosel 3.9, <b>rhein</b> 2.7")
+    page.locator("#lab-calculator", has_text="<b>rhein</b>").wait_for(timeout=20_000)
+    assert page.locator("#lab-calculator b").count() == 0
+
+    page.screenshot(path=str(tmp_path / "lab.png"), full_page=True)
+    # bad prompts: a message on the page
+    page.fill("#lab-prompt textarea", "")
+    page.press("#lab-prompt textarea", "Enter")
+    page.locator("#lab-message", has_text="the prompt is empty").wait_for(timeout=20_000)
+    page.fill("#lab-prompt textarea", "zzqx qqzx")
+    page.press("#lab-prompt textarea", "Enter")
+    page.locator("#lab-message", has_text="none of the prompt's words").wait_for(timeout=20_000)
+
+    # offline: every request went to the lab's own server
+    assert [url for url in requests if not url.startswith((served_lab, "data:", "blob:"))] == []
+    page.close()
