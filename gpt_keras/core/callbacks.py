@@ -74,7 +74,8 @@ class TextGenerator(keras.callbacks.Callback):
         info, text = self._generate(start_prompt, max_tokens, sampler, method or self.method)
         self.last_text = text
         if self.print_fn is not None:
-            self.print_fn(f"\ngenerated text:\n{text}\n")
+            printable = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)  # no escape codes from the data
+            self.print_fn(f"\ngenerated text:\n{printable}\n")
         return info
 
     def _generate(self, start_prompt, max_tokens, sampler, method):

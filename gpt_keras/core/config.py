@@ -135,6 +135,10 @@ _CHOICES = {"jit_compile": ("auto", "on", "off"), "mixed_precision": ("auto", "o
 _MINIMUMS = {"vocab_size": 3, "max_len": 1, "embedding_dim": 1, "key_dim": 1, "n_heads": 1,
              "feed_forward_dim": 1, "n_blocks": 1, "batch_size": 1, "epochs": 1, "generate_max_tokens": 1,
              "shuffle_buffer": 0, "seed": 0}
+MAX_TOKENS = 2048  # longest generated text, prompt included: each step keeps a distribution over the vocabulary
+# Far above any classroom model, low enough that a typo fails at once instead of filling the memory.
+_MAXIMUMS = {"vocab_size": 1_000_000, "max_len": 4096, "embedding_dim": 65_536, "key_dim": 65_536, "n_heads": 256,
+             "feed_forward_dim": 262_144, "n_blocks": 256, "seed": 2**32 - 1, "generate_max_tokens": MAX_TOKENS}
 
 
 def _check_field(name: str, value: Any, annotation: Any) -> None:
@@ -145,6 +149,8 @@ def _check_field(name: str, value: Any, annotation: Any) -> None:
             raise ConfigError(f"{name} must be an integer, got {value!r}")
         if value < _MINIMUMS.get(name, 0):
             raise ConfigError(f"{name} must be at least {_MINIMUMS.get(name, 0)}, got {value}")
+        if value > _MAXIMUMS.get(name, value):
+            raise ConfigError(f"{name} must be at most {_MAXIMUMS[name]:,} (the limit), got {value:,}")
     elif kind == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ConfigError(f"{name} must be a finite number, got {value!r}")
@@ -163,3 +169,5 @@ def _check_float_range(name: str, value: float) -> None:
         raise ConfigError(f"validation_split must be in [0, 1), got {value}")
     if name in ("layer_norm_epsilon", "learning_rate", "generate_temperature") and value <= 0:
         raise ConfigError(f"{name} must be greater than 0, got {value}")
+    if name == "layer_norm_epsilon" and not (np.float32(value) > 0 and value <= 1):
+        raise ConfigError(f"layer_norm_epsilon must be at most 1 and above 0 in float32, got {value}")

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from gpt_keras.core.config import check_int_at_least
+from gpt_keras.core.config import MAX_TOKENS, check_int_at_least
 from gpt_keras.core.data import PAD_ID, Vocabulary
 from gpt_keras.core.layers import TransformerBlock
 from gpt_keras.core.sampling import Sampler, SamplingError
@@ -39,8 +39,9 @@ def encode_prompt(vocab: Vocabulary, prompt: str, max_len: int) -> list[int]:
         raise SamplingError("the prompt is empty; give at least one word, e.g. 'wine review'")
     ids, unknown = vocab.encode(prompt)
     if unknown:
-        warnings.warn(f"prompt words not in the vocabulary, read as [UNK]: {', '.join(unknown)}", PromptWarning,
-                      stacklevel=3)
+        more = f" ... ({len(unknown)} in all)" if len(unknown) > 20 else ""
+        warnings.warn(f"prompt words not in the vocabulary, read as [UNK]: {', '.join(unknown[:20])}{more}",
+                      PromptWarning, stacklevel=3)
     if len(ids) > max_len:
         warnings.warn(f"the prompt has {len(ids)} tokens, more than the context window of {max_len}: "
                       f"the model sees only the last {max_len}", PromptWarning, stacklevel=3)
@@ -48,7 +49,10 @@ def encode_prompt(vocab: Vocabulary, prompt: str, max_len: int) -> list[int]:
 
 
 def check_max_tokens(max_tokens: int) -> int:
-    return check_int_at_least(max_tokens, "max_tokens", 1, SamplingError)
+    """At most MAX_TOKENS: each step keeps its distribution and prompt, so memory grows with the text."""
+    if check_int_at_least(max_tokens, "max_tokens", 1, SamplingError) > MAX_TOKENS:
+        raise SamplingError(f"max_tokens must be at most {MAX_TOKENS:,} (MAX_TOKENS), got {max_tokens:,}")
+    return int(max_tokens)
 
 
 def make_step(prompt: str, distribution: np.ndarray, attention: np.ndarray, token: int, word: str) -> dict:

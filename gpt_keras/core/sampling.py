@@ -112,6 +112,7 @@ def top_p_filter(probs: np.ndarray, p: float) -> np.ndarray:
     sorted_probs = np.take_along_axis(probs, order, axis=-1)
     total_before = np.cumsum(sorted_probs, axis=-1) - sorted_probs
     keep_sorted = total_before < p - TOP_P_TOLERANCE  # a word is kept while the set before it is short of p
+    keep_sorted[..., 0] = True  # the most likely word always stays, however small p is
     keep = np.zeros_like(keep_sorted)
     np.put_along_axis(keep, order, keep_sorted, axis=-1)
     kept = np.where(keep, probs, 0.0)

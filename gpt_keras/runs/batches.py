@@ -8,6 +8,7 @@ one `.npz`, which is what a resumed run, or a machine without TensorFlow, trains
 from __future__ import annotations
 
 import math
+import zipfile
 from pathlib import Path
 from typing import Sequence
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from gpt_keras.core.config import check_int_at_least
 from gpt_keras.core.data import DataError, shift_for_language_model
-from gpt_keras.runs.files import atomic_path
+from gpt_keras.runs.files import atomic_path, open_regular, shorten
 
 
 def split_tokens(tokens: np.ndarray, validation_split: float, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -65,12 +66,14 @@ def load_tokens(path: str | Path) -> tuple[np.ndarray, list[str]]:
     """Reads a `.npz` written by `save_tokens`, checking shapes and id ranges."""
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            tokens, vocabulary = archive["tokens"], [str(word) for word in archive["vocabulary"]]
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except (OSError, ValueError, KeyError) as error:
-        raise DataError(f"{path}: not a token archive written by gpt-keras ({error})") from None
+        with open_regular(path, "token archive", DataError) as handle, np.load(handle, allow_pickle=False) as archive:
+            tokens, words = archive["tokens"], archive["vocabulary"]
+            if words.ndim != 1 or words.dtype.kind != "U":
+                raise ValueError(f"the vocabulary must be a 1-D array of strings, got {words.dtype} {words.shape}")
+            vocabulary = [str(word) for word in words]
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
+        reason = "empty or truncated file" if isinstance(error, (EOFError, zipfile.BadZipFile)) else shorten(error, 200)
+        raise DataError(f"{path}: not a token archive written by gpt-keras ({reason})") from None
     if tokens.ndim != 2 or tokens.shape[1] < 2 or not np.issubdtype(tokens.dtype, np.integer):
         raise DataError(f"{path}: tokens must be a 2-D integer array of at least 2 columns, got "
                         f"{tokens.dtype} {tokens.shape}")

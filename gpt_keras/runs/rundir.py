@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import math
 import os
 import shutil
+import stat
 import zipfile
 from pathlib import Path
 
@@ -35,7 +37,8 @@ from gpt_keras.core import layers as _layers  # noqa: F401  (registers the custo
 from gpt_keras.core.callbacks import TextGenerator
 from gpt_keras.core.config import ConfigError, GPTConfig
 from gpt_keras.core.data import DataError, Vocabulary
-from gpt_keras.runs.files import atomic_path, read_json, write_json
+from gpt_keras.runs.files import (NAME_MAX, atomic_path, check_regular_file, read_json, remove_stale_temporaries,
+                                  shorten, write_json)
 
 CONFIG, VOCAB, DATA, TOKENS, STATE, MODEL, HISTORY, LOCK = (
     "config.json", "vocab.json", "data.json", "tokens.npz", "state.json", "model.keras", "history.json", "run.lock")
@@ -50,9 +53,11 @@ def new_run_dir(runs_dir: str | Path, name: str | None = None) -> Path:
     """Creates a fresh run directory (`run-YYYYmmdd-HHMMSS` unless named); never reuses an existing one."""
     runs_dir = Path(runs_dir)
     base = name or _dt.datetime.now().strftime("run-%Y%m%d-%H%M%S")
-    if name is not None and (not name.strip() or Path(name).name != name or name in (".", "..")):
-        raise RunError(f"--name must be a plain directory name, got {name!r}")
-    runs_dir.mkdir(parents=True, exist_ok=True)
+    check_run_name(name)
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RunError(f"{shorten(runs_dir)}: cannot create the runs directory ({error.strerror})") from None
     for suffix in ["", *(f"-{n}" for n in range(2, 1000))]:
         candidate = runs_dir / f"{base}{suffix}"
         try:
@@ -63,6 +68,17 @@ def new_run_dir(runs_dir: str | Path, name: str | None = None) -> Path:
                 raise RunError(f"{candidate}: a run with this name already exists; use --resume to continue "
                                "it or choose another --name") from None
     raise RunError(f"{runs_dir}: too many runs named {base}")
+
+
+def check_run_name(name: str | None) -> None:
+    """A run name is one plain directory name of printable characters (no ESC, newline or path separator)."""
+    if name is None:
+        return
+    if not isinstance(name, str) or not name.strip() or Path(name).name != name or name in (".", "..") \
+            or "\\" in name or not name.isprintable():
+        raise RunError(f"--name must be a plain directory name of printable characters, got {shorten(repr(name))}")
+    if len(os.fsencode(name)) > NAME_MAX - 8:  # room for a "-2" suffix and the file system's limit
+        raise RunError(f"--name is {len(os.fsencode(name))} bytes long; the limit is {NAME_MAX - 8}")
 
 
 def latest_run(runs_dir: str | Path) -> Path:
@@ -104,40 +120,82 @@ def read_data_info(run_dir: str | Path) -> dict:
 class RunLock:
     """An exclusive lock on a run directory, held while a process trains in it.
 
-    The operating system releases it when the process ends, even on SIGKILL, so a crashed run can
-    be resumed at once, while a second live training in the same directory is refused.
+    `filelock` takes it (flock on Unix, LockFileEx on Windows), so the operating system releases it
+    when the process ends, even on SIGKILL, and a crashed run can be resumed at once, while a second
+    live training in the same directory is refused. The lock file is opened without following a
+    symlink (O_NOFOLLOW), and anything but a regular file there is refused, so `run.lock` can never
+    make the process write elsewhere. On entry, temporaries a killed process left are removed.
     """
 
     def __init__(self, run_dir: str | Path):
         self.path = Path(run_dir) / LOCK
-        self._handle = None
+        self._lock = None
 
     def __enter__(self) -> "RunLock":
-        import fcntl
+        from filelock import FileLock, Timeout
 
-        handle = open(self.path, "a+", encoding="utf-8")
+        self._check_regular()
+        lock = FileLock(str(self.path), timeout=0, is_singleton=False)
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            owner = handle.read().strip() or "unknown"
-            handle.close()
-            raise RunError(f"{self.path.parent}: in use by another training process (pid {owner}); "
+            lock.acquire()
+        except Timeout:
+            raise RunError(f"{self.path.parent}: in use by another training process (pid {self._holder()}); "
                            "wait for it to finish or use another run directory") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        self._handle = handle
+        except OSError as error:
+            raise RunError(f"{self.path}: cannot lock the run ({error.strerror or error}); {LOCK} must be a "
+                           "regular file") from None
+        self._lock = lock
+        try:
+            self._check_regular()
+            self._write_pid()
+            for folder in (self.path.parent, self.path.parent / CHECKPOINTS):
+                remove_stale_temporaries(folder)
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
-    def __exit__(self, *exc_info) -> None:
-        import fcntl
+    def _check_regular(self) -> None:
+        try:
+            mode = os.lstat(self.path).st_mode
+        except FileNotFoundError:
+            return
+        if not stat.S_ISREG(mode):
+            raise RunError(f"{self.path}: not a regular file (a symlink, directory or FIFO); remove it to use "
+                           "this run")
 
-        if self._handle is not None:
-            fcntl.flock(self._handle, fcntl.LOCK_UN)
-            self._handle.close()
-            self._handle = None
+    def _flags(self, access: int) -> int:
+        return access | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+
+    def _write_pid(self) -> None:
+        """The holder's pid, for the "in use" message of a refused process (best effort: Windows locks it)."""
+        try:
+            descriptor = os.open(self.path, self._flags(os.O_WRONLY))
+            try:
+                if stat.S_ISREG(os.fstat(descriptor).st_mode):
+                    os.ftruncate(descriptor, 0)
+                    os.write(descriptor, str(os.getpid()).encode())
+            finally:
+                os.close(descriptor)
+        except OSError:
+            pass
+
+    def _holder(self) -> str:
+        try:
+            descriptor = os.open(self.path, self._flags(os.O_RDONLY))
+            try:
+                text = os.read(descriptor, 32).decode("ascii", "replace").strip() \
+                    if stat.S_ISREG(os.fstat(descriptor).st_mode) else ""
+            finally:
+                os.close(descriptor)
+        except OSError:
+            text = ""
+        return text if text.isdigit() else "unknown"
+
+    def __exit__(self, *exc_info) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
 
 def save_model(model: keras.Model, path: str | Path) -> Path:
@@ -149,17 +207,18 @@ def save_model(model: keras.Model, path: str | Path) -> Path:
 
 def load_model(path: str | Path, compile: bool = True) -> keras.Model:
     """Loads a `.keras` model, turning Keras' deep errors on bad files into one clear `RunError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise RunError(f"{path}: model file not found")
+    path = check_regular_file(path, "model", RunError)
     if not zipfile.is_zipfile(path):
         raise RunError(f"{path}: not a Keras model archive (corrupt or truncated file)")
     try:
-        return keras.saving.load_model(path, compile=compile)
+        model = keras.saving.load_model(path, compile=compile)
     except Exception as error:  # Keras raises many types (ValueError, KeyError, OSError, zipfile errors)
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise RunError(f"{path}: cannot load the model, the file is corrupt, truncated or from another "
-                       f"program ({type(error).__name__}: {first_line[:200]})") from None
+                       f"program ({type(error).__name__}: {shorten(error, 200)})") from None
+    names = {layer.name for layer in getattr(model, "layers", ())}
+    if not {"embedding", "probabilities"} <= names:
+        raise RunError(f"{path}: a Keras model, but not a gpt-keras GPT (no 'embedding' and 'probabilities' layers)")
+    return model
 
 
 @dataclasses.dataclass
@@ -189,18 +248,71 @@ class RunState:
     def read(cls, run_dir: str | Path) -> "RunState | None":
         """The run's resume state, or None if no epoch has finished yet."""
         path = Path(run_dir) / STATE
-        if not path.exists():
+        if not os.path.lexists(path):
             return None
         values = read_json(path, "resume state", RunError)
-        if not isinstance(values, dict) or not isinstance(values.get("epoch"), int) or "checkpoint" not in values:
+        if not isinstance(values, dict) or "epoch" not in values or "checkpoint" not in values:
             raise RunError(f"{path}: not a gpt-keras resume state (needs 'epoch' and 'checkpoint')")
         known = {field.name for field in dataclasses.fields(cls)}
+        for name, value in values.items():
+            problem = _state_field_problem(name, value) if name in known else None
+            if problem:
+                raise RunError(f"{path}: field '{name}' {problem}, got {shorten(repr(value), 80)}")
         return cls(**{key: value for key, value in values.items() if key in known})
 
 
-def read_config(path: str | Path) -> GPTConfig:
-    """A saved `config.json` (a run's, or one given with `--config`)."""
-    return GPTConfig.from_dict(read_json(path, "config", ConfigError), source=str(path))
+def _is_int(value, minimum: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _state_field_problem(name: str, value) -> str | None:
+    """Why a `state.json` field cannot be used (None if it can)."""
+    if name == "epoch":
+        return None if _is_int(value, 1) else "must be an integer of at least 1"
+    if name == "checkpoint":
+        ok = isinstance(value, str) and value.startswith(CHECKPOINTS + "/") and value.endswith(".keras") \
+            and ".." not in Path(value).parts and not Path(value).is_absolute() and value.isprintable()
+        return None if ok else f"must name a file in {CHECKPOINTS}/ of the run"
+    if name == "global_step":
+        return None if value is None or _is_int(value) else "must be a non-negative integer or null"
+    if name == "rng_state":
+        return None if value is None or _valid_rng_state(value) else "must be a numpy bit-generator state"
+    if name == "seed_states":
+        ok = value is None or (isinstance(value, list) and all(
+            isinstance(item, list) and all(_is_int(number) and number < 2 ** 64 for number in item) for item in value))
+        return None if ok else "must be a list of lists of non-negative integers"
+    if name == "history":
+        ok = isinstance(value, dict) and all(isinstance(values, list) and all(
+            isinstance(number, (int, float)) and not isinstance(number, bool) and math.isfinite(number)
+            for number in values) for values in value.values())
+        return None if ok else "must map each metric to a list of finite numbers"
+    return None
+
+
+def _valid_rng_state(value) -> bool:
+    import numpy as np
+
+    if not isinstance(value, dict) or value.get("bit_generator") != "PCG64":
+        return False
+    try:
+        np.random.default_rng().bit_generator.state = value
+    except (TypeError, ValueError, KeyError, OverflowError):
+        return False
+    return True
+
+
+def read_config(path: str | Path, complete: bool = False) -> GPTConfig:
+    """A saved `config.json` (a run's, or one given with `--config`).
+
+    A run's own config (`complete=True`) must hold every field: a missing one would silently take
+    today's default, which may not be what the run was trained with.
+    """
+    values = read_json(path, "config", ConfigError)
+    if complete and isinstance(values, dict):
+        missing = [field.name for field in dataclasses.fields(GPTConfig) if field.name not in values]
+        if missing:
+            raise ConfigError(f"{path}: a run's config needs every field; missing: {', '.join(missing)}")
+    return GPTConfig.from_dict(values, source=str(path))
 
 
 def read_vocabulary(path: str | Path) -> Vocabulary:
@@ -243,7 +355,7 @@ def load_run(path: str | Path) -> Run:
     if not path.is_dir():
         raise RunError(f"{path}: run directory not found")
     try:
-        config = read_config(path / CONFIG)
+        config = read_config(path / CONFIG, complete=True)
         vocab = read_vocabulary(path / VOCAB)
     except (ConfigError, DataError) as error:
         raise RunError(str(error)) from None

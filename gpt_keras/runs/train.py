@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import os
 import shutil
 import tempfile
@@ -32,7 +33,7 @@ from gpt_keras.runs.batches import ArrayBatches, load_tokens, save_tokens, split
 from gpt_keras.runs.callbacks import (GeneratedTextSummary, ResumableTensorBoard, RunCheckpoint, StopOnNaN,
                                       restore_seed_generator_states)
 from gpt_keras.runs.datasets import LoadReport, default_data_path, load_texts
-from gpt_keras.runs.files import write_json
+from gpt_keras.runs.files import check_output_path, open_regular, write_json
 
 CHECKPOINT_PATTERN = "checkpoints/epoch-{epoch:03d}.keras"
 RESUMABLE_CHANGES = ("epochs", "learning_rate")  # the only config fields `--resume` may change
@@ -154,6 +155,7 @@ def train(config: GPTConfig | None = None, data_path: str | Path | None = None, 
         RunError: the run directory is in use, or cannot be resumed.
     """
     _check_arguments(config, data_path, tokens_path, runs_dir, run_dir, verbose, print_fn)
+    runs.check_run_name(run_name)
     config = GPTConfig() if config is None else config
     prepared = prepare_data(config, data_path, tokens_path, print_fn)
     config = fit_vocabulary_size(config, prepared.vocab, print_fn)
@@ -161,6 +163,7 @@ def train(config: GPTConfig | None = None, data_path: str | Path | None = None, 
     train_tokens, validation_tokens = split_tokens(prepared.tokens, config.validation_split, config.seed)
     chief = distribute.is_chief(strategy)
     target = Path(run_dir) if run_dir is not None else None
+    created = True  # whether this process made the directory (only then may it remove it)
     if not chief:
         target = _worker_scratch_dir(strategy)
         if print_fn is not None:
@@ -168,27 +171,58 @@ def train(config: GPTConfig | None = None, data_path: str | Path | None = None, 
                      f"{target} (deleted at the end)")
     elif target is not None and target.exists() and any(target.iterdir()):
         raise runs.RunError(f"{target}: run directory already exists and is not empty; pass --resume to continue it")
+    elif target is None:
+        target = runs.new_run_dir(runs_dir, run_name)
     else:
-        target = runs.new_run_dir(runs_dir, run_name) if target is None else _make_dir(target)
-    finished_an_epoch = False
+        created = not target.exists()
+        _make_dir(target)
+    discard = False
     try:
         with runs.RunLock(target):
-            runs.write_run_files(target, config, prepared.vocab, _data_info(prepared))
-            save_tokens(target / runs.TOKENS, prepared.tokens, prepared.vocab.words)
-            keras.utils.set_random_seed(config.seed)
-            model = _build(config, strategy)
-            result = _fit(model, config, target, prepared.vocab, train_tokens, validation_tokens, 0, None, print_fn,
-                          verbose, prepared, strategy=strategy)
-            finished_an_epoch = runs.RunState.read(target) is not None
-            result.chief = chief
+            if any(path.name != runs.LOCK for path in target.iterdir()):  # another process won the race to it
+                raise runs.RunError(f"{target}: another process started a run here; pass --resume to continue it")
+            try:
+                runs.write_run_files(target, config, prepared.vocab, _data_info(prepared))
+                save_tokens(target / runs.TOKENS, prepared.tokens, prepared.vocab.words)
+                keras.utils.set_random_seed(config.seed)
+                model = _build(config, strategy)
+                result = _fit(model, config, target, prepared.vocab, train_tokens, validation_tokens, 0, None,
+                              print_fn, verbose, prepared, strategy=strategy)
+                result.chief = chief
+            except BaseException:
+                discard = not (target / runs.STATE).exists()
+                raise
+            finally:  # nothing worth resuming (an error, Ctrl-C, a NaN in epoch 1): leave no half-written run
+                discard = discard or not (target / runs.STATE).exists()
+                if discard:
+                    _empty_run_dir(target)
             return result
-    except BaseException:
-        if not finished_an_epoch and runs.RunState.read(target) is None:
-            runs.remove_run_dir(target)  # nothing worth resuming: leave no half-written run
-        raise
     finally:
         if not chief:
             runs.remove_run_dir(target)
+        elif discard:
+            _remove_lock_and_dir(target, created)
+
+
+def _empty_run_dir(target: Path) -> None:
+    """Deletes what this run wrote in `target` (called while holding its lock); the lock file stays."""
+    for path in target.iterdir():
+        if path.name == runs.LOCK:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _remove_lock_and_dir(target: Path, created: bool) -> None:
+    """After the lock is released: its file goes, and the directory too if this process made it and it is empty."""
+    with contextlib.suppress(OSError):
+        if any(path.name != runs.LOCK for path in target.iterdir()):
+            return  # another process wrote here since: not ours to remove
+        (target / runs.LOCK).unlink(missing_ok=True)
+        if created:
+            target.rmdir()
 
 
 def resume(run_dir: str | Path | None = None, config: GPTConfig | None = None, data_path: str | Path | None = None,
@@ -226,6 +260,8 @@ def _check_arguments(config, data_path, tokens_path, runs_dir, run_dir, verbose,
     for name, path in (("runs_dir", runs_dir), ("run_dir", run_dir)):
         if path is not None and Path(path).exists() and not Path(path).is_dir():
             raise runs.RunError(f"{path}: {name} exists and is not a directory")
+        if path is not None:
+            check_output_path(path, name, kind="dir")
     if isinstance(verbose, bool) or verbose not in ("auto", 0, 1, 2):
         raise ConfigError(f"verbose must be 'auto', 0, 1 or 2, got {verbose!r}")
     if print_fn is not None and not callable(print_fn):
@@ -243,7 +279,8 @@ def _make_dir(path: Path) -> Path:
 
 
 def _data_info(prepared: PreparedData) -> dict:
-    info = {"source": prepared.source, "description": prepared.description, "reviews": int(len(prepared.tokens))}
+    info = {"source": prepared.source, "description": prepared.description, "reviews": int(len(prepared.tokens)),
+            "sha256": file_sha256(prepared.source)}
     if prepared.report is not None:
         info.update(rows=prepared.report.rows, kept=prepared.report.kept, dropped=prepared.report.dropped,
                     dropped_missing=prepared.report.dropped_missing)
@@ -366,10 +403,13 @@ def _resume_in(target: Path, config, data_path, strategy, print_fn, verbose) -> 
     say = print_fn or (lambda _: None)
     with runs.RunLock(target):
         vocab = runs.read_vocabulary(target / runs.VOCAB)
-        saved = resumed_config(runs.read_config(target / runs.CONFIG), config, vocab, target)
+        saved = resumed_config(runs.read_config(target / runs.CONFIG, complete=True), config, vocab, target)
         distribute.check_global_batch(strategy, saved.batch_size)
         _check_same_data(target, data_path)
-        tokens, _ = load_tokens(target / runs.TOKENS)
+        tokens, words = load_tokens(target / runs.TOKENS)
+        if tuple(words) != vocab.words or tokens.shape[1] != saved.max_len + 1:
+            raise runs.RunError(f"{target / runs.TOKENS}: not this run's tokens (its vocabulary or width differs "
+                                f"from {runs.VOCAB} and {runs.CONFIG}); the run cannot be resumed")
         train_tokens, validation_tokens = split_tokens(tokens, saved.validation_split, saved.seed)
         state = runs.RunState.read(target)
         initial_epoch = state.epoch if state else 0
@@ -385,7 +425,10 @@ def _resume_in(target: Path, config, data_path, strategy, print_fn, verbose) -> 
         else:
             say(f"Resuming {target} after epoch {initial_epoch} from {state.checkpoint}")
             model = _load_checkpoint(target / state.checkpoint, strategy)
-            restore_seed_generator_states(model, state.seed_states)
+            try:
+                restore_seed_generator_states(model, state.seed_states)
+            except ValueError:
+                raise runs.RunError(f"{target / runs.STATE}: field 'seed_states' does not fit the model") from None
             model.optimizer.learning_rate = saved.learning_rate
         prepared = PreparedData(tokens, vocab, None, f"the run's saved tokens ({runs.TOKENS})", str(target / runs.TOKENS))
         return _fit(model, saved, target, vocab, train_tokens, validation_tokens, initial_epoch, state, print_fn,
@@ -436,12 +479,32 @@ def resumed_config(saved: GPTConfig, given: GPTConfig | None, vocab: Vocabulary,
     return saved.replace(**{name: getattr(given, name) for name in RESUMABLE_CHANGES})
 
 
+def file_sha256(path: str | Path) -> str | None:
+    """The SHA-256 of a data file, to recognise it on resume wherever it lies (None if it cannot be read)."""
+    digest = hashlib.sha256()
+    try:
+        with open_regular(path, "data", DataError) as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except (DataError, OSError):
+        return None
+    return digest.hexdigest()
+
+
 def _check_same_data(run_dir: Path, data_path) -> None:
-    """A data file given on resume must be the run's own: a resumed run trains on its saved tokens."""
+    """A data file given on resume must be the run's own (the same content): a resumed run trains on its saved tokens."""
     if data_path is None:
         return
-    source = runs.read_data_info(run_dir).get("source")
-    if source is None or Path(source).resolve() != Path(data_path).resolve():
+    info = runs.read_data_info(run_dir)
+    source, saved_hash = info.get("source"), info.get("sha256")
+    if isinstance(saved_hash, str):
+        given_hash = file_sha256(data_path)
+        if given_hash is None:
+            raise runs.RunError(f"{data_path}: cannot read the data given to compare it with the run's")
+        same = given_hash == saved_hash
+    else:  # a run from before data.json kept a hash
+        same = source is not None and Path(str(source)).resolve() == Path(data_path).resolve()
+    if not same:
         raise runs.RunError(f"{run_dir}: resuming trains on the run's saved tokens from {source}, but the data "
                             f"given is {data_path}; omit --data/--tokens or start a new run")
 

@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 from gpt_keras.core.config import PRESETS, ConfigError, GPTConfig
 from gpt_keras.core.sampling import check_temperature, check_top_k, check_top_p
+from gpt_keras.runs.files import printable, shorten
 
 class UsageError(ValueError):
     """A command-line argument is invalid; the message names the flag."""
@@ -65,6 +66,26 @@ def _at_least(minimum: int) -> Callable[[int], int]:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
         return value
     return check
+
+
+def _seed(value: int) -> int:
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 2**32 - 1 (the limit of numpy's seeds), got {value}")
+    return value
+
+
+def _max_tokens(value: int) -> int:
+    from gpt_keras.core.generation import check_max_tokens
+
+    return check_max_tokens(value)
+
+
+def _output(path: Path | None, flag: str, kind: str = "file") -> None:
+    """An output path is checked before any work starts (see `gpt_keras.runs.files.check_output_path`)."""
+    if path is not None:
+        from gpt_keras.runs.files import check_output_path
+
+        check_output_path(path, flag, kind)
 
 
 def _port(value: int) -> int:
@@ -139,6 +160,7 @@ def run_tokenize(args) -> int:
     from gpt_keras.runs.batches import save_tokens
     from gpt_keras.runs.train import prepare_data
 
+    _output(args.out, "--out")
     config = config_from_args(args)
     prepared = prepare_data(config, args.data)
     save_tokens(args.out, prepared.tokens, prepared.vocab.words)
@@ -171,6 +193,9 @@ def run_train(args) -> int:
     if args.data is not None and args.tokens is not None:
         raise UsageError("--data and --tokens: give one or the other")
     verbose = 0 if args.quiet else progress_verbosity()
+    rundir.check_run_name(args.name)
+    _output(args.runs_dir, "--runs-dir", "dir")
+    _output(args.run, "--run", "dir")
     if args.resume:  # the same command again, plus --resume: its flags are checked against the run's config
         run_dir = rundir.resume_target(args.runs_dir, args.name, args.run)
         config = config_from_args(args, saved=rundir.read_config(run_dir / rundir.CONFIG))
@@ -218,9 +243,9 @@ def add_generate_parser(subparsers) -> None:
     parser = subparsers.add_parser("generate", help="generate text from a trained run")
     parser.add_argument("--run", type=Path, required=True, help="a run directory written by `gpt-keras train`")
     parser.add_argument("--prompt", default="wine review", help="start of the text (default 'wine review')")
-    parser.add_argument("--max-tokens", type=_checked_arg(int, _at_least(1)), default=80,
-                        help="length of the text, prompt included (default 80)")
-    parser.add_argument("--seed", type=_checked_arg(int, _at_least(0)), default=None,
+    parser.add_argument("--max-tokens", type=_checked_arg(int, _max_tokens), default=80,
+                        help="length of the text, prompt included (default 80, at most 2048)")
+    parser.add_argument("--seed", type=_checked_arg(int, _seed), default=None,
                         help="seed of the sampler (same seed, same text)")
     parser.add_argument("--samples", type=_checked_arg(int, _at_least(1)), default=1, help="how many texts (default 1)")
     parser.add_argument("--method", choices=("cached", "lecture"), default="cached",
@@ -241,6 +266,8 @@ def run_generate(args) -> int:
 
     if args.samples < 1:
         raise UsageError(f"--samples: must be at least 1, got {args.samples}")
+    _output(args.html, "--html")
+    _output(args.heatmap, "--heatmap")
     run = load_run(args.run)
     generator = run.text_generator(seed=args.seed, method=args.method)
     infos = []
@@ -289,7 +316,7 @@ def add_demo_parser(subparsers) -> None:
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where the run goes (default runs/)")
     parser.add_argument("--epochs", type=_checked_arg(int, _at_least(1)), default=None,
                         help="override the demo preset's epochs")
-    parser.add_argument("--seed", type=_checked_arg(int, _at_least(0)), default=0,
+    parser.add_argument("--seed", type=_checked_arg(int, _seed), default=0,
                         help="seed of training and sampling (default 0)")
     parser.set_defaults(handler=run_demo)
 
@@ -380,9 +407,9 @@ def add_temperature_parser(subparsers) -> None:
     group = parser.add_argument_group("with --run")
     group.add_argument("--prompt", help="start of every sample (default 'wine review : germany')")
     group.add_argument("--samples", type=_checked_arg(int, _at_least(1)), help="texts per temperature (default 8)")
-    group.add_argument("--max-tokens", type=_checked_arg(int, _at_least(1)),
-                       help="length of each text, prompt included (default 80)")
-    group.add_argument("--seed", type=_checked_arg(int, _at_least(0)), help="seed of the samples (default 0)")
+    group.add_argument("--max-tokens", type=_checked_arg(int, _max_tokens),
+                       help="length of each text, prompt included (default 80, at most 2048)")
+    group.add_argument("--seed", type=_checked_arg(int, _seed), help="seed of the samples (default 0)")
     group.add_argument("--top-words", type=_checked_arg(int, _at_least(1)),
                        help="words in the next-word table (default 5)")
     group.add_argument("--show-samples", type=_checked_arg(int, _at_least(0)),
@@ -421,7 +448,7 @@ def run_temperature(args) -> int:
             raise UsageError(f"--logits: {', '.join(repeated)} given more than once")
         table = calculator.temperature_table(dict(args.logits or calculator.LECTURE_LOGITS.items()),
                                               temperatures or (*calculator.LECTURE_TEMPERATURES, 3.0))
-        print(table.format())
+        print(printable(table.format(), keep_newlines=True))
         if args.out is not None:
             written = reports.write_table(table, args.out)
             print(f"\nWrote {written[0]} and {written[1]}")
@@ -429,6 +456,7 @@ def run_temperature(args) -> int:
 
     options = {name: default if getattr(args, name) is None else getattr(args, name)
                for name, default in _LAB_DEFAULTS.items()}
+    _output(args.out if args.out is not None else args.run / "temperature-lab", "--out", "dir")
     run = load_run(args.run)
     with warnings.catch_warnings():
         warnings.simplefilter("always", PromptWarning)  # unknown prompt words, a prompt too long: one line each
@@ -437,7 +465,7 @@ def run_temperature(args) -> int:
             run.model, run.vocab, options["prompt"], temperatures or experiment.DEFAULT_TEMPERATURES,
             n_samples=options["samples"], max_tokens=options["max_tokens"], seed=options["seed"],
             top_k=options["top_k"], top_p=options["top_p"], n_words=options["top_words"])
-    print(report.format_table(samples=options["show_samples"], width=None))
+    print(printable(report.format_table(samples=options["show_samples"], width=None), keep_newlines=True))
     out = args.out if args.out is not None else args.run / "temperature-lab"
     written = reports.write_report(report, out)
     print(f"\nWrote {', '.join(path.name + ('/' if path.is_dir() else '') for path in written.values())} in {out}")
@@ -472,7 +500,7 @@ def _prompt_warning_printer(command: str, show: Callable) -> Callable:
 
     def show_warning(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, PromptWarning):
-            print(f"gpt-keras {command}: warning: {message}", file=sys.stderr)
+            print(f"gpt-keras {command}: warning: {shorten(message)}", file=sys.stderr)
         else:
             show(message, category, filename, lineno, file, line)
     return show_warning
@@ -497,7 +525,7 @@ def add_compare_parser(subparsers) -> None:
                         help="a prompt; repeat for more (default: 'wine review : germany' and 'wine review : us')")
     parser.add_argument("--temperature", nargs="+", type=_checked_arg(float, check_temperature), default=[0.5, 1.0],
                         metavar="T", help="temperatures, each used with every prompt and seed (default 0.5 1.0)")
-    parser.add_argument("--seed", nargs="+", type=_checked_arg(int, _at_least(0)), default=[0],
+    parser.add_argument("--seed", nargs="+", type=_checked_arg(int, _seed), default=[0],
                         help="sampler seeds (default 0)")
     parser.add_argument("--max-new-tokens", type=_checked_arg(int, _at_least(1)), default=40,
                         help="tokens each model generates after the prompt, also the timed length (default 40)")
@@ -519,6 +547,9 @@ def run_compare(args) -> int:
     from gpt_keras.core.generation import PromptWarning
     from gpt_keras.runs.rundir import load_run
 
+    stem = args.report if args.report is not None else args.run / f"compare-{Path(args.gpt2).name}"
+    for suffix in (".md", ".json"):
+        _output(stem.with_name(stem.name + suffix), "--report")
     run = load_run(args.run)
     gpt2 = gpt2_lib.load_gpt2(args.gpt2)
     prompts = args.prompt or ["wine review : germany", "wine review : us"]
@@ -528,7 +559,7 @@ def run_compare(args) -> int:
         comparison = gpt2_lib.compare(run, gpt2, args.data, prompts=prompts, temperatures=args.temperature,
                                       seeds=args.seed, max_new_tokens=args.max_new_tokens, top_k=args.top_k,
                                       top_p=args.top_p, greedy=args.greedy, heldout=args.heldout)
-    print(comparison.format_table(width=None))
+    print(printable(comparison.format_table(width=None), keep_newlines=True))
     if args.show_probs or args.heads:
         from gpt_keras.tools.viz import print_probs
 
@@ -565,7 +596,7 @@ def add_finetune_gpt2_parser(subparsers) -> None:
                         help="leave out the last N reviews, as `compare --heldout N` scores them (default 200)")
     parser.add_argument("--mixed-precision", choices=("auto", "on", "off"), default="auto",
                         help="auto: mixed precision only on a GPU (bfloat16, float16 on GPUs older than Ampere)")
-    parser.add_argument("--seed", type=_checked_arg(int, _at_least(0)), default=0,
+    parser.add_argument("--seed", type=_checked_arg(int, _seed), default=0,
                         help="seed of dropout and shuffling (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run_finetune_gpt2)
@@ -574,6 +605,7 @@ def add_finetune_gpt2_parser(subparsers) -> None:
 def run_finetune_gpt2(args) -> int:
     from gpt_keras.tools import gpt2 as gpt2_lib
 
+    gpt2_lib.check_finetune_out(args.out)
     policy = gpt2_lib.precision_policy(args.mixed_precision)
     print(f"Fine-tuning {args.gpt2} on {gpt2_lib.device_description()}, dtype policy {policy}")
     result = gpt2_lib.finetune_gpt2(args.gpt2, args.data, args.out, epochs=args.epochs, batch_size=args.batch_size,
@@ -634,7 +666,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # only the project's own "bad input" errors become one-line messages
         if not _is_user_error(error):
             raise
-        print(f"gpt-keras {args.command}: error: {error}", file=sys.stderr)
+        print(f"gpt-keras {args.command}: error: {shorten(error)}", file=sys.stderr)
         return 2
 
 
@@ -643,8 +675,10 @@ def _is_user_error(error: Exception) -> bool:
     from gpt_keras.tools.gpt2.load import GPT2Error
     from gpt_keras.runs.rundir import RunError
     from gpt_keras.core.sampling import SamplingError
+    from gpt_keras.runs.files import UnsafePathError, WriteError
 
-    return isinstance(error, (ConfigError, DataError, GPT2Error, RunError, SamplingError, UsageError))
+    return isinstance(error, (ConfigError, DataError, GPT2Error, RunError, SamplingError, UsageError, UnsafePathError,
+                              WriteError))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ extra (transformers<5 and tf-keras); importing this package does not import them
 """
 
 from gpt_keras.tools.gpt2.compare import compare
-from gpt_keras.tools.gpt2.finetune import FinetuneResult, finetune_gpt2
+from gpt_keras.tools.gpt2.finetune import FinetuneResult, check_finetune_out, finetune_gpt2
 from gpt_keras.tools.gpt2.generate import GPT2Generator
 from gpt_keras.tools.gpt2.load import (DEFAULT_MODEL, FINETUNE_INFO, GPT2, GPT2Error, GPT2Unavailable, TokenLabels,
                                        device_description, load_gpt2, precision_policy)
@@ -17,5 +17,5 @@ from gpt_keras.tools.gpt2.score import (Perplexity, WordScores, heldout_indices,
 
 __all__ = ["compare", "Comparison", "DEFAULT_MODEL", "FINETUNE_INFO", "FinetuneResult", "GPT2", "GPT2Error",
            "GPT2Generator", "GPT2Unavailable", "Perplexity", "TokenLabels", "WordScores", "device_description",
-           "finetune_gpt2", "heldout_indices", "load_gpt2", "precision_policy", "score_gpt2", "score_ours",
+           "check_finetune_out", "finetune_gpt2", "heldout_indices", "load_gpt2", "precision_policy", "score_gpt2", "score_ours",
            "seen_by_gpt2", "seen_by_our_run", "word_windows"]

@@ -17,7 +17,7 @@ import numpy as np
 from gpt_keras.core.config import check_int_at_least
 from gpt_keras.core.data import DataError
 from gpt_keras.runs.datasets import load_texts
-from gpt_keras.runs.files import write_json
+from gpt_keras.runs.files import UnsafePathError, check_output_path, shorten, write_json
 from gpt_keras.tools.gpt2.load import FINETUNE_INFO, GPT2, GPT2Error, device_description, load_gpt2, precision_policy, tf_keras_policy
 
 
@@ -87,6 +87,7 @@ def finetune_gpt2(name_or_path: str | Path, data_path: str | Path | None, out_di
         raise DataError(f"--limit must be a positive number of reviews, got {limit!r}")
     if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0):
         raise DataError(f"--learning-rate must be a finite number greater than 0, got {learning_rate!r}")
+    out_dir = check_finetune_out(out_dir)
     if data_path is None:
         data_path, _ = default_data_path()
     texts, _ = load_texts(data_path)
@@ -119,10 +120,29 @@ def finetune_gpt2(name_or_path: str | Path, data_path: str | Path | None, out_di
     return FinetuneResult(out_dir, history, policy, device, end, seconds, info)
 
 
+def check_finetune_out(out_dir: str | Path) -> Path:
+    """`--out` may be new, empty, or a previous `finetune-gpt2` save (it has FINETUNE_INFO): nothing else is replaced.
+
+    Raises:
+        GPT2Error: the folder holds other files, is the current folder or above it, is a symlink, or cannot be written.
+    """
+    out_dir = Path(out_dir)
+    try:
+        check_output_path(out_dir, "--out", kind="dir")
+    except UnsafePathError as error:
+        raise GPT2Error(str(error)) from None
+    if out_dir.is_symlink() or out_dir.name in ("", ".", "..") or Path.cwd().resolve().is_relative_to(out_dir.resolve()):
+        raise GPT2Error(f"--out {shorten(out_dir)}: give a folder of its own for the model (not the current folder, "
+                        "one above it, or a symlink)")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / FINETUNE_INFO).is_file():
+        raise GPT2Error(f"--out {shorten(out_dir)}: the folder holds other files and is not a previous finetune-gpt2 "
+                        f"save (no {FINETUNE_INFO}); it is never replaced: choose a new or empty folder")
+    return out_dir
+
+
 def _save_pretrained(gpt2: GPT2, out_dir: Path, info: dict) -> None:
     """`save_pretrained` into a fresh folder beside `out_dir`, then swapped in, so no half-saved model remains."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise GPT2Error(f"{out_dir}: exists and is not a directory")
+    check_finetune_out(out_dir)  # again: the folder may have changed during training
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     old = None

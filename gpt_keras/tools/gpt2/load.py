@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import re
 import socket
@@ -24,7 +23,7 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
-from gpt_keras.runs.files import read_json
+from gpt_keras.runs.files import read_json, shorten
 
 
 DEFAULT_MODEL = "gpt2"
@@ -194,22 +193,25 @@ def _load_directory(path: Path) -> GPT2:
     if not (path / "config.json").is_file():
         raise GPT2Error(f"{path}: not a save_pretrained directory (no config.json)")
     config = read_json(path / "config.json", "model config", GPT2Error)
+    if not isinstance(config, dict):
+        raise GPT2Error(f"{path / 'config.json'}: not a model config (a JSON object), got {type(config).__name__}")
     if config.get("model_type") != "gpt2":
-        raise GPT2Error(f"{path}: holds a {config.get('model_type')!r} model, not GPT-2")
+        raise GPT2Error(f"{path}: holds a {shorten(repr(config.get('model_type')), 80)} model, not GPT-2")
     from transformers import AutoTokenizer, TFGPT2LMHeadModel
 
     try:
         with _quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(path)
             model = TFGPT2LMHeadModel.from_pretrained(path)
-    except (OSError, ValueError, EnvironmentError) as error:
+    except (OSError, ValueError, EnvironmentError, TypeError, KeyError, AttributeError, RecursionError) as error:
         raise GPT2Error(f"{path}: cannot load GPT-2 from it ({_first_line(error)})") from None
     info = None
     if (path / FINETUNE_INFO).is_file():
         try:
-            info = json.loads((path / FINETUNE_INFO).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            info = read_json(path / FINETUNE_INFO, "fine-tuning record", GPT2Error)
+        except GPT2Error:
             info = None
+        info = info if isinstance(info, dict) else None
     return GPT2(model, tokenizer, str(path), path.name, info)
 
 

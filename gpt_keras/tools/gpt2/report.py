@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import html
+import re
 from pathlib import Path
 
 from gpt_keras.runs.files import write_json, write_text
@@ -60,20 +62,20 @@ class Comparison:
     def to_markdown(self) -> str:
         settings, names = self.settings, (self.models["ours"]["name"], self.models["gpt2"]["name"])
         ppl = self.perplexity["ours"]
-        table = [f"| | {names[0]} | {names[1]} |", "|---|---:|---:|"]
+        table = [f"| | {_md(names[0])} | {_md(names[1])} |", "|---|---:|---:|"]
         table += [f"| {label} | {a} | {b} |" for label, a, b in self._rows()]
         lines = ["# Our GPT beside GPT-2", "",
-                 f"- device: {settings['device']}",
-                 f"- our run: `{settings['run']}`; GPT-2: `{settings['gpt2']}`",
+                 f"- device: {_md(settings['device'])}",
+                 f"- our run: {_md(settings['run'])}; GPT-2: {_md(settings['gpt2'])}",
                  f"- held-out: {ppl.reviews} reviews, {ppl.words:,} words (the first {settings['max_words']} words of "
-                 f"each of the last {settings['heldout']} reviews of `{settings['data']}`)",
+                 f"each of the last {settings['heldout']} reviews of {_md(settings['data'])})",
                  f"- timing: {settings['max_new_tokens']} new tokens per model after a warm-up, prompt "
-                 f"`{settings['prompts'][0]}`", "", *table, "", "## Generated texts", ""]
+                 f"{_md(settings['prompts'][0])}", "", *table, "", "## Generated texts", ""]
         for generation in self.generations:
             lines.append(f"**{_md(generation['prompt'])}**, {generation['sampler']}, seed {generation['seed']}")
             lines.append("")
             for key, name in zip(("ours", "gpt2"), names):
-                lines.append(f"- {name}: {_md(generation[key]['text'])}")
+                lines.append(f"- {_md(name)}: {_md(generation[key]['text'])}")
             lines.append("")
         lines += ["## How it was measured", "", *(f"- {note}" for note in NOTES), ""]
         return "\n".join(lines)
@@ -99,5 +101,8 @@ NOTES = [
 ]
 
 
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("*", "\\*").replace("_", "\\_").replace("\n", " ")
+def _md(text) -> str:
+    """Text shown as text in Markdown: HTML escaped (no <script> or <img onerror> runs), Markdown's marks
+    backslashed, control characters and newlines gone (one line)."""
+    text = " ".join("".join(c if c.isprintable() else " " for c in str(text)).split())
+    return re.sub(r"([\\`*_\[\]|~#!])", r"\\\1", html.escape(text, quote=True))
