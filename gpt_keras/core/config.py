@@ -169,5 +169,5 @@ def _check_float_range(name: str, value: float) -> None:
         raise ConfigError(f"validation_split must be in [0, 1), got {value}")
     if name in ("layer_norm_epsilon", "learning_rate", "generate_temperature") and value <= 0:
         raise ConfigError(f"{name} must be greater than 0, got {value}")
-    if name == "layer_norm_epsilon" and not (np.float32(value) > 0 and value <= 1):
+    if name == "layer_norm_epsilon" and not (value <= 1 and np.float32(value) > 0):
         raise ConfigError(f"layer_norm_epsilon must be at most 1 and above 0 in float32, got {value}")

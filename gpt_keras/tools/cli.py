@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from gpt_keras.core.config import PRESETS, ConfigError, GPTConfig
+from gpt_keras.core.config import MAX_TOKENS, PRESETS, ConfigError, GPTConfig
 from gpt_keras.core.sampling import check_temperature, check_top_k, check_top_p
 from gpt_keras.runs.files import printable, shorten
 
@@ -69,15 +69,18 @@ def _at_least(minimum: int) -> Callable[[int], int]:
 
 
 def _seed(value: int) -> int:
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"must be from 0 to 2**32 - 1 (the limit of numpy's seeds), got {value}")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    if value >= 2**32:
+        raise argparse.ArgumentTypeError(f"must be at most 4294967295 (2**32 - 1, the limit of seeds), got {value}")
     return value
 
 
 def _max_tokens(value: int) -> int:
-    from gpt_keras.core.generation import check_max_tokens
-
-    return check_max_tokens(value)
+    if _at_least(1)(value) > MAX_TOKENS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_TOKENS:,} (MAX_TOKENS, the prompt included), "
+                                         f"got {value:,}")
+    return value
 
 
 def _output(path: Path | None, flag: str, kind: str = "file") -> None:
@@ -194,8 +197,6 @@ def run_train(args) -> int:
         raise UsageError("--data and --tokens: give one or the other")
     verbose = 0 if args.quiet else progress_verbosity()
     rundir.check_run_name(args.name)
-    _output(args.runs_dir, "--runs-dir", "dir")
-    _output(args.run, "--run", "dir")
     if args.resume:  # the same command again, plus --resume: its flags are checked against the run's config
         run_dir = rundir.resume_target(args.runs_dir, args.name, args.run)
         config = config_from_args(args, saved=rundir.read_config(run_dir / rundir.CONFIG))

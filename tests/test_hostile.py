@@ -1,0 +1,466 @@
+"""Issue 14: nothing a user can type or a disk can do crashes, hangs, or deletes what it did not write.
+
+One test per cause found when the tiny run was attacked as a hostile user would (README, Reliability).
+Damaged runs are copies of the session's `trained_run`, which stays read-only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gpt_keras.core.config import ConfigError, GPTConfig
+from gpt_keras.core.data import DataError
+from gpt_keras.core.sampling import SamplingError, top_p_filter
+from gpt_keras.runs import rundir as runs
+from gpt_keras.runs.files import UnsafePathError, WriteError, atomic_path, read_json, write_json
+from tests.conftest import REPO, tiny_config
+
+DEEP = "[" * 100_000
+
+
+@contextlib.contextmanager
+def deadline(seconds: float = 60):
+    """Fails (TimeoutError) instead of hanging: the alarm interrupts a blocked open() or read()."""
+    def expire(*_):
+        raise TimeoutError(f"still running after {seconds} s: a hang")
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def copy_run(trained_run, tmp_path: Path, name: str = "run") -> Path:
+    target = tmp_path / name
+    shutil.copytree(trained_run.run_dir, target, symlinks=True)
+    (target / runs.LOCK).unlink(missing_ok=True)
+    return target
+
+
+def replace_with_fifo(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    os.mkfifo(path)
+
+
+def cli_main(args, capsys) -> tuple[int, str]:
+    from gpt_keras.tools import cli
+
+    try:
+        code = cli.main([str(arg) for arg in args])
+    except SystemExit as exit_:  # argparse's own errors
+        code = exit_.code
+    return code, capsys.readouterr().err
+
+
+# --- data lost --------------------------------------------------------------------------------------
+
+def test_finetune_out_never_replaces_a_folder_of_the_users_files(tmp_path, capsys, monkeypatch):
+    from gpt_keras.tools.gpt2 import check_finetune_out
+    from gpt_keras.tools.gpt2.load import FINETUNE_INFO, GPT2Error
+
+    folder = tmp_path / "mine"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "thesis.txt").write_text("years of work")
+    (folder / "sub" / "notes.md").write_text("notes")
+    code, error = cli_main(["finetune-gpt2", "--out", folder], capsys)
+    assert code == 2 and "not a previous finetune-gpt2 save" in error and "Traceback" not in error
+    assert (folder / "thesis.txt").read_text() == "years of work" and (folder / "sub" / "notes.md").exists()
+    monkeypatch.chdir(folder)
+    with pytest.raises(GPT2Error, match="not the current folder"):
+        check_finetune_out(Path("."))
+    previous = tmp_path / "gpt2-wine"
+    previous.mkdir()
+    (previous / FINETUNE_INFO).write_text("{}")
+    assert check_finetune_out(previous) == previous  # a previous save may be replaced
+    assert check_finetune_out(tmp_path / "new") == tmp_path / "new"
+
+
+def test_a_training_refused_by_another_lock_deletes_nothing(tmp_path, small_json, monkeypatch):
+    """The winner takes the lock in the loser's mkdir -> lock window; the loser must not remove the winner's files."""
+    from gpt_keras.runs import train as train_module
+
+    target = tmp_path / "contested"
+    winner = runs.RunLock(target)
+    make_dir = train_module._make_dir
+
+    def make_dir_then_lose_the_race(path):
+        made = make_dir(path)
+        winner.__enter__()
+        (path / runs.CONFIG).write_text("the winner's config")
+        return made
+
+    monkeypatch.setattr(train_module, "_make_dir", make_dir_then_lose_the_race)
+    try:
+        with pytest.raises(runs.RunError, match="in use by another training process"):
+            train_module.train(tiny_config(), small_json, run_dir=target, print_fn=None, verbose=0)
+        assert (target / runs.CONFIG).read_text() == "the winner's config"
+    finally:
+        winner.__exit__()
+
+
+def test_ctrl_c_in_epoch_one_keeps_the_users_empty_directory(tmp_path, small_json, monkeypatch):
+    from gpt_keras.runs import train as train_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "_fit", interrupted)
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        train_module.train(tiny_config(), small_json, run_dir=existing, print_fn=None, verbose=0)
+    assert existing.is_dir() and list(existing.iterdir()) == []  # the half-written run is gone, the folder stays
+    fresh = tmp_path / "fresh"
+    with pytest.raises(KeyboardInterrupt):
+        train_module.train(tiny_config(), small_json, run_dir=fresh, print_fn=None, verbose=0)
+    assert not fresh.exists()  # made by the run, so removed with it
+
+
+def test_a_nan_in_epoch_one_keeps_nothing_that_resume_could_pick(tmp_path, small_json):
+    from gpt_keras.runs.train import train
+
+    result = train(tiny_config(learning_rate=1e12), small_json, runs_dir=tmp_path / "runs", run_name="nan",
+                   print_fn=None, verbose=0)
+    assert result.stopped_on_nan is not None and not result.run_dir.exists()
+    with pytest.raises(runs.RunError, match="no run to resume"):
+        runs.latest_run(tmp_path / "runs")
+
+
+def test_stale_temporaries_of_a_killed_process_are_removed_on_the_next_start(tmp_path, trained_run):
+    run_dir = copy_run(trained_run, tmp_path)
+    stale = [run_dir / ".model-a1b2c3d4.keras", run_dir / runs.CHECKPOINTS / ".epoch-003-x9y8z7w6.keras",
+             run_dir / ".state-abcdefgh.tmp.json", run_dir / ".tokens-abcd_123.tmp.npz"]
+    mine = [run_dir / ".notes.txt", run_dir / "model-a1b2c3d4.keras", run_dir / ".thesis-abcdefgh.docx"]
+    for path in stale + mine:
+        path.write_bytes(b"x")
+    with runs.RunLock(run_dir):
+        pass
+    assert not any(path.exists() for path in stale)
+    assert all(path.exists() for path in mine)
+
+
+def test_a_state_of_epoch_minus_one_is_refused(tmp_path, trained_run):
+    run_dir = copy_run(trained_run, tmp_path)
+    state = json.loads((run_dir / runs.STATE).read_text())
+    (run_dir / runs.STATE).write_text(json.dumps({**state, "epoch": -1}))
+    with pytest.raises(runs.RunError, match=r"state.json: field 'epoch' must be an integer of at least 1"):
+        runs.RunState.read(run_dir)
+
+
+# --- security ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["symlink", "directory", "fifo"])
+def test_run_lock_is_never_followed_and_must_be_a_regular_file(tmp_path, trained_run, kind):
+    run_dir = copy_run(trained_run, tmp_path)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    lock = run_dir / runs.LOCK
+    {"symlink": lambda: lock.symlink_to(victim), "directory": lock.mkdir, "fifo": lambda: os.mkfifo(lock)}[kind]()
+    with deadline(30), pytest.raises(runs.RunError, match="run.lock: not a regular file"):
+        with runs.RunLock(run_dir):
+            pass
+    assert victim.read_text() == "precious"
+
+
+def test_the_lock_names_its_holder_and_is_released(tmp_path):
+    with runs.RunLock(tmp_path):
+        with pytest.raises(runs.RunError, match=rf"{tmp_path}: in use by another training process \(pid {os.getpid()}\)"):
+            with runs.RunLock(tmp_path):
+                pass
+    with runs.RunLock(tmp_path):  # released
+        pass
+
+
+def test_the_compare_report_escapes_html_and_markdown():
+    from gpt_keras.tools.gpt2.report import _md
+
+    text = _md('<script>alert(1)</script><img src=x onerror=alert(2)> | *b* [l](javascript:x) `c`\nnext')
+    assert "<" not in text and ">" not in text and "\n" not in text
+    assert "\\|" in text and "\\*b\\*" in text and "\\[l\\]" in text and "\\`c\\`" in text
+
+
+def test_control_bytes_from_the_data_never_reach_the_terminal(trained_run):
+    from gpt_keras.core.callbacks import TextGenerator
+
+    printed = []
+    generator = TextGenerator(trained_run.text_generator.vocab, print_fn=printed.append, every_epoch=False)
+    generator._generate = lambda *args: ([], "wine \x1b[2J\x1b]0;owned\x07 review\x00")
+    generator.generate("wine review", max_tokens=10, temperature=1.0)
+    assert not any(c in printed[0] for c in "\x1b\x07\x00") and "\\x1b[2J" in printed[0]
+
+
+@pytest.mark.parametrize("name", ["evil\x1b[2Jname", "two\nlines", "bell\x07", "x" * 300])
+def test_run_names_with_control_characters_or_too_long_are_refused(tmp_path, capsys, name):
+    code, error = cli_main(["train", "--runs-dir", tmp_path, "--name", name], capsys)
+    assert code == 2 and "--name" in error and "Traceback" not in error
+    assert "\x1b" not in error and not any(tmp_path.iterdir())
+
+
+def test_requirements_ask_for_a_keras_without_the_safe_mode_bypasses():
+    lines = (REPO / "requirements.txt").read_text().splitlines()
+    assert "keras>=3.11,<4" in lines  # CVE-2025-8747, CVE-2025-9906 are fixed in 3.11
+    assert any(line.startswith("filelock>=4.3") for line in lines)
+
+
+# --- hangs ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", [runs.CONFIG, runs.VOCAB, runs.STATE, runs.TOKENS])
+def test_a_fifo_in_place_of_a_run_file_is_refused_not_waited_on(tmp_path, trained_run, name):
+    from gpt_keras.runs.batches import load_tokens
+
+    run_dir = copy_run(trained_run, tmp_path)
+    replace_with_fifo(run_dir / name)
+    with deadline(30), pytest.raises((runs.RunError, DataError), match=f"{name}.*not a regular file \\(a FIFO\\)"):
+        if name == runs.TOKENS:
+            load_tokens(run_dir / name)
+        elif name == runs.STATE:
+            runs.RunState.read(run_dir)
+        else:
+            runs.load_run(run_dir)
+
+
+@pytest.mark.parametrize("flag", ["--config", "--tokens"])
+def test_a_fifo_given_as_config_or_tokens_is_refused(tmp_path, capsys, flag):
+    os.mkfifo(tmp_path / "fifo")
+    with deadline(60):
+        code, error = cli_main(["train", "--runs-dir", tmp_path / "runs", flag, tmp_path / "fifo"], capsys)
+    assert code == 2 and "not a regular file (a FIFO)" in error
+
+
+def test_max_tokens_has_a_named_limit(capsys):
+    from gpt_keras.core.generation import check_max_tokens
+
+    code, error = cli_main(["generate", "--run", "RUN", "--max-tokens", "100000000"], capsys)
+    assert code == 2 and "--max-tokens: must be at most 2,048 (MAX_TOKENS" in error
+    with pytest.raises(SamplingError, match="max_tokens must be at most 2,048"):
+        check_max_tokens(100_000_000)
+
+
+def test_a_long_prompt_keeps_the_model_input_to_the_window(trained_run):
+    """A 2,000-word prompt: the model sees the last max_len tokens; the steps' records stay bounded by MAX_TOKENS."""
+    from gpt_keras.core.generation import CachedGenerator
+    from gpt_keras.core.sampling import Sampler
+
+    generator = CachedGenerator(trained_run.model, trained_run.text_generator.vocab)
+    seen = []
+    window = generator._run_window
+    generator._run_window = lambda tokens: (seen.append(tokens.shape), window(tokens))[1]
+    with pytest.warns(UserWarning):
+        info, text = generator.generate("wine review " * 1000, 2003, Sampler(1.0, greedy=True),
+                                        np.random.default_rng(0))
+    assert seen and all(shape[1] <= generator.max_len for shape in seen)
+    assert 1 <= len(info) <= 3 and len(text.split()) <= 2003
+
+
+@pytest.mark.parametrize("flag, value, named", [
+    ("--max-len", "100000", "max_len must be at most 4,096"),
+    ("--n-heads", "100000", "n_heads must be at most 256"),
+    ("--embedding-dim", "1000000000", "embedding_dim must be at most 65,536"),
+    ("--vocab-size", "10000000", "vocab_size must be at most 1,000,000"),
+    ("--seed", "4294967296", "seed must be at most 4,294,967,295"),
+    ("--layer-norm-epsilon", "1e300", "layer_norm_epsilon must be at most 1 and above 0 in float32"),
+    ("--layer-norm-epsilon", "1e-60", "layer_norm_epsilon must be at most 1 and above 0 in float32"),
+])
+def test_sizes_and_seeds_have_named_limits_checked_before_any_work(tmp_path, capsys, flag, value, named):
+    code, error = cli_main(["train", "--runs-dir", tmp_path / "runs", flag, value], capsys)
+    assert code == 2 and named in error and flag in error
+    assert not (tmp_path / "runs").exists()
+
+
+# --- tracebacks -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", [runs.CONFIG, runs.VOCAB, runs.STATE])
+def test_deeply_nested_json_in_a_run_file_is_one_clear_error(tmp_path, trained_run, name):
+    run_dir = copy_run(trained_run, tmp_path)
+    (run_dir / name).write_text(DEEP)
+    (run_dir / runs.MODEL).unlink()  # so load_run reads state.json too
+    with pytest.raises(runs.RunError, match=f"{name}: cannot read the .* \\(JSON nested too deeply\\)"):
+        runs.load_run(run_dir)
+
+
+def test_deeply_nested_config_flag_is_one_clear_error(tmp_path, capsys):
+    (tmp_path / "deep.json").write_text(DEEP)
+    code, error = cli_main(["train", "--runs-dir", tmp_path / "runs", "--config", tmp_path / "deep.json"], capsys)
+    assert code == 2 and "deep.json: cannot read the config (JSON nested too deeply)" in error
+
+
+@pytest.mark.parametrize("field, value", [
+    ("checkpoint", 5), ("checkpoint", None), ("checkpoint", "../../victim.keras"), ("rng_state", {"x": 1}),
+    ("rng_state", {"bit_generator": "PCG64", "state": "abc"}), ("history", "abc"), ("history", {"loss": ["x"]}),
+    ("global_step", "abc"), ("global_step", -5), ("seed_states", [["a"]]), ("epoch", True), ("epoch", 1.5),
+])
+def test_a_state_field_of_the_wrong_type_is_named(tmp_path, trained_run, field, value):
+    run_dir = copy_run(trained_run, tmp_path)
+    state = json.loads((run_dir / runs.STATE).read_text())
+    (run_dir / runs.STATE).write_text(json.dumps({**state, field: value}))
+    with pytest.raises(runs.RunError, match=f"state.json: field '{field}'"):
+        runs.RunState.read(run_dir)
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04", "truncated"])
+def test_an_empty_or_truncated_token_archive_is_one_clear_error(tmp_path, trained_run, content):
+    from gpt_keras.runs.batches import load_tokens
+
+    path = tmp_path / "tokens.npz"
+    whole = (trained_run.run_dir / runs.TOKENS).read_bytes()
+    path.write_bytes(whole[: len(whole) // 2] if content == "truncated" else content)
+    with pytest.raises(DataError, match="tokens.npz: not a token archive written by gpt-keras"):
+        load_tokens(path)
+
+
+def test_a_valid_keras_file_of_another_model_is_one_clear_error(tmp_path, trained_run):
+    import keras
+
+    run_dir = copy_run(trained_run, tmp_path)
+    other = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    other.save(run_dir / runs.MODEL)
+    with pytest.raises(runs.RunError, match="model.keras: a Keras model, but not a gpt-keras GPT"):
+        runs.load_run(run_dir)
+
+
+@pytest.mark.parametrize("args, named", [
+    (["generate", "--run", "RUN", "--html", "DIR"], "--html: DIR is a directory"),
+    (["generate", "--run", "RUN", "--heatmap", "DIR"], "--heatmap: DIR is a directory"),
+    (["generate", "--run", "RUN", "--html", "/dev/null/x.html"], "/dev/null is not a directory"),
+    (["train", "--runs-dir", "/dev/null/x"], "/dev/null is not a directory"),
+    (["tokenize", "--out", "DIR"], "--out: DIR is a directory"),
+    (["temperature", "--run", "RUN", "--out", "FILE"], "--out: FILE exists and is not a directory"),
+    (["finetune-gpt2", "--out", "FILE"], "FILE exists and is not a directory"),
+    (["compare", "--run", "RUN", "--report", "DIR/" + "r" * 300], "is longer than 255 bytes"),
+])
+def test_an_unwritable_output_is_refused_before_any_work(tmp_path, trained_run, capsys, monkeypatch, args, named):
+    from gpt_keras.runs import rundir
+
+    loads = []
+    monkeypatch.setattr(rundir, "load_run", lambda *a: loads.append(a))
+    (tmp_path / "DIR").mkdir()
+    (tmp_path / "FILE").write_text("mine")
+    places = {"RUN": str(trained_run.run_dir), "DIR": str(tmp_path / "DIR"), "FILE": str(tmp_path / "FILE")}
+    args = [places.get(arg, arg.replace("DIR/", places["DIR"] + "/")) for arg in args]
+    code, error = cli_main(args, capsys)
+    named = named.replace("DIR", places["DIR"]).replace("FILE", places["FILE"])
+    assert code == 2 and named in error and "Traceback" not in error
+    assert loads == [] and (tmp_path / "FILE").read_text() == "mine"
+
+
+def test_a_full_disk_while_saving_is_one_error_and_keeps_the_previous_file(tmp_path, monkeypatch, trained_run):
+    target = write_json(tmp_path / "state.json", {"epoch": 1})
+
+    def disk_full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    with pytest.raises(WriteError, match="state.json: cannot write \\(No space left on device\\)"):
+        write_json(target, {"epoch": 2})
+    monkeypatch.undo()
+    assert json.loads(target.read_text()) == {"epoch": 1} and [p.name for p in tmp_path.iterdir()] == ["state.json"]
+
+    model_path = tmp_path / "model.keras"
+    shutil.copyfile(trained_run.run_dir / runs.MODEL, model_path)
+    before = model_path.read_bytes()
+    model = trained_run.model
+
+    def save_half_then_fail(path, *args, **kwargs):
+        Path(path).write_bytes(b"PK half a zip")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(model, "save", save_half_then_fail)
+    with pytest.raises(WriteError, match="model.keras: cannot write"):
+        runs.save_model(model, model_path)
+    assert model_path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["model.keras",
+                                                                                                  "state.json"]
+
+
+def test_gpt2_directory_whose_config_is_not_an_object(tmp_path):
+    from gpt_keras.tools.gpt2.load import GPT2Error, load_gpt2
+
+    (tmp_path / "config.json").write_text("[1]")
+    with pytest.raises(GPT2Error, match="config.json: not a model config"):
+        load_gpt2(tmp_path)
+
+
+# --- wrong but silent ---------------------------------------------------------------------------------
+
+def test_top_p_below_the_top_word_keeps_the_top_word():
+    probs = top_p_filter(np.array([0.1, 0.6, 0.3]), 1e-12)
+    assert probs.tolist() == [0.0, 1.0, 0.0]
+
+
+def test_a_vocabulary_with_duplicate_words_is_refused_naming_the_file(tmp_path):
+    (tmp_path / "vocab.json").write_text(json.dumps(["", "[UNK]", "wine", "wine"]))
+    with pytest.raises(DataError, match="vocab.json: the vocabulary lists the word 'wine' more than once"):
+        runs.read_vocabulary(tmp_path / "vocab.json")
+
+
+@pytest.mark.parametrize("change", ["vocabulary", "width"])
+def test_resume_refuses_tokens_of_another_vocabulary_or_width(tmp_path, trained_run, change):
+    from gpt_keras.runs.batches import load_tokens, save_tokens
+    from gpt_keras.runs.train import resume
+
+    run_dir = copy_run(trained_run, tmp_path)
+    tokens, words = load_tokens(run_dir / runs.TOKENS)
+    if change == "vocabulary":
+        words = words[:2] + list(reversed(words[2:]))
+    else:
+        tokens = tokens[:, :-1]
+    save_tokens(run_dir / runs.TOKENS, tokens, words)
+    with pytest.raises(runs.RunError, match="tokens.npz: not this run's tokens"):
+        resume(run_dir, print_fn=None, verbose=0)
+
+
+def test_a_runs_config_must_hold_every_field(tmp_path, trained_run):
+    run_dir = copy_run(trained_run, tmp_path)
+    (run_dir / runs.CONFIG).write_text("{}")
+    with pytest.raises(runs.RunError, match="config.json: a run's config needs every field; missing: vocab_size"):
+        runs.load_run(run_dir)
+    assert GPTConfig.from_dict({}) == GPTConfig()  # a --config file may still give only some fields
+
+
+def test_error_lines_have_a_length_limit(tmp_path, capsys):
+    code, error = cli_main(["generate", "--run", tmp_path / ("x" * 200) / ("y" * 200) / ("z" * 200)], capsys)
+    line = [line for line in error.splitlines() if "error:" in line][-1]
+    assert code == 2 and len(line) <= 530 and line.endswith("...")
+
+
+def test_resume_compares_the_data_by_content_not_by_path(tmp_path, trained_run, small_json, monkeypatch):
+    from gpt_keras.runs.train import _check_same_data
+
+    run_dir = copy_run(trained_run, tmp_path)
+    copy = tmp_path / "elsewhere" / small_json.name
+    copy.parent.mkdir()
+    shutil.copyfile(small_json, copy)
+    _check_same_data(run_dir, copy)  # the same reviews under another path: accepted
+    monkeypatch.chdir(small_json.parent)
+    _check_same_data(run_dir, Path(small_json.name))  # relative to another folder
+    impostor = tmp_path / "other" / small_json.name
+    impostor.parent.mkdir()
+    impostor.write_text(small_json.read_text()[:-2] + " ]")
+    with pytest.raises(runs.RunError, match="resuming trains on the run's saved tokens"):
+        _check_same_data(run_dir, impostor)
+
+
+def test_read_json_refuses_what_is_not_a_regular_file(tmp_path):
+    (tmp_path / "dir.json").mkdir()
+    with pytest.raises(ConfigError, match="dir.json: the config is not a regular file \\(a directory\\)"):
+        read_json(tmp_path / "dir.json", "config", ConfigError)
+
+
+def test_an_unwritable_target_folder_is_a_write_error_with_no_temporary(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(WriteError, match="cannot write"):
+        with atomic_path(tmp_path / "file" / "config.json") as temporary:
+            temporary.write_text("never")
+    with pytest.raises(UnsafePathError, match="--out: .*file is not a directory"):
+        from gpt_keras.runs.files import check_output_path
+        check_output_path(tmp_path / "file" / "x.npz", "--out")
