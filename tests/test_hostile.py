@@ -464,3 +464,158 @@ def test_an_unwritable_target_folder_is_a_write_error_with_no_temporary(tmp_path
     with pytest.raises(UnsafePathError, match="--out: .*file is not a directory"):
         from gpt_keras.runs.files import check_output_path
         check_output_path(tmp_path / "file" / "x.npz", "--out")
+
+
+# --- property: random damage to every file of a real run --------------------------------------------
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+RUN_FILES = [runs.CONFIG, runs.VOCAB, runs.DATA, runs.STATE, runs.TOKENS, runs.MODEL, runs.HISTORY, runs.LOCK,
+             "checkpoints/epoch-002.keras", "checkpoints/epoch-001.keras", "checkpoints"]
+DAMAGES = ["empty", "truncate", "random bytes", "deep nesting", "fifo", "symlink out", "directory", "missing",
+           "json value", "not utf-8"]
+# Files a failed load or resume must leave as they were (model.keras and history.json are rewritten by a resume).
+KEPT = [runs.CONFIG, runs.VOCAB, runs.DATA, runs.STATE, runs.TOKENS, "checkpoints/epoch-002.keras",
+        "checkpoints/epoch-001.keras"]
+OUR_ERRORS = (runs.RunError, ConfigError, DataError, SamplingError, WriteError, UnsafePathError)
+FIGURES = {"cases": 0, "calls": 0, "clean errors": 0, "succeeded": 0, "crashes": 0, "hangs": 0, "data lost": 0}
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6)
+
+
+@st.composite
+def damages(draw):
+    return [(draw(st.sampled_from(RUN_FILES)), draw(st.sampled_from(DAMAGES)), draw(st.integers(0, 10**6)),
+             draw(json_values), draw(st.binary(min_size=1, max_size=64)))
+            for _ in range(draw(st.integers(1, 2)))]
+
+
+def damage(run_dir: Path, outside: Path, name: str, kind: str, number: int, value, noise: bytes) -> None:
+    path = run_dir / name
+    regular = path.is_file() and not path.is_symlink()
+    original = path.read_bytes() if regular else b""
+    if kind in ("fifo", "symlink out", "directory", "missing") or (os.path.lexists(path) and not regular):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "symlink out":
+        path.symlink_to(outside / ("victim-dir" if name == "checkpoints" else "victim.txt"))
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "missing":
+        pass
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncate":
+        path.write_bytes(original[: number % max(len(original), 1)])
+    elif kind == "random bytes":
+        path.write_bytes(noise * (1 + number % 50))
+    elif kind == "deep nesting":
+        path.write_text(("[" if number % 2 else '{"a":') * (1000 + number % 100_000))
+    elif kind == "not utf-8":
+        path.write_bytes(b"\xff\xfe" + original)
+    elif kind == "json value":
+        path.write_text(json.dumps(_with_value(original, number, value), allow_nan=True))
+
+
+def _with_value(original: bytes, number: int, value):
+    """The file's JSON with one field (or element) replaced by `value`; the value itself for other files."""
+    try:
+        document = json.loads(original)
+    except ValueError:
+        return value
+    if isinstance(document, dict) and document:
+        keys = sorted(document)
+        document[keys[number % len(keys)]] = value
+        return document
+    if isinstance(document, list) and document:
+        document[number % len(document)] = value
+        return document
+    return value
+
+
+def snapshot(folder: Path) -> dict:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def _call(function, *args, **kwargs) -> None:
+    FIGURES["calls"] += 1
+    try:
+        with deadline(120):
+            function(*args, **kwargs)
+        FIGURES["succeeded"] += 1
+    except OUR_ERRORS as error:
+        assert "\n" not in str(error).strip() and len(str(error)) < 2000
+        FIGURES["clean errors"] += 1
+    except TimeoutError:
+        FIGURES["hangs"] += 1
+        raise
+    except BaseException:
+        FIGURES["crashes"] += 1
+        raise
+
+
+@pytest.mark.slow
+@settings(max_examples=150, derandomize=True, database=None, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                 HealthCheck.data_too_large])
+@given(attack=damages())
+def test_random_damage_to_a_run_is_a_clean_error_never_a_crash_a_hang_or_a_loss(tmp_path_factory, trained_run,
+                                                                                attack):
+    from gpt_keras.runs.train import resume
+
+    base = tmp_path_factory.mktemp("attack")
+    outside = base / "outside"
+    (outside / "victim-dir").mkdir(parents=True)
+    (outside / "victim.txt").write_text("precious")
+    (outside / "victim-dir" / "epoch-001.keras").write_text("not yours")
+    run_dir = copy_run(trained_run, base)
+    for name, kind, number, value, noise in attack:
+        damage(run_dir, outside, name, kind, number, value, noise)
+    damaged = {name for name, *_ in attack} | {"checkpoints/epoch-001.keras", "checkpoints/epoch-002.keras"} \
+        if any(name == "checkpoints" for name, *_ in attack) else {name for name, *_ in attack}
+    before_outside, before_run = snapshot(outside), snapshot(run_dir)
+    FIGURES["cases"] += 1
+    _call(runs.load_run, run_dir)
+    _call(resume, run_dir, print_fn=None, verbose=0)
+    after_run = snapshot(run_dir)
+    lost = snapshot(outside) != before_outside or any(
+        name in before_run and after_run.get(name) != before_run[name] for name in KEPT if name not in damaged)
+    FIGURES["data lost"] += lost
+    assert not lost, "a file outside the run, or one of the run's intact files, changed"
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_zz_print_the_property_figures():
+    """The figures README's Reliability section quotes (run with -s after the property test)."""
+    if FIGURES["cases"]:
+        print("\nhostile run directories:", ", ".join(f"{key} {value}" for key, value in FIGURES.items()))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, kind, command", [
+    (runs.CONFIG, "fifo", "generate"), (runs.STATE, "deep nesting", "resume"), (runs.LOCK, "symlink out", "resume"),
+    (runs.TOKENS, "truncate", "resume"), (runs.MODEL, "random bytes", "generate"), (runs.VOCAB, "fifo", "resume"),
+])
+def test_damaged_runs_through_the_command_line(tmp_path, trained_run, name, kind, command):
+    import subprocess
+    import sys
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim.txt").write_text("precious")
+    run_dir = copy_run(trained_run, tmp_path)
+    damage(run_dir, outside, name, kind, 1234, None, b"\x00\x1b")
+    args = ["generate", "--run", run_dir] if command == "generate" else ["train", "--resume", "--run", run_dir]
+    result = subprocess.run([sys.executable, "-m", "gpt_keras.tools.cli", *map(str, args)], capture_output=True,
+                            text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    lines = [line for line in result.stderr.splitlines() if line.startswith("gpt-keras")]
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert len(lines) == 1 and name in lines[0]
+    assert (outside / "victim.txt").read_text() == "precious"

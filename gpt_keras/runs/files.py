@@ -182,6 +182,8 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
 def remove_stale_temporaries(directory: str | Path) -> list[Path]:
     """Deletes the temporaries a killed process left in `directory` (only names `atomic_path` makes)."""
     removed = []
+    if os.path.islink(directory):
+        return removed  # a folder elsewhere is not the run's
     with contextlib.suppress(OSError):
         for entry in os.scandir(directory):
             if _TEMPORARY.match(entry.name) and entry.is_file(follow_symlinks=False):
