@@ -562,7 +562,8 @@ def _call(function, *args, **kwargs) -> None:
 
 
 @pytest.mark.slow
-@settings(max_examples=150, derandomize=True, database=None, deadline=None,
+@settings(max_examples=int(os.environ.get("GPT_KERAS_HOSTILE_EXAMPLES", 150)), derandomize=True, database=None,
+          deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.data_too_large])
 @given(attack=damages())
