@@ -173,6 +173,18 @@ def test_run_lock_is_never_followed_and_must_be_a_regular_file(tmp_path, trained
     assert victim.read_text() == "precious"
 
 
+def test_training_never_writes_through_a_symlinked_checkpoints_folder(tmp_path, trained_run):
+    run_dir = copy_run(trained_run, tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(run_dir / runs.CHECKPOINTS, elsewhere)
+    (run_dir / runs.CHECKPOINTS).symlink_to(elsewhere)
+    before = sorted(path.name for path in elsewhere.iterdir())
+    with pytest.raises(runs.RunError, match="checkpoints: must be a directory of the run"):
+        with runs.RunLock(run_dir):
+            pass
+    assert sorted(path.name for path in elsewhere.iterdir()) == before
+
+
 def test_the_lock_names_its_holder_and_is_released(tmp_path):
     with runs.RunLock(tmp_path):
         with pytest.raises(runs.RunError, match=rf"{tmp_path}: in use by another training process \(pid {os.getpid()}\)"):
@@ -471,7 +483,7 @@ def test_an_unwritable_target_folder_is_a_write_error_with_no_temporary(tmp_path
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
 RUN_FILES = [runs.CONFIG, runs.VOCAB, runs.DATA, runs.STATE, runs.TOKENS, runs.MODEL, runs.HISTORY, runs.LOCK,
-             "checkpoints/epoch-002.keras", "checkpoints/epoch-001.keras", "checkpoints"]
+             "checkpoints/epoch-002.keras", "checkpoints/epoch-001.keras", "checkpoints", "logs"]
 DAMAGES = ["empty", "truncate", "random bytes", "deep nesting", "fifo", "symlink out", "directory", "missing",
            "json value", "not utf-8"]
 # Files a failed load or resume must leave as they were (model.keras and history.json are rewritten by a resume).
@@ -488,7 +500,9 @@ json_values = st.recursive(
 
 @st.composite
 def damages(draw):
-    return [(draw(st.sampled_from(RUN_FILES)), draw(st.sampled_from(DAMAGES)), draw(st.integers(0, 10**6)),
+    """One or two damaged files; a quarter of the cases also trains one more epoch on resume."""
+    more = draw(st.integers(0, 3)) == 0
+    return more, [(draw(st.sampled_from(RUN_FILES)), draw(st.sampled_from(DAMAGES)), draw(st.integers(0, 10**6)),
              draw(json_values), draw(st.binary(min_size=1, max_size=64)))
             for _ in range(draw(st.integers(1, 2)))]
 
@@ -505,7 +519,7 @@ def damage(run_dir: Path, outside: Path, name: str, kind: str, number: int, valu
     if kind == "fifo":
         os.mkfifo(path)
     elif kind == "symlink out":
-        path.symlink_to(outside / ("victim-dir" if name == "checkpoints" else "victim.txt"))
+        path.symlink_to(outside / ("victim-dir" if name in ("checkpoints", "logs") else "victim.txt"))
     elif kind == "directory":
         path.mkdir()
     elif kind == "missing":
@@ -577,6 +591,7 @@ def test_random_damage_to_a_run_is_a_clean_error_never_a_crash_a_hang_or_a_loss(
     (outside / "victim.txt").write_text("precious")
     (outside / "victim-dir" / "epoch-001.keras").write_text("not yours")
     run_dir = copy_run(trained_run, base)
+    more, attack = attack
     for name, kind, number, value, noise in attack:
         damage(run_dir, outside, name, kind, number, value, noise)
     damaged = {name for name, *_ in attack} | {"checkpoints/epoch-001.keras", "checkpoints/epoch-002.keras"} \
@@ -584,13 +599,19 @@ def test_random_damage_to_a_run_is_a_clean_error_never_a_crash_a_hang_or_a_loss(
     before_outside, before_run = snapshot(outside), snapshot(run_dir)
     FIGURES["cases"] += 1
     _call(runs.load_run, run_dir)
-    _call(resume, run_dir, print_fn=None, verbose=0)
+    config = trained_run_config(trained_run).replace(epochs=3) if more else None
+    _call(resume, run_dir, config, print_fn=None, verbose=0)
     after_run = snapshot(run_dir)
+    kept = [runs.VOCAB, runs.TOKENS, runs.DATA] if more else KEPT  # one more epoch rewrites state and checkpoints
     lost = snapshot(outside) != before_outside or any(
-        name in before_run and after_run.get(name) != before_run[name] for name in KEPT if name not in damaged)
+        name in before_run and after_run.get(name) != before_run[name] for name in kept if name not in damaged)
     FIGURES["data lost"] += lost
     assert not lost, "a file outside the run, or one of the run's intact files, changed"
     shutil.rmtree(base, ignore_errors=True)
+
+
+def trained_run_config(trained_run) -> GPTConfig:
+    return runs.read_config(trained_run.run_dir / runs.CONFIG)
 
 
 def test_zz_print_the_property_figures():

@@ -147,6 +147,7 @@ class RunLock:
         self._lock = lock
         try:
             self._check_regular()
+            self._check_folders()
             self._write_pid()
             for folder in (self.path.parent, self.path.parent / CHECKPOINTS):
                 remove_stale_temporaries(folder)
@@ -163,6 +164,14 @@ class RunLock:
         if not stat.S_ISREG(mode):
             raise RunError(f"{self.path}: not a regular file (a symlink, directory or FIFO); remove it to use "
                            "this run")
+
+    def _check_folders(self) -> None:
+        """Training writes and prunes in logs/ and checkpoints/: never through a symlink to a folder elsewhere."""
+        for name in (LOGS, CHECKPOINTS):
+            path = self.path.parent / name
+            if os.path.islink(path) or (os.path.lexists(path) and not path.is_dir()):
+                raise RunError(f"{path}: must be a directory of the run (not a symlink or a file); move it away "
+                               "to use this run")
 
     def _flags(self, access: int) -> int:
         return access | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
