@@ -158,6 +158,17 @@ def test_a_state_of_epoch_minus_one_is_refused(tmp_path, trained_run):
         runs.RunState.read(run_dir)
 
 
+def test_resume_without_state_never_overwrites_the_saved_models(tmp_path, trained_run):
+    from gpt_keras.runs.train import resume
+
+    run_dir = copy_run(trained_run, tmp_path)
+    (run_dir / runs.STATE).unlink()
+    before = snapshot(run_dir)
+    with pytest.raises(runs.RunError, match="state.json: missing, but the run has saved models"):
+        resume(run_dir, print_fn=None, verbose=0)
+    assert {name: data for name, data in snapshot(run_dir).items() if name != runs.LOCK} == before
+
+
 # --- security ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ["symlink", "directory", "fifo"])

@@ -412,6 +412,9 @@ def _resume_in(target: Path, config, data_path, strategy, print_fn, verbose) -> 
                                 f"from {runs.VOCAB} and {runs.CONFIG}); the run cannot be resumed")
         train_tokens, validation_tokens = split_tokens(tokens, saved.validation_split, saved.seed)
         state = runs.RunState.read(target)
+        if state is None and _has_saved_models(target):
+            raise runs.RunError(f"{target / runs.STATE}: missing, but the run has saved models; resuming from the "
+                                "start would overwrite them: restore state.json or start a new run")
         initial_epoch = state.epoch if state else 0
         if initial_epoch >= saved.epochs:
             say(f"{target}: all {initial_epoch} epochs are done; nothing to resume (raise --epochs to train more)")
@@ -433,6 +436,12 @@ def _resume_in(target: Path, config, data_path, strategy, print_fn, verbose) -> 
         prepared = PreparedData(tokens, vocab, None, f"the run's saved tokens ({runs.TOKENS})", str(target / runs.TOKENS))
         return _fit(model, saved, target, vocab, train_tokens, validation_tokens, initial_epoch, state, print_fn,
                     verbose, prepared, strategy=strategy)
+
+
+def _has_saved_models(run_dir: Path) -> bool:
+    """A finished epoch left a model (a checkpoint or model.keras); temporaries do not count."""
+    checkpoints = [path for path in (run_dir / runs.CHECKPOINTS).glob("*.keras") if not path.name.startswith(".")]
+    return bool(checkpoints) or os.path.lexists(run_dir / runs.MODEL)
 
 
 def _resume_as_worker(target: Path, config, data_path, strategy, print_fn, verbose) -> TrainResult:
