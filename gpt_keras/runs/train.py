@@ -33,7 +33,7 @@ from gpt_keras.runs.batches import ArrayBatches, load_tokens, save_tokens, split
 from gpt_keras.runs.callbacks import (GeneratedTextSummary, ResumableTensorBoard, RunCheckpoint, StopOnNaN,
                                       restore_seed_generator_states)
 from gpt_keras.runs.datasets import LoadReport, default_data_path, load_texts
-from gpt_keras.runs.files import check_output_path, open_regular, write_json
+from gpt_keras.runs.files import check_output_path, check_regular_file, open_regular, write_json
 
 CHECKPOINT_PATTERN = "checkpoints/epoch-{epoch:03d}.keras"
 RESUMABLE_CHANGES = ("epochs", "learning_rate")  # the only config fields `--resume` may change
@@ -76,8 +76,11 @@ def prepare_data(config: GPTConfig, data_path: str | Path | None = None, tokens_
     if tokens_path is not None:
         tokens, words = load_tokens(tokens_path)
         _check_tokens_fit(tokens, words, config, tokens_path)
-        return PreparedData(tokens, Vocabulary(tuple(words)), None, f"pre-tokenized {tokens_path}",
-                            str(tokens_path))
+        try:
+            vocab = Vocabulary(tuple(words))
+        except DataError as error:
+            raise DataError(f"{tokens_path}: {error}") from None
+        return PreparedData(tokens, vocab, None, f"pre-tokenized {tokens_path}", str(tokens_path))
     if data_path is None:
         data_path, description = default_data_path()
         say(f"Training on {description}: {data_path}")
@@ -455,6 +458,7 @@ def _resume_as_worker(target: Path, config, data_path, strategy, print_fn, verbo
         state = runs.RunState.read(target)
         names = [runs.CONFIG, runs.VOCAB, runs.DATA, runs.TOKENS] + ([runs.STATE, state.checkpoint] if state else [])
         for name in names:
+            check_regular_file(target / name, name, runs.RunError)
             (scratch / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(target / name, scratch / name)
         result = _resume_in(scratch, config, data_path, strategy, print_fn, verbose)

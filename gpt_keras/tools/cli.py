@@ -528,7 +528,7 @@ def add_compare_parser(subparsers) -> None:
                         metavar="T", help="temperatures, each used with every prompt and seed (default 0.5 1.0)")
     parser.add_argument("--seed", nargs="+", type=_checked_arg(int, _seed), default=[0],
                         help="sampler seeds (default 0)")
-    parser.add_argument("--max-new-tokens", type=_checked_arg(int, _at_least(1)), default=40,
+    parser.add_argument("--max-new-tokens", type=_checked_arg(int, _max_tokens), default=40,
                         help="tokens each model generates after the prompt, also the timed length (default 40)")
     add_sampling_flags(parser, temperature=False)
     parser.add_argument("--report", type=Path, metavar="PATH",
