@@ -524,18 +524,20 @@ prompt "Machine learning is". Los pesos (unos 500 MB) se descargan la primera ve
 copia local, la celda lo dice y el resto del cuaderno sigue. (En la terminal:
 `gpt-keras compare --prompt "Machine learning is"`.)"""),
         ("code", """\
-from gpt_keras.tools.gpt2.load import GPT2Unavailable, load_gpt2
+from gpt_keras.tools.gpt2.load import GPT2Error, load_gpt2
 
 GPT2_NAME = os.environ.get("GPT_KERAS_GPT2", "gpt2")  # "gpt2", "distilgpt2" o una carpeta de save_pretrained
 try:
     gpt2 = load_gpt2(GPT2_NAME)  # comprueba que los pesos estén (o se puedan descargar)
-except GPT2Unavailable as error:
+except GPT2Error as error:  # sin red y sin copia local: el mismo mensaje que da gpt-keras compare
     gpt2 = None
     print(error)"""),
         ("code", """\
 if gpt2 is not None:
+    import transformers
     from transformers import GPT2Tokenizer, TFGPT2LMHeadModel
 
+    transformers.logging.set_verbosity_error()  # sin los avisos de Hugging Face en la salida
     tokenizer = GPT2Tokenizer.from_pretrained(GPT2_NAME)
     model = TFGPT2LMHeadModel.from_pretrained(GPT2_NAME)
 
@@ -547,7 +549,8 @@ if gpt2 is not None:
 if gpt2 is not None:
     from transformers import pipeline
 
-    generator = pipeline("text-generation", model=GPT2_NAME)
+    # framework="tf", dtype=None: sin PyTorch instalado, transformers 4.x lo necesita para usar TensorFlow
+    generator = pipeline("text-generation", model=GPT2_NAME, framework="tf", dtype=None)
     print(generator("Machine learning is", max_length=30)[0]["generated_text"])"""),
         ("md", """\
 Lado a lado: nuestro GPT de reseñas y GPT-2 con el mismo prompt. `gpt-keras compare --run RUN`

@@ -23,9 +23,12 @@ def reviews(small_json) -> list[str]:
     return load_texts(small_json)[0]
 
 
-@pytest.fixture(scope="session")
-def tiny_gpt2_dir(tmp_path_factory, reviews):
-    """A randomly initialised 2-layer GPT-2 (n_embd 32, 64 positions) and a 400-token byte-level BPE."""
+def build_tiny_gpt2(path, reviews):
+    """A randomly initialised 2-layer GPT-2 (n_embd 32, 64 positions) and a 400-token byte-level BPE, saved in `path`.
+
+    The BPE's vocab.json and merges.txt are saved too, so the lecture's `GPT2Tokenizer` loads it as well
+    as the fast tokenizer does.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import GPT2Config, GPT2TokenizerFast, TFGPT2LMHeadModel
 
@@ -42,10 +45,15 @@ def tiny_gpt2_dir(tmp_path_factory, reviews):
                         bos_token_id=end, eos_token_id=end)
     model = TFGPT2LMHeadModel(config)
     model(model.dummy_inputs)
-    path = tmp_path_factory.mktemp("tiny-gpt2")
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
+    bpe.model.save(str(path))  # vocab.json and merges.txt, for GPT2Tokenizer
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory, reviews):
+    return build_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"), reviews)
 
 
 @pytest.fixture(scope="session")

@@ -197,7 +197,7 @@ with open(_os.environ["GPT_KERAS_PROBE"], "w") as _file:
 """ % (TABLES,)
 
 
-def _execute(tmp_path, monkeypatch, mode: str, data: Path | None = None):
+def _execute(tmp_path, monkeypatch, mode: str, data: Path | None = None, gpt2: Path | None = None):
     """Runs the notebook in a kernel (this interpreter, this checkout's gpt_keras) and returns it with the probe."""
     nbclient = pytest.importorskip("nbclient")
     monkeypatch.setenv("GPT_KERAS_NOTEBOOK_MODE", mode)
@@ -208,6 +208,10 @@ def _execute(tmp_path, monkeypatch, mode: str, data: Path | None = None):
         monkeypatch.setenv("GPT_KERAS_DATA", str(data))
     monkeypatch.setenv("PYTHONPATH", str(REPO) + ((":" + sys_path) if (sys_path := _pythonpath()) else ""))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no GPT-2 weights here: the cells must say so and go on
+    if gpt2 is None:
+        monkeypatch.delenv("GPT_KERAS_GPT2", raising=False)
+    else:
+        monkeypatch.setenv("GPT_KERAS_GPT2", str(gpt2))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
     monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)  # the notebook itself must quiet TensorFlow
     probe = tmp_path / "probe.json"
@@ -238,7 +242,7 @@ def _outputs(cell, kind):
                    if output.output_type in ("display_data", "execute_result"))
 
 
-def _check_common(cells, probe, tmp_path):
+def _check_common(cells, probe, tmp_path, gpt2_available=False):
     # The lecture's names, and the lesson's code defined in the notebook itself.
     assert set(LECTURE_NAMES) <= set(probe["present"])
     assert probe["modules"] == {name: "__main__" for name in LESSON_NAMES}  # defined in the notebook
@@ -254,7 +258,10 @@ def _check_common(cells, probe, tmp_path):
     assert stdout.count("generated text:") == probe["EPOCHS"] + 3  # after each epoch, then us, italy, germany
     assert "rgba(135,206,250," in html and "-----" in stdout and "head 2:" in html
     assert "=== T = 3.0 ===" in stdout
-    assert "GPT-2 'gpt2' is not on this machine" in stdout  # the command line's message, and the notebook went on
+    if gpt2_available:  # the lecture's calls ran: generate, pipeline, then the side-by-side table
+        assert stdout.count("Machine learning is") == 2 and "nuestro GPT" in html
+    else:
+        assert "GPT-2 'gpt2' is not on this machine" in stdout  # the command line's message; the notebook went on
 
     # The model is the one built: its real parameter count, with the vocabulary the data gave.
     assert probe["VOCAB_SIZE"] == probe["len_vocab"]
@@ -308,11 +315,22 @@ def test_quick_mode_on_the_synthetic_sample_says_so(tmp_path, monkeypatch):
     assert probe["len_vocab"] < 1000  # the sample's small vocabulary, and the table says so
 
 
+@pytest.fixture
+def tiny_gpt2_folder(tmp_path_factory, small_json):
+    """A tiny random GPT-2 saved like `gpt2` (see tests/test_gpt2.py), so the GPT-2 cells run offline."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("tf_keras")
+    from gpt_keras.runs.datasets import load_texts
+    from tests.test_gpt2 import build_tiny_gpt2
+
+    return build_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"), load_texts(small_json)[0])
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not real_reviews_available(), reason=f"needs the real reviews: {SHARED_CSV} is missing")
-def test_lecture_shaped_mode_on_the_real_reviews(tmp_path, monkeypatch):
-    cells, probe = _execute(tmp_path, monkeypatch, "lecture", data=SHARED_CSV)
-    stdout, html = _check_common(cells, probe, tmp_path)
+def test_lecture_shaped_mode_on_the_real_reviews(tmp_path, monkeypatch, tiny_gpt2_folder):
+    cells, probe = _execute(tmp_path, monkeypatch, "lecture", data=SHARED_CSV, gpt2=tiny_gpt2_folder)
+    stdout, html = _check_common(cells, probe, tmp_path, gpt2_available=True)
     assert probe["banner"] is None and "Datos sintéticos" not in html
     assert probe["n_wines"] == 9_996 and probe["n_texts"] == 3_000 and probe["VOCAB_SIZE"] == 2000
     assert probe["loss"][1] < probe["loss"][0] < math.log(2000)  # it learns
