@@ -151,8 +151,9 @@ def run_tokenize(args) -> int:
 
 def add_train_parser(subparsers) -> None:
     parser = subparsers.add_parser("train", help="train the GPT with model.fit (TensorBoard, checkpoints, samples)")
-    parser.add_argument("--data", type=Path, help="Kaggle JSON or CSV (default: data/ full dataset, else the sample)")
-    parser.add_argument("--tokens", type=Path, help="train from a .npz written by `gpt-keras tokenize`")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--data", type=Path, help="Kaggle JSON or CSV (default: data/ full dataset, else the sample)")
+    source.add_argument("--tokens", type=Path, help="train from a .npz written by `gpt-keras tokenize`")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories go (default runs/)")
     parser.add_argument("--name", help="name of the new run directory (default: run-DATE-TIME)")
     parser.add_argument("--run", type=Path, help="the run directory to create, or to continue with --resume")
@@ -168,8 +169,6 @@ def run_train(args) -> int:
     from gpt_keras.runs import rundir
     from gpt_keras.runs.train import resume, train
 
-    if args.data is not None and args.tokens is not None:
-        raise UsageError("--data and --tokens: give one or the other")
     verbose = 0 if args.quiet else progress_verbosity()
     if args.resume:  # the same command again, plus --resume: its flags are checked against the run's config
         run_dir = rundir.resume_target(args.runs_dir, args.name, args.run)
@@ -239,8 +238,6 @@ def add_generate_parser(subparsers) -> None:
 def run_generate(args) -> int:
     from gpt_keras.runs.rundir import load_run
 
-    if args.samples < 1:
-        raise UsageError(f"--samples: must be at least 1, got {args.samples}")
     run = load_run(args.run)
     generator = run.text_generator(seed=args.seed, method=args.method)
     infos = []
