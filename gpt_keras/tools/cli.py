@@ -158,8 +158,9 @@ def add_train_parser(subparsers) -> None:
     parser.add_argument("--name", help="name of the new run directory (default: run-DATE-TIME)")
     parser.add_argument("--run", type=Path, help="the run directory to create, or to continue with --resume")
     parser.add_argument("--resume", action="store_true", help="continue --run (or the latest run) from its last epoch")
-    parser.add_argument("--strategy", choices=("none", "mirrored", "multiworker"), default="none",
-                        help="tf.distribute strategy; --batch-size is then the global batch")
+    parser.add_argument("--strategy", choices=("none", "data-parallel", "mirrored", "multiworker"), default="none",
+                        help="data-parallel: Keras' own, on the JAX backend; mirrored/multiworker: tf.distribute; "
+                             "--batch-size is then the global batch")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_flags(parser)
     parser.set_defaults(handler=run_train)
@@ -198,17 +199,17 @@ def run_train(args) -> int:
 
 
 def make_strategy(name: str):
-    """The tf.distribute strategy for --strategy (None for none); see `gpt_keras.distribute`."""
+    """The distribution for --strategy (None for none); see `gpt_keras.runs.distribute`."""
     from gpt_keras.runs import distribute
 
+    makers = {"data-parallel": distribute.data_parallel, "mirrored": distribute.mirrored_strategy,
+              "multiworker": distribute.multiworker_strategy}
     if name == "none":
         return None
-    if name == "mirrored":
-        return distribute.mirrored_strategy()
     try:
-        return distribute.multiworker_strategy()
+        return makers[name]()
     except distribute.DistributeError as error:
-        raise UsageError(f"--strategy multiworker: {error} (see the README)") from None
+        raise UsageError(f"--strategy {name}: {error} (see the README)") from None
 
 
 # --- generate ----------------------------------------------------------------------------------------
