@@ -151,14 +151,16 @@ def run_tokenize(args) -> int:
 
 def add_train_parser(subparsers) -> None:
     parser = subparsers.add_parser("train", help="train the GPT with model.fit (TensorBoard, checkpoints, samples)")
-    parser.add_argument("--data", type=Path, help="Kaggle JSON or CSV (default: data/ full dataset, else the sample)")
-    parser.add_argument("--tokens", type=Path, help="train from a .npz written by `gpt-keras tokenize`")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--data", type=Path, help="Kaggle JSON or CSV (default: data/ full dataset, else the sample)")
+    source.add_argument("--tokens", type=Path, help="train from a .npz written by `gpt-keras tokenize`")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories go (default runs/)")
     parser.add_argument("--name", help="name of the new run directory (default: run-DATE-TIME)")
     parser.add_argument("--run", type=Path, help="the run directory to create, or to continue with --resume")
     parser.add_argument("--resume", action="store_true", help="continue --run (or the latest run) from its last epoch")
-    parser.add_argument("--strategy", choices=("none", "mirrored", "multiworker"), default="none",
-                        help="tf.distribute strategy; --batch-size is then the global batch")
+    parser.add_argument("--strategy", choices=("none", "data-parallel", "mirrored", "multiworker"), default="none",
+                        help="data-parallel: Keras' own, on the JAX backend; mirrored/multiworker: tf.distribute; "
+                             "--batch-size is then the global batch")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_flags(parser)
     parser.set_defaults(handler=run_train)
@@ -168,8 +170,6 @@ def run_train(args) -> int:
     from gpt_keras.runs import rundir
     from gpt_keras.runs.train import resume, train
 
-    if args.data is not None and args.tokens is not None:
-        raise UsageError("--data and --tokens: give one or the other")
     verbose = 0 if args.quiet else progress_verbosity()
     if args.resume:  # the same command again, plus --resume: its flags are checked against the run's config
         run_dir = rundir.resume_target(args.runs_dir, args.name, args.run)
@@ -199,17 +199,17 @@ def run_train(args) -> int:
 
 
 def make_strategy(name: str):
-    """The tf.distribute strategy for --strategy (None for none); see `gpt_keras.distribute`."""
+    """The distribution for --strategy (None for none); see `gpt_keras.runs.distribute`."""
     from gpt_keras.runs import distribute
 
+    makers = {"data-parallel": distribute.data_parallel, "mirrored": distribute.mirrored_strategy,
+              "multiworker": distribute.multiworker_strategy}
     if name == "none":
         return None
-    if name == "mirrored":
-        return distribute.mirrored_strategy()
     try:
-        return distribute.multiworker_strategy()
+        return makers[name]()
     except distribute.DistributeError as error:
-        raise UsageError(f"--strategy multiworker: {error} (see the README)") from None
+        raise UsageError(f"--strategy {name}: {error} (see the README)") from None
 
 
 # --- generate ----------------------------------------------------------------------------------------
@@ -239,8 +239,6 @@ def add_generate_parser(subparsers) -> None:
 def run_generate(args) -> int:
     from gpt_keras.runs.rundir import load_run
 
-    if args.samples < 1:
-        raise UsageError(f"--samples: must be at least 1, got {args.samples}")
     run = load_run(args.run)
     generator = run.text_generator(seed=args.seed, method=args.method)
     infos = []
