@@ -365,9 +365,10 @@ gpt = models.Model(inputs=inputs, outputs=[outputs, attention_scores])
 gpt.compile("adam", loss=[losses.SparseCategoricalCrossentropy(), None])"""),
         ("code", "gpt.summary()"),
         ("md", """\
-Los nombres son los del libro salvo dos que pone Keras 3: la entrada se llama `input_layer` (Keras 2:
-`input_1`) y la capa de salida `dense` (en el libro `dense_2`, porque allí las dos densas del bloque,
-que aquí se llaman `ffn_1` y `ffn_2`, no tenían nombre y se llevaban `dense` y `dense_1`)."""),
+Los nombres son los del libro (`token_and_position_embedding`, `transformer_block`) salvo los que pone
+Keras 3: el modelo se llama `functional` (Keras 2: `model`), la entrada `input_layer` (`input_1`) y la
+capa de salida `dense` (en el libro `dense_2`, porque allí las dos densas del bloque, que aquí se llaman
+`ffn_1` y `ffn_2`, no tenían nombre y se llevaban `dense` y `dense_1`)."""),
         ("code", """\
 model_table = lecture_table(parameters=gpt.count_params())
 model_table"""),
