@@ -30,7 +30,7 @@ from gpt_keras.core.model import build_gpt, compile_gpt
 from gpt_keras.runs import distribute
 from gpt_keras.runs import rundir as runs
 from gpt_keras.runs.batches import ArrayBatches, load_tokens, save_tokens, split_tokens, training_batches
-from gpt_keras.runs.callbacks import (GeneratedTextSummary, ResumableTensorBoard, RunCheckpoint, StopOnNaN,
+from gpt_keras.runs.callbacks import (BatchLossSummary, GeneratedTextSummary, RunCheckpoint, StopOnNaN,
                                       restore_seed_generator_states)
 from gpt_keras.runs.datasets import LoadReport, default_data_path, load_texts
 from gpt_keras.runs.files import check_output_path, check_regular_file, open_regular, write_json
@@ -148,7 +148,8 @@ def train(config: GPTConfig | None = None, data_path: str | Path | None = None, 
         runs_dir: where new run directories are created.
         run_name / run_dir: name a new run, or give its directory (to continue one, see `resume`).
         tokens_path: train from a `.npz` of token ids written by `gpt-keras tokenize` (any backend).
-        strategy: a `tf.distribute` strategy; the model is built in its scope and `batch_size` is global.
+        strategy: a `tf.distribute` strategy or a Keras distribution (`keras.distribution.DataParallel`,
+            JAX); the model is built and fitted in its scope and `batch_size` is global.
             In a multi-worker cluster only the chief writes the run; the other workers train in a
             temporary directory that is deleted at the end (see `gpt_keras.distribute`).
         print_fn: where progress messages go (the Keras progress bar is controlled by `verbose`).
@@ -297,7 +298,8 @@ def _build(config: GPTConfig, strategy) -> keras.Model:
 
 
 def _scope(strategy):
-    """Variables made inside are mirrored by `strategy`; without one, a plain block."""
+    """Variables made inside are replicated by `strategy`, and `fit` inside splits each batch; without
+    one, a plain block."""
     return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
 
@@ -325,16 +327,19 @@ def _fit(model, config, run_dir, vocab, train_tokens, validation_tokens, initial
     with_tensorflow = tensorflow_available()
     text_generator = TextGenerator(vocab, prompt=config.generate_prompt, max_tokens=config.generate_max_tokens,
                                    temperature=config.generate_temperature, seed=config.seed, print_fn=print_fn)
-    tensorboard = ResumableTensorBoard(log_dir, initial_step=(state.global_step if state else 0) or 0,
-                                       update_freq="batch", write_graph=keras.backend.backend() == "tensorflow") \
+    # Keras' TensorBoard logs the epochs and the graph; BatchLossSummary each batch's own loss, resumably.
+    tensorboard = keras.callbacks.TensorBoard(str(log_dir), update_freq="epoch",
+                                              write_graph=keras.backend.backend() == "tensorflow") \
+        if with_tensorflow else None
+    batch_losses = BatchLossSummary(log_dir / "train", initial_step=(state.global_step if state else 0) or 0) \
         if with_tensorflow else None
     stop_on_nan = StopOnNaN()
     if state and state.rng_state:
         text_generator.set_rng_state(state.rng_state)
-    checkpoint = RunCheckpoint(run_dir, CHECKPOINT_PATTERN, text_generator, tensorboard, stop_on_nan,
+    checkpoint = RunCheckpoint(run_dir, CHECKPOINT_PATTERN, text_generator, batch_losses, stop_on_nan,
                                history=state.history if state else None)
     if with_tensorflow:
-        callbacks = [stop_on_nan, tensorboard, text_generator, GeneratedTextSummary(text_generator, log_dir / "text"),
+        callbacks = [stop_on_nan, tensorboard, batch_losses, text_generator, GeneratedTextSummary(text_generator, log_dir / "text"),
                      checkpoint]
     else:
         callbacks = [stop_on_nan, text_generator, checkpoint]
@@ -342,11 +347,13 @@ def _fit(model, config, run_dir, vocab, train_tokens, validation_tokens, initial
             print_fn("TensorFlow is not installed: training from token arrays, without TensorBoard logs")
     train_ds, steps_per_epoch, validation_ds = _training_inputs(config, train_tokens, validation_tokens,
                                                                 initial_epoch, with_tensorflow)
-    if strategy is not None:  # every worker builds the same batches and keeps its share of each
+    if strategy is not None and not distribute.is_keras_distribution(strategy):
+        # tf.distribute: every worker builds the same batches and keeps its share of each
         train_ds = train_ds.with_options(distribute.dataset_options())
         validation_ds = None if validation_ds is None else validation_ds.with_options(distribute.dataset_options())
     # shuffle=False: the tf.data pipeline already shuffles per review with the run's seed.
-    with distribute.fit_workarounds(strategy):
+    fit_scope = _scope(strategy) if distribute.is_keras_distribution(strategy) else contextlib.nullcontext()
+    with fit_scope, distribute.fit_workarounds(strategy):  # Keras' JAX trainer reads the distribution in fit
         model.fit(train_ds, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
                   validation_data=validation_ds, callbacks=callbacks, verbose=verbose, shuffle=False)
     history = checkpoint.history

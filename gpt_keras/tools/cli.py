@@ -176,14 +176,16 @@ def run_tokenize(args) -> int:
 
 def add_train_parser(subparsers) -> None:
     parser = subparsers.add_parser("train", help="train the GPT with model.fit (TensorBoard, checkpoints, samples)")
-    parser.add_argument("--data", type=Path, help="Kaggle JSON or CSV (default: data/ full dataset, else the sample)")
-    parser.add_argument("--tokens", type=Path, help="train from a .npz written by `gpt-keras tokenize`")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--data", type=Path, help="Kaggle JSON or CSV (default: data/ full dataset, else the sample)")
+    source.add_argument("--tokens", type=Path, help="train from a .npz written by `gpt-keras tokenize`")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories go (default runs/)")
     parser.add_argument("--name", help="name of the new run directory (default: run-DATE-TIME)")
     parser.add_argument("--run", type=Path, help="the run directory to create, or to continue with --resume")
     parser.add_argument("--resume", action="store_true", help="continue --run (or the latest run) from its last epoch")
-    parser.add_argument("--strategy", choices=("none", "mirrored", "multiworker"), default="none",
-                        help="tf.distribute strategy; --batch-size is then the global batch")
+    parser.add_argument("--strategy", choices=("none", "data-parallel", "mirrored", "multiworker"), default="none",
+                        help="data-parallel: Keras' own, on the JAX backend; mirrored/multiworker: tf.distribute; "
+                             "--batch-size is then the global batch")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_flags(parser)
     parser.set_defaults(handler=run_train)
@@ -193,8 +195,6 @@ def run_train(args) -> int:
     from gpt_keras.runs import rundir
     from gpt_keras.runs.train import resume, train
 
-    if args.data is not None and args.tokens is not None:
-        raise UsageError("--data and --tokens: give one or the other")
     verbose = 0 if args.quiet else progress_verbosity()
     rundir.check_run_name(args.name)
     if args.resume:  # the same command again, plus --resume: its flags are checked against the run's config
@@ -225,17 +225,17 @@ def run_train(args) -> int:
 
 
 def make_strategy(name: str):
-    """The tf.distribute strategy for --strategy (None for none); see `gpt_keras.distribute`."""
+    """The distribution for --strategy (None for none); see `gpt_keras.runs.distribute`."""
     from gpt_keras.runs import distribute
 
+    makers = {"data-parallel": distribute.data_parallel, "mirrored": distribute.mirrored_strategy,
+              "multiworker": distribute.multiworker_strategy}
     if name == "none":
         return None
-    if name == "mirrored":
-        return distribute.mirrored_strategy()
     try:
-        return distribute.multiworker_strategy()
+        return makers[name]()
     except distribute.DistributeError as error:
-        raise UsageError(f"--strategy multiworker: {error} (see the README)") from None
+        raise UsageError(f"--strategy {name}: {error} (see the README)") from None
 
 
 # --- generate ----------------------------------------------------------------------------------------
@@ -265,8 +265,6 @@ def add_generate_parser(subparsers) -> None:
 def run_generate(args) -> int:
     from gpt_keras.runs.rundir import load_run
 
-    if args.samples < 1:
-        raise UsageError(f"--samples: must be at least 1, got {args.samples}")
     _output(args.html, "--html")
     _output(args.heatmap, "--heatmap")
     run = load_run(args.run)
@@ -515,7 +513,9 @@ def add_compare_parser(subparsers) -> None:
         description="Generates from the same prompts, temperatures and seeds with both models, times the same "
                     "number of new tokens, and scores the same held-out words (the last --heldout reviews of "
                     "--data). Writes a Markdown and a JSON report. Needs transformers<5 and tf-keras.")
-    parser.add_argument("--run", type=Path, required=True, help="a run directory written by `gpt-keras train`")
+    parser.add_argument("--run", type=Path,
+                        help="a run directory written by `gpt-keras train` (without it: GPT-2 alone, as in the "
+                             "lecture's GPT-2 part)")
     parser.add_argument("--gpt2", default="gpt2", metavar="NAME|PATH",
                         help="gpt2, distilgpt2 (from the Hugging Face hub or its cache) or a save_pretrained "
                              "directory, e.g. from `gpt-keras finetune-gpt2` (default gpt2)")
@@ -532,7 +532,7 @@ def add_compare_parser(subparsers) -> None:
                         help="tokens each model generates after the prompt, also the timed length (default 40)")
     add_sampling_flags(parser, temperature=False)
     parser.add_argument("--report", type=Path, metavar="PATH",
-                        help="write PATH.md and PATH.json (default RUN/compare-NAME)")
+                        help="write PATH.md and PATH.json (default RUN/compare-NAME, without --run ./compare-NAME)")
     look = parser.add_argument_group("looking inside (the lecture's print_probs)")
     look.add_argument("--show-probs", action="store_true",
                       help="for the first text of each model: every step's context shaded by (last-layer) attention "
@@ -548,10 +548,11 @@ def run_compare(args) -> int:
     from gpt_keras.core.generation import PromptWarning
     from gpt_keras.runs.rundir import load_run
 
-    stem = args.report if args.report is not None else args.run / f"compare-{Path(args.gpt2).name}"
+    folder = args.run if args.run is not None else Path.cwd()
+    stem = args.report if args.report is not None else folder / f"compare-{Path(args.gpt2).name}"
     for suffix in (".md", ".json"):
         _output(stem.with_name(stem.name + suffix), "--report")
-    run = load_run(args.run)
+    run = load_run(args.run) if args.run is not None else None
     gpt2 = gpt2_lib.load_gpt2(args.gpt2)
     prompts = args.prompt or ["wine review : germany", "wine review : us"]
     with warnings.catch_warnings():
@@ -565,11 +566,14 @@ def run_compare(args) -> int:
         from gpt_keras.tools.viz import print_probs
 
         first = comparison.generations[0]
-        for key, vocab in (("ours", run.vocab), ("gpt2", gpt2_lib.TokenLabels(gpt2))):
+        vocabularies = {"ours": run.vocab if run is not None else None, "gpt2": gpt2_lib.TokenLabels(gpt2)}
+        for key in comparison.keys:
+            vocab = vocabularies[key]
             print(f"\n{comparison.models[key]['name']}, step by step ({first['prompt']!r}, {first['sampler']}, "
                   f"seed {first['seed']}):")
             print_probs(comparison.info[key], vocab, heads=args.heads)
-    stem = args.report if args.report is not None else args.run / f"compare-{Path(gpt2.name).name}"
+    folder = args.run if args.run is not None else Path.cwd()
+    stem = args.report if args.report is not None else folder / f"compare-{Path(gpt2.name).name}"
     written = comparison.write(stem)
     print(f"\nWrote {written['markdown']} and {written['json']}")
     return 0
