@@ -169,6 +169,17 @@ def test_resume_without_state_never_overwrites_the_saved_models(tmp_path, traine
     assert {name: data for name, data in snapshot(run_dir).items() if name != runs.LOCK} == before
 
 
+def test_pruning_old_checkpoints_leaves_a_directory_of_that_name(tmp_path):
+    from gpt_keras.runs.callbacks import RunCheckpoint
+
+    folder = tmp_path / runs.CHECKPOINTS
+    (folder / "epoch-001.keras").mkdir(parents=True)
+    (folder / "epoch-001.keras" / "mine.txt").write_text("mine")
+    (folder / "epoch-002.keras").write_bytes(b"an old checkpoint")
+    RunCheckpoint(tmp_path, "checkpoints/epoch-{epoch:03d}.keras")._prune(4)
+    assert (folder / "epoch-001.keras" / "mine.txt").exists() and not (folder / "epoch-002.keras").exists()
+
+
 # --- security ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ["symlink", "directory", "fifo"])

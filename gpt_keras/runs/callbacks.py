@@ -179,7 +179,9 @@ class RunCheckpoint(keras.callbacks.ModelCheckpoint):
 
     def _prune(self, newest_epoch: int) -> None:
         for old_epoch in range(1, newest_epoch - self.keep + 1):
-            (self.run_dir / self.checkpoint_pattern.format(epoch=old_epoch)).unlink(missing_ok=True)
+            old = self.run_dir / self.checkpoint_pattern.format(epoch=old_epoch)
+            if old.is_symlink() or old.is_file():  # a directory of that name is not a checkpoint: left alone
+                old.unlink(missing_ok=True)
 
 
 def seed_generator_states(model: keras.Model) -> list:
