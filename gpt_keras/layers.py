@@ -145,3 +145,24 @@ class TransformerBlock(layers.Layer):
         return {**super().get_config(), "num_heads": self.num_heads, "key_dim": self.key_dim,
                 "embed_dim": self.embed_dim, "ff_dim": self.ff_dim, "dropout_rate": self.dropout_rate,
                 "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SoftmaxDense(layers.Dense):
+    """The output layer with its matmul in the layer's compute dtype and its softmax in float32.
+
+    Under a `mixed_bfloat16` (or `mixed_float16`) dtype policy the 256 x vocabulary matmul, most of a
+    training step's arithmetic, runs in low precision on hardware that multiplies it faster, while
+    the logits are cast to float32 before the softmax, whose log the loss takes. With a float32
+    policy it computes exactly what `Dense(units, activation="softmax")` does, with the same weights.
+    """
+
+    def __init__(self, units, **kwargs):
+        kwargs.pop("activation", None)  # always softmax, applied in float32 in `call`
+        super().__init__(units, activation=None, **kwargs)
+
+    def call(self, inputs, training=None):
+        return ops.softmax(ops.cast(super().call(inputs), "float32"), axis=-1)
+
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor(tuple(inputs.shape[:-1]) + (self.units,), dtype="float32")

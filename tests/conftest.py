@@ -16,11 +16,15 @@ SHARED_CSV = REPO.parent / "shared" / "data" / "wine-reviews" / "winemag-data-13
 
 
 def tiny_config(**changes):
-    """A model small enough to train in seconds on two cores."""
+    """A model small enough to train in seconds on two cores.
+
+    float32 whatever the machine (`mixed_precision="off"`), so what a test checks does not depend on
+    whether the CPU has bfloat16 instructions; tests/test_precision.py covers that choice.
+    """
     from gpt_keras.config import GPTConfig
 
     values = dict(vocab_size=400, max_len=24, embedding_dim=32, key_dim=16, n_heads=2, feed_forward_dim=64,
-                  batch_size=16, epochs=1, generate_max_tokens=16)
+                  batch_size=16, epochs=1, generate_max_tokens=16, mixed_precision="off")
     values.update(changes)
     return GPTConfig(**values)
 
