@@ -6,7 +6,8 @@ own pipeline (`lecture_reference.make_datasets`), ours with `gpt_keras.data.trai
 opt-in length buckets). All models train in one process, in turns of a few steps, each with its own
 clock, so load from other jobs on a shared CPU falls on each alike. Every `eval_every` steps each
 model's held-out loss is computed (not timed) with the lecture's definition: the mean cross-entropy
-over all 80 positions of full-width batches, padding targets included.
+over all 80 positions of full-width batches, padding targets included; at the end also over the
+words only (each review's targets up to and including the end of its text).
 """
 
 from __future__ import annotations
@@ -51,14 +52,27 @@ class Contender:
             self.steps += 1
 
     def evaluate(self) -> float:
-        loss = self.model.evaluate(self.x_heldout, self.y_heldout, batch_size=32, verbose=0)
-        loss = float(loss[0] if isinstance(loss, list) else loss)
-        self.curve.append((self.seconds, self.steps, self.steps / self.steps_per_epoch, loss))
-        return loss
+        """Held-out loss, the lecture's (all positions) and over words only (targets up to the end of text)."""
+        all_positions, words, counted = 0.0, 0.0, 0
+        for start in range(0, len(self.x_heldout), 32):
+            x, y = self.x_heldout[start:start + 32], self.y_heldout[start:start + 32]
+            probs = np.asarray(self.model(x, training=False)[0], np.float32)
+            picked = np.take_along_axis(probs, y[..., None], axis=-1)[..., 0]
+            losses = -np.log(np.clip(picked, 1e-7, 1 - 1e-7))
+            all_positions += losses.sum()
+            ends = np.argmax(np.concatenate([y == 0, np.ones((len(y), 1), bool)], axis=1), axis=1)
+            is_word = np.arange(y.shape[1])[None, :] <= ends[:, None]  # words and the end-of-text target
+            words += losses[is_word].sum()
+            counted += int(is_word.sum())
+        loss = all_positions / self.y_heldout.size
+        self.curve.append((self.seconds, self.steps, self.steps / self.steps_per_epoch, float(loss)))
+        self.word_loss = float(words / counted)
+        return float(loss)
 
     def result(self) -> dict:
         return {"label": self.label, "curve": self.curve, "train_seconds": self.seconds, "steps": self.steps,
                 "ms_per_step": 1000 * self.seconds / max(1, self.steps), "heldout_loss": self.curve[-1][3],
+                "heldout_word_loss": self.word_loss,
                 "last_train_loss": float(np.mean(self.train_losses[-self.steps_per_epoch:]))}
 
 

@@ -166,3 +166,24 @@ class SoftmaxDense(layers.Dense):
 
     def compute_output_spec(self, inputs):
         return keras.KerasTensor(tuple(inputs.shape[:-1]) + (self.units,), dtype="float32")
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class NextTokenCrossEntropy(keras.losses.Loss):
+    """Sparse categorical cross-entropy of softmax probabilities, read at the target word only.
+
+    The same loss as `keras.losses.SparseCategoricalCrossentropy()` on probabilities: -log p(target),
+    p clipped at Keras' epsilon. On TensorFlow Keras finds the softmax's logits and calls the fused
+    op, so `compile_gpt` keeps Keras' loss there; other backends (JAX) would renormalize, clip and
+    log all 10,000 probabilities and multiply by a one-hot matrix, forward and backward, at every
+    position. This reads one probability per position instead.
+    """
+
+    def __init__(self, name="next_token_cross_entropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        target = ops.expand_dims(ops.cast(y_true, "int32"), -1)
+        probability = ops.take_along_axis(y_pred, target, axis=-1)[..., 0]
+        epsilon = keras.config.epsilon()
+        return -ops.log(ops.clip(probability, epsilon, 1.0 - epsilon))

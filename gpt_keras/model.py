@@ -11,7 +11,7 @@ import keras
 from keras import layers
 
 from gpt_keras.config import GPTConfig
-from gpt_keras.layers import SoftmaxDense, TokenAndPositionEmbedding, TransformerBlock
+from gpt_keras.layers import NextTokenCrossEntropy, SoftmaxDense, TokenAndPositionEmbedding, TransformerBlock
 
 
 def build_gpt(config: GPTConfig = GPTConfig(), output_dtype: str = "float32") -> keras.Model:
@@ -46,6 +46,9 @@ def compile_gpt(model: keras.Model, config: GPTConfig = GPTConfig(), jit_compile
                 metrics=None, loss_scaling: bool = False) -> keras.Model:
     """Adam and sparse categorical cross-entropy on the first output only, as in the lecture.
 
+    On TensorFlow the loss is Keras' `SparseCategoricalCrossentropy`, which finds the softmax's logits
+    and calls the fused op; elsewhere `NextTokenCrossEntropy`, the same loss read at the target only.
+
     `loss_scaling` wraps Adam in Keras' `LossScaleOptimizer`, which float16 training needs (its small
     gradients would underflow to zero).
     """
@@ -54,7 +57,8 @@ def compile_gpt(model: keras.Model, config: GPTConfig = GPTConfig(), jit_compile
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     model.compile(
         optimizer=optimizer,
-        loss=[keras.losses.SparseCategoricalCrossentropy(), None],
+        loss=[keras.losses.SparseCategoricalCrossentropy() if keras.backend.backend() == "tensorflow"
+              else NextTokenCrossEntropy(), None],
         metrics=[metrics or [], None] if metrics else None,
         jit_compile=jit_compile,
     )

@@ -145,3 +145,16 @@ def test_training_prints_and_records_its_precision(tmp_path, small_json):
     assert any(line.startswith(f"Precision: {expected.policy}") for line in said)
     assert result.model.get_layer("probabilities").compute_dtype == expected.policy.removeprefix("mixed_")
     assert np.isfinite(result.history["loss"]).all()
+
+
+def test_next_token_cross_entropy_equals_keras_loss_on_probabilities():
+    from gpt_keras.layers import NextTokenCrossEntropy
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(3, 7, 50)).astype("float32") * 4
+    logits[0, 0, 5] = -60.0  # a probability below Keras' epsilon: both clip it
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    targets = rng.integers(0, 50, (3, 7))
+    targets[0, 0] = 5
+    expected = float(keras.losses.SparseCategoricalCrossentropy()(targets, probs))
+    assert float(NextTokenCrossEntropy()(targets, probs)) == pytest.approx(expected, rel=1e-5)
