@@ -34,7 +34,6 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -65,7 +64,7 @@ def flops_per_step(config, params_in_matmuls: int, batch_size: int) -> float:
 def _config(args, tokens, vocabulary):
     from gpt_keras.core.config import GPTConfig
 
-    base = GPTConfig.tiny() if args.tiny else GPTConfig()
+    base = GPTConfig.preset("tiny" if args.tiny else "lecture")
     return base.replace(vocab_size=len(vocabulary), max_len=tokens.shape[1] - 1, batch_size=args.batch_size,
                         mixed_precision=args.precision)
 
@@ -192,4 +191,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("KERAS_BACKEND", "jax")  # as a script only: importing this module changes nothing
     sys.exit(main())

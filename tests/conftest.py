@@ -76,3 +76,13 @@ def trained_run(tmp_path_factory, small_json):
 
     runs_dir = tmp_path_factory.mktemp("runs")
     return train(tiny_config(epochs=2), small_json, runs_dir=runs_dir, run_name="tiny", print_fn=None, verbose=0)
+
+
+@pytest.fixture(autouse=True)
+def _float32_policy_after_each_test():
+    """Training sets Keras' global dtype policy (bfloat16 on some machines); no test inherits another's."""
+    yield
+    import sys
+
+    if "keras" in sys.modules:
+        sys.modules["keras"].mixed_precision.set_global_policy("float32")
