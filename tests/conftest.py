@@ -19,7 +19,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("GPT_KERAS_SHARED", REPO.parent / "shared"))
 SHARED_CSV = SHARED / "data" / "wine-reviews" / "winemag-data-130k-v2.head10001.csv"
-PACKAGE_SAMPLE = REPO / "data" / "wine-reviews-sample.json"
+PACKAGE_SAMPLE = REPO / "gpt_keras" / "runs" / "wine-reviews-sample.json"
 # The `tiny` preset shrunk further, so that a test trains in seconds on two cores.
 TEST_SIZE = dict(vocab_size=400, max_len=24, embedding_dim=32, key_dim=16, feed_forward_dim=64, batch_size=16,
                  epochs=1, generate_max_tokens=16)
