@@ -266,3 +266,42 @@ def test_a_global_batch_that_does_not_split_over_the_replicas_is_refused_before_
         train(tiny_config(batch_size=21), small_json, runs_dir=tmp_path / "runs", strategy=TwoReplicas(),
               print_fn=None, verbose=0)
     assert not (tmp_path / "runs").exists()
+
+
+DATA_PARALLEL = """
+import json, sys
+from gpt_keras.core.config import GPTConfig
+from gpt_keras.runs import distribute
+from gpt_keras.runs.train import train
+
+data, runs_dir, config = sys.argv[1], sys.argv[2], GPTConfig.from_dict(json.loads(sys.argv[3]))
+strategy = distribute.data_parallel()
+result = train(config, data, runs_dir=runs_dir, run_name="dp", strategy=strategy, print_fn=None, verbose=0)
+kernel = result.model.get_layer("probabilities").kernel.value
+print(json.dumps({"replicas": distribute.replica_count(strategy), "history": result.history,
+                  "kernel_devices": len(kernel.sharding.device_set), "saved": (result.run_dir / "model.keras").is_file()}))
+"""
+
+
+def test_keras_data_parallel_on_jax_splits_each_batch_over_two_devices(tmp_path, small_json):
+    """Keras 3's public `keras.distribution.DataParallel`, two CPU devices of one JAX process, no patch."""
+    from tests.conftest import tiny_config
+
+    config = tiny_config(batch_size=BATCH, epochs=2)
+    process = subprocess.run([sys.executable, "-c", DATA_PARALLEL, str(small_json), str(tmp_path), json.dumps(config.to_dict())],
+                             capture_output=True, text=True, timeout=300,
+                             env=_env(KERAS_BACKEND="jax", XLA_FLAGS="--xla_force_host_platform_device_count=2"))
+    assert process.returncode == 0, process.stderr[-3000:]
+    report = json.loads(process.stdout.strip().splitlines()[-1])
+    assert report["replicas"] == 2 and report["kernel_devices"] == 2 and report["saved"]
+    losses = report["history"]["loss"]
+    assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses) and losses[1] < losses[0]
+
+
+def test_data_parallel_on_tensorflow_names_the_backend_to_use(tmp_path, small_json):
+    process = subprocess.run([sys.executable, "-m", "gpt_keras", "train", "--data", str(small_json), "--strategy",
+                              "data-parallel", "--runs-dir", str(tmp_path / "runs")],
+                             capture_output=True, text=True, timeout=300, env=_env(KERAS_BACKEND="tensorflow"))
+    assert process.returncode == 2
+    assert "--strategy data-parallel: data-parallel runs on the JAX backend" in process.stderr
+    assert not (tmp_path / "runs").exists()

@@ -136,3 +136,17 @@ def test_public_entry_points_still_import(name):
 
     module = importlib.import_module(name)
     assert module is not None
+
+
+@pytest.mark.slow
+def test_the_suite_starts_without_the_shared_reviews(tmp_path):
+    """Without ../shared, tests run on the package's sample and only those needing real reviews skip, saying why."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "GPT_KERAS_SHARED": str(tmp_path / "no-shared"), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
+                             "tests/test_data.py", "tests/test_sample_data.py"],
+                            cwd=PACKAGE.parent, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "needs the real reviews" in result.stdout and " passed" in result.stdout

@@ -1,6 +1,11 @@
-"""Training past one device: `tf.distribute` strategies for `gpt-keras train --strategy`.
+"""Training past one device, for `gpt-keras train --strategy`.
 
-`mirrored` copies the model onto every GPU of one machine (or, on a machine without a GPU, onto
+`data-parallel` is Keras 3's own, public path (`keras.distribution.DataParallel`, JAX backend): the
+model is replicated on every device the process sees, each batch is split between them; several
+processes (hosts) join through `keras.distribution.initialize`, configured by the environment
+(`KERAS_DISTRIBUTION_JOB_ADDRESSES`, `KERAS_DISTRIBUTION_NUM_PROCESSES`, `KERAS_DISTRIBUTION_PROCESS_ID`).
+
+With TensorFlow, `mirrored` copies the model onto every GPU of one machine (or, on a machine without a GPU, onto
 every logical CPU device the process was started with) and splits each batch between them.
 `multiworker` does the same across processes, possibly on several hosts, described by the
 `TF_CONFIG` environment variable. In both, `batch_size` is the global batch: one step consumes
@@ -29,6 +34,30 @@ TF_CONFIG = "TF_CONFIG"
 
 class DistributeError(ValueError):
     """The cluster description (`TF_CONFIG`) is missing or malformed; the message names what is wrong."""
+
+
+def data_parallel():
+    """`keras.distribution.DataParallel` over every device (JAX backend; several hosts from the environment)."""
+    if keras.backend.backend() != "jax":
+        raise DistributeError(f"data-parallel runs on the JAX backend (KERAS_BACKEND=jax), not on "
+                              f"{keras.backend.backend()}; with TensorFlow use --strategy mirrored")
+    if os.environ.get("KERAS_DISTRIBUTION_JOB_ADDRESSES"):
+        keras.distribution.initialize()
+    return keras.distribution.DataParallel(devices=keras.distribution.list_devices())
+
+
+def is_keras_distribution(strategy) -> bool:
+    """A Keras 3 distribution (JAX) rather than a `tf.distribute` strategy."""
+    return isinstance(strategy, keras.distribution.DataParallel)
+
+
+def replica_count(strategy) -> int:
+    """How many devices share each global batch."""
+    if strategy is None:
+        return 1
+    if is_keras_distribution(strategy):
+        return int(strategy.device_mesh.devices.size)
+    return int(strategy.num_replicas_in_sync)
 
 
 def mirrored_strategy():
@@ -87,6 +116,8 @@ def check_tf_config(text: str | None) -> dict:
 
 def is_chief(strategy) -> bool:
     """Whether this process writes the run: always without a cluster, else the chief or worker 0."""
+    if is_keras_distribution(strategy):
+        return _process_index() == 0
     resolver = getattr(strategy, "cluster_resolver", None)
     task_type = getattr(resolver, "task_type", None)
     if strategy is None or resolver is None or task_type is None:
@@ -99,10 +130,18 @@ def is_chief(strategy) -> bool:
 
 def task_name(strategy) -> str:
     """'worker-1' for a cluster task, '' for a single process (for temporary directory names)."""
+    if is_keras_distribution(strategy):
+        return f"process-{_process_index()}" if _process_index() else ""
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or getattr(resolver, "task_type", None) is None:
         return ""
     return f"{resolver.task_type}-{resolver.task_id}"
+
+
+def _process_index() -> int:
+    import jax
+
+    return jax.process_index()
 
 
 def dataset_options():
@@ -184,7 +223,7 @@ def check_global_batch(strategy, batch_size: int) -> None:
     shares differ in size (21 reviews on 2 replicas: 11 and 10). An even split needs no workaround;
     the last, short batch of an epoch may still split unevenly, since by then the model is built.
     """
-    replicas = getattr(strategy, "num_replicas_in_sync", 1)
-    if strategy is not None and batch_size % replicas:
+    replicas = replica_count(strategy)
+    if batch_size % replicas:
         raise ConfigError(f"batch_size {batch_size} does not split evenly over the {replicas} replicas; "
                           f"use a multiple of {replicas} (the global batch is shared between them)")

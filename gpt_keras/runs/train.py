@@ -144,7 +144,8 @@ def train(config: GPTConfig | None = None, data_path: str | Path | None = None, 
         runs_dir: where new run directories are created.
         run_name / run_dir: name a new run, or give its directory (to continue one, see `resume`).
         tokens_path: train from a `.npz` of token ids written by `gpt-keras tokenize` (any backend).
-        strategy: a `tf.distribute` strategy; the model is built in its scope and `batch_size` is global.
+        strategy: a `tf.distribute` strategy or a Keras distribution (`keras.distribution.DataParallel`,
+            JAX); the model is built and fitted in its scope and `batch_size` is global.
             In a multi-worker cluster only the chief writes the run; the other workers train in a
             temporary directory that is deleted at the end (see `gpt_keras.distribute`).
         print_fn: where progress messages go (the Keras progress bar is controlled by `verbose`).
@@ -257,7 +258,8 @@ def _build(config: GPTConfig, strategy) -> keras.Model:
 
 
 def _scope(strategy):
-    """Variables made inside are mirrored by `strategy`; without one, a plain block."""
+    """Variables made inside are replicated by `strategy`, and `fit` inside splits each batch; without
+    one, a plain block."""
     return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
 
@@ -333,11 +335,13 @@ def _fit(model, config, run_dir, vocab, train_tokens, validation_tokens, initial
             print_fn("TensorFlow is not installed: training from token arrays, without TensorBoard logs")
     train_ds, steps_per_epoch, validation_ds = _training_inputs(config, train_tokens, validation_tokens,
                                                                 initial_epoch, with_tensorflow)
-    if strategy is not None:  # every worker builds the same batches and keeps its share of each
+    if strategy is not None and not distribute.is_keras_distribution(strategy):
+        # tf.distribute: every worker builds the same batches and keeps its share of each
         train_ds = train_ds.with_options(distribute.dataset_options())
         validation_ds = None if validation_ds is None else validation_ds.with_options(distribute.dataset_options())
     # shuffle=False: the tf.data pipeline already shuffles per review with the run's seed.
-    with distribute.fit_workarounds(strategy):
+    fit_scope = _scope(strategy) if distribute.is_keras_distribution(strategy) else contextlib.nullcontext()
+    with fit_scope, distribute.fit_workarounds(strategy):  # Keras' JAX trainer reads the distribution in fit
         model.fit(train_ds, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
                   validation_data=validation_ds, callbacks=callbacks, verbose=verbose, shuffle=False)
     history = checkpoint.history

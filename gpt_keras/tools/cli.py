@@ -191,22 +191,22 @@ def run_tokenize(args) -> int:
 
 def add_train_parser(subparsers) -> None:
     parser = subparsers.add_parser("train", help="train the GPT with model.fit (TensorBoard, checkpoints, samples)")
-    parser.add_argument("--data", type=Path, help="Kaggle JSON or CSV (default: data/ full dataset, else the sample)")
-    parser.add_argument("--tokens", type=Path, help="train from a .npz written by `gpt-keras tokenize`")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--data", type=Path, help="Kaggle JSON or CSV (default: the data folder's full dataset, else the sample)")
+    source.add_argument("--tokens", type=Path, help="train from a .npz written by `gpt-keras tokenize`")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories go (default runs/)")
     parser.add_argument("--name", help="name of the new run directory (default: run-DATE-TIME)")
     parser.add_argument("--run", type=Path, help="the run directory to create, or to continue with --resume")
     parser.add_argument("--resume", action="store_true", help="continue --run (or the latest run) from its last epoch")
-    parser.add_argument("--strategy", choices=("none", "mirrored", "multiworker"), default="none",
-                        help="tf.distribute strategy; --batch-size is then the global batch")
+    parser.add_argument("--strategy", choices=("none", "data-parallel", "mirrored", "multiworker"), default="none",
+                        help="data-parallel: Keras' own, on the JAX backend; mirrored/multiworker: tf.distribute; "
+                             "--batch-size is then the global batch")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_flags(parser)
     parser.set_defaults(handler=run_train)
 
 
 def run_train(args) -> int:
-    if args.data is not None and args.tokens is not None:
-        raise UsageError("--data and --tokens: give one or the other")
     existing_file(args.data, "--data")
     existing_file(args.tokens, "--tokens")
     if args.resume:
@@ -245,17 +245,17 @@ def run_train(args) -> int:
 
 
 def make_strategy(name: str):
-    """The tf.distribute strategy for --strategy (None for none); see `gpt_keras.distribute`."""
+    """The distribution for --strategy (None for none); see `gpt_keras.runs.distribute`."""
     from gpt_keras.runs import distribute
 
+    makers = {"data-parallel": distribute.data_parallel, "mirrored": distribute.mirrored_strategy,
+              "multiworker": distribute.multiworker_strategy}
     if name == "none":
         return None
-    if name == "mirrored":
-        return distribute.mirrored_strategy()
     try:
-        return distribute.multiworker_strategy()
+        return makers[name]()
     except distribute.DistributeError as error:
-        raise UsageError(f"--strategy multiworker: {error} (see the README)") from None
+        raise UsageError(f"--strategy {name}: {error} (see the README)") from None
 
 
 # --- generate ----------------------------------------------------------------------------------------
@@ -283,8 +283,6 @@ def add_generate_parser(subparsers) -> None:
 
 
 def run_generate(args) -> int:
-    if args.samples < 1:
-        raise UsageError(f"--samples: must be at least 1, got {args.samples}")
     existing_run(args.run)
     from gpt_keras.runs.rundir import load_run
 
@@ -543,7 +541,7 @@ def add_compare_parser(subparsers) -> None:
     parser.add_argument("--gpt2", default="gpt2", metavar="NAME|PATH",
                         help="gpt2, distilgpt2 (from the Hugging Face hub or its cache) or a save_pretrained "
                              "directory, e.g. from `gpt-keras finetune-gpt2` (default gpt2)")
-    parser.add_argument("--data", type=Path, help="reviews to hold out (default: data/ full dataset, else the sample)")
+    parser.add_argument("--data", type=Path, help="reviews to hold out (default: the data folder's full dataset, else the sample)")
     parser.add_argument("--heldout", type=_checked_arg(int, _at_least(1)), default=200,
                         help="score the last N reviews of --data (default 200)")
     parser.add_argument("--prompt", action="append", metavar="TEXT",
@@ -606,7 +604,7 @@ def add_finetune_gpt2_parser(subparsers) -> None:
                     "(the ones `gpt-keras compare` scores), and saves it with save_pretrained in --out, "
                     "which `gpt-keras compare --gpt2 OUT` loads.")
     parser.add_argument("--gpt2", default="gpt2", metavar="NAME|PATH", help="the model to start from (default gpt2)")
-    parser.add_argument("--data", type=Path, help="Kaggle JSON or CSV (default: data/ full dataset, else the sample)")
+    parser.add_argument("--data", type=Path, help="Kaggle JSON or CSV (default: the data folder's full dataset, else the sample)")
     parser.add_argument("--out", type=Path, default=Path("runs/gpt2-wine"),
                         help="save_pretrained directory to write (replaced when done; default runs/gpt2-wine)")
     parser.add_argument("--epochs", type=_checked_arg(int, _at_least(1)), default=1, help="default 1")

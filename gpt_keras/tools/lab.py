@@ -514,6 +514,14 @@ def _guarded(function, n_outputs: int, message_index: int):
 
 def _model_sections(gr, lab: Lab):
     """The run's sections; returns the redraw event (handler, inputs, outputs) to run when the page opens."""
+    controls, message, redraw_event = _next_word_section(gr, lab)
+    _sample_section(gr, lab, controls, message)
+    _compare_section(gr, lab, controls, message)
+    return redraw_event
+
+
+def _next_word_section(gr, lab: Lab):
+    """Prompt, temperature, top-k/top-p and head; the distribution and attention redrawn live."""
     heads = ["mean of heads"] + [f"head {h + 1}" for h in range(lab.n_heads)]
     gr.Markdown("## Next word")
     with gr.Row():
@@ -543,12 +551,17 @@ def _model_sections(gr, lab: Lab):
                 queue=False)
     for button, value in zip(marks, TEMPERATURE_MARKS):
         button.click(lambda v=value: v, None, temperature, queue=False)
+    controls = dict(prompt=prompt, temperature=temperature, top_k=top_k, top_p=top_p, head=head)
+    return controls, message, (guarded_redraw, redraw_inputs, redraw_outputs)
 
+
+def _sample_section(gr, lab: Lab, controls: dict, message) -> None:
+    """"sample": a seeded generation word by word; clicking a word shows that step."""
     gr.Markdown("## Sample word by word\nClick a generated word to see that step's distribution and attention.")
     with gr.Row():
-        seed = gr.Number(DEFAULT_SEED, label="seed", precision=0, minimum=0, elem_id="lab-seed")
-        max_tokens = gr.Number(DEFAULT_MAX_TOKENS, label="max tokens (prompt included)", precision=0, minimum=1,
-                               elem_id="lab-max-tokens")
+        controls["seed"] = gr.Number(DEFAULT_SEED, label="seed", precision=0, minimum=0, elem_id="lab-seed")
+        controls["max_tokens"] = gr.Number(DEFAULT_MAX_TOKENS, label="max tokens (prompt included)", precision=0,
+                                           minimum=1, elem_id="lab-max-tokens")
         sample_button = gr.Button("sample", variant="primary", elem_id="lab-sample")
     steps_state = gr.State([])
     sampled = gr.HighlightedText(label="generated (click a word)", elem_id="lab-sampled", combine_adjacent=False,
@@ -572,12 +585,14 @@ def _model_sections(gr, lab: Lab):
                 "")
 
     show_step.__annotations__["event"] = gr.SelectData  # Gradio finds the click's data by this (a real type)
+    inputs = [controls[name] for name in ("prompt", "temperature", "top_k", "top_p", "seed", "max_tokens")]
+    sample_button.click(_guarded(sample, 5, 4), inputs, [sampled, steps_state, step_distribution, step_attention,
+                                                          message], concurrency_limit=1)
+    sampled.select(show_step, [steps_state, controls["head"]], [step_distribution, step_attention, message])
 
-    guarded_sample = _guarded(sample, 5, 4)
-    sample_button.click(guarded_sample, [prompt, temperature, top_k, top_p, seed, max_tokens],
-                        [sampled, steps_state, step_distribution, step_attention, message], concurrency_limit=1)
-    sampled.select(show_step, [steps_state, head], [step_distribution, step_attention, message])
 
+def _compare_section(gr, lab: Lab, controls: dict, message) -> None:
+    """"compare temperatures": the same prompt and seed at three temperatures side by side."""
     gr.Markdown("## Compare temperatures\nThe same prompt and seed at three temperatures.")
     with gr.Row():
         compare_ts = [gr.Number(t, label=f"T{i + 1}", minimum=0.01, elem_id=f"lab-compare-t{i + 1}")
@@ -590,9 +605,8 @@ def _model_sections(gr, lab: Lab):
                 for t in temperatures]
         return compare_html(" ".join(lab.vocab.standardize(prompt_text)), runs), ""
 
-    compare_button.click(_guarded(compare, 2, 1), [prompt, top_k, top_p, seed, max_tokens, *compare_ts],
-                         [compared, message], concurrency_limit=1)
-    return guarded_redraw, redraw_inputs, redraw_outputs
+    inputs = [controls[name] for name in ("prompt", "top_k", "top_p", "seed", "max_tokens")]
+    compare_button.click(_guarded(compare, 2, 1), [*inputs, *compare_ts], [compared, message], concurrency_limit=1)
 
 
 def _calculator_section(gr) -> None:
