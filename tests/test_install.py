@@ -119,6 +119,17 @@ def test_the_native_log_filter_keeps_everything_else():
     assert not is_native_log_line("Traceback (most recent call last):")
 
 
+@pytest.mark.parametrize("verbose", ["0", "1"])
+def test_a_notebook_quiets_tensorflow_with_one_call(tmp_path, verbose):
+    """Verbose, the import's lines show (TensorFlow on x86 Linux always writes some): the check can fail."""
+    code = "import gpt_keras\ngpt_keras.quiet_tensorflow()\nimport tensorflow as tf\nprint(int(tf.constant(2) + 1))\n"
+    environment = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                            env={**environment, "PYTHONPATH": str(REPO), "GPT_KERAS_VERBOSE": verbose})
+    assert result.returncode == 0 and result.stdout == "3\n", result.stderr
+    assert bool(NATIVE_LOG.search(result.stderr)) == (verbose == "1"), result.stderr
+
+
 @pytest.mark.slow
 def test_train_generate_and_temperature_print_no_tensorflow_log_lines(tmp_path):
     trained = blocked_cli("train", *TINY, "--name", "quiet", "--quiet", cwd=tmp_path)
