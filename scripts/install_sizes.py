@@ -2,7 +2,7 @@
 
 Each figure is the size of `site-packages` in a fresh virtual environment (pip's cache may serve the
 downloads), built in a temporary folder that is deleted afterwards. Prints the README's table column.
-Takes many minutes: TensorFlow alone unpacks to about 2 GB.
+Takes many minutes: TensorFlow alone unpacks to about 2 GB. Needs Python 3.11+ (tomllib).
 
 Usage:
     python scripts/install_sizes.py               # the core and every extra of pyproject.toml
@@ -32,9 +32,12 @@ def megabytes(folder: Path) -> float:
 
 
 def make_venv(venv: Path, requirement: str) -> None:
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    # Without PYTHONPATH: pip would take a checkout's gpt_keras.egg-info on it for an installed gpt-keras.
+    environment = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=environment)
     python = venv / ("Scripts" if os.name == "nt" else "bin") / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", requirement], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", requirement], check=True, env=environment,
+                   cwd=venv.parent)
 
 
 def main(extras: list[str]) -> int:

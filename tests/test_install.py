@@ -192,12 +192,16 @@ def test_the_wheel_installs_and_runs_from_any_directory(tmp_path):
     started = time.perf_counter()
     wheel = build_wheel(tmp_path / "dist")
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    # Nothing of this process's environment: with the checkout on PYTHONPATH pip would find its egg-info
+    # and take gpt-keras for installed already.
+    environment = {key: value for key, value in os.environ.items()
+                   if key not in ("PYTHONPATH", "TF_CPP_MIN_LOG_LEVEL", "GPT_KERAS_DATA_DIR", "VIRTUAL_ENV")}
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300, env=environment)
     bin_dir = venv / ("Scripts" if os.name == "nt" else "bin")
     python = bin_dir / "python"
     # The core plus the [notebook] extra (JupyterLab; nbclient and ipykernel come with it), not [gpt2] nor [download].
     installed = subprocess.run([str(python), "-m", "pip", "install", "--quiet", f"{wheel}[notebook]"],
-                               capture_output=True, text=True, timeout=1500)
+                               capture_output=True, text=True, timeout=1500, env=environment, cwd=tmp_path)
     assert installed.returncode == 0, installed.stderr[-3000:]
     timings["install"] = time.perf_counter() - started
     before = site_packages_files(venv)
@@ -208,8 +212,6 @@ def test_the_wheel_installs_and_runs_from_any_directory(tmp_path):
     home, work = tmp_path / "home", tmp_path / "empty"
     home.mkdir()
     work.mkdir()
-    environment = {key: value for key, value in os.environ.items()
-                   if key not in ("PYTHONPATH", "TF_CPP_MIN_LOG_LEVEL", "GPT_KERAS_DATA_DIR", "VIRTUAL_ENV")}
     environment.update(HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"))
 
     def gpt_keras(*args, timeout=900):
