@@ -5,13 +5,22 @@ The notebook is generated so that it stays reproducible and reviewable: edit thi
 with fixed cell ids, so rebuilding an unchanged notebook changes nothing. `--check` exits 1 when
 the committed notebook differs from what this script would write (for CI).
 
-Markdown is in Spanish for the students; code and names are in English, as in the package.
+The lesson's code is in the notebook, where the class reads it: the causal mask, `TransformerBlock`
+and `TokenAndPositionEmbedding` are the package's own source (`inspect.getsource`, trimmed of what
+only the package needs: registration decorators, long docstrings, the key/value-cached decoding
+path), so there is one source of truth; `TextGenerator` and `print_probs` are the lecture's versions,
+and tests/test_notebook.py proves that all of them give the package's outputs and parameter count.
+
+Markdown is in Spanish for the students; code and names are in English, as in the lecture.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import inspect
 import sys
+import textwrap
 from pathlib import Path
 
 import nbformat
@@ -19,224 +28,459 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO / "notebooks" / "gpt_listo_para_entrenar.ipynb"
+sys.path.insert(0, str(REPO))
 
-CELLS: list[tuple[str, str]] = [
-    ("md", """\
+
+def lesson_source(obj, drop: tuple[str, ...] = (), replace: tuple[tuple[str, str], ...] = ()) -> str:
+    """The source of a package function or class as the notebook shows it.
+
+    Decorators go (the notebook does not save models, so nothing needs registering), docstrings keep
+    their first line, the methods named in `drop` go, and each `replace` pair is substituted. Lines
+    are cut, never rewritten, so comments and formatting stay the package's.
+    """
+    lines = textwrap.dedent(inspect.getsource(obj)).splitlines()
+    tree = ast.parse("\n".join(lines))
+    removed: set[int] = set()  # 0-based line numbers
+    replaced: dict[int, str] = {}
+
+    def docstring(node) -> None:
+        body = node.body
+        if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            first = body[0].value.value.strip().splitlines()[0]
+            start, stop = body[0].lineno - 1, body[0].end_lineno
+            indent = lines[start][:len(lines[start]) - len(lines[start].lstrip())]
+            replaced[start] = f'{indent}"""{first}"""'
+            removed.update(range(start + 1, stop))
+
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef)):
+            for decorator in node.decorator_list:
+                removed.update(range(decorator.lineno - 1, decorator.end_lineno))
+            docstring(node)
+        if isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef) and item.name in drop:
+                    start = min([item.lineno] + [d.lineno for d in item.decorator_list]) - 1
+                    stop = item.end_lineno
+                    if stop < len(lines) and not lines[stop].strip():
+                        stop += 1  # the blank line after the method
+                    removed.update(range(start, stop))
+    kept = [replaced.get(index, line) for index, line in enumerate(lines) if index not in removed]
+    text = "\n".join(kept).rstrip() + "\n"
+    for old, new in replace:
+        if old not in text:
+            raise ValueError(f"{obj.__name__}: {old!r} is not in its source any more; update build_notebook.py")
+        text = text.replace(old, new)
+    return text.rstrip()
+
+
+def _lesson_cells() -> dict[str, str]:
+    from gpt_keras.core import layers as lesson
+
+    return {
+        "mask": lesson_source(lesson.causal_attention_mask),
+        "block": lesson_source(lesson.TransformerBlock, drop=("call_cached", "compute_output_shape"),
+                               replace=(("CachedMultiHeadAttention(", "layers.MultiHeadAttention("),)),
+        "embedding": lesson_source(lesson.TokenAndPositionEmbedding, drop=("compute_output_shape",)),
+    }
+
+
+TEXT_GENERATOR = '''\
+class TextGenerator(callbacks.Callback):
+    def __init__(self, index_to_word, top_k=10, seed=SEED):
+        super().__init__()
+        self.index_to_word = index_to_word
+        self.word_to_index = {word: index for index, word in enumerate(index_to_word)}
+        self.rng = np.random.default_rng(seed)  # con semilla: el mismo texto en cada ejecución
+
+    def sample_from(self, probs, temperature):
+        probs = probs ** (1 / temperature)
+        probs = probs / np.sum(probs)
+        return self.rng.choice(len(probs), p=probs), probs
+
+    def generate(self, start_prompt, max_tokens, temperature):
+        start_tokens = [self.word_to_index.get(x, 1) for x in start_prompt.split()]
+        sample_token = None
+        info = []
+        while len(start_tokens) < max_tokens and sample_token != 0:
+            x = np.array([start_tokens])
+            y, att = self.model.predict(x, verbose=0)
+            sample_token, probs = self.sample_from(y[0][-1], temperature)
+            info.append({"prompt": start_prompt, "word_probs": probs, "atts": att[0, :, -1, :]})
+            start_tokens.append(sample_token)
+            start_prompt = start_prompt + " " + self.index_to_word[sample_token]
+        print(f"\\ngenerated text:\\n{start_prompt}\\n")
+        return info
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.generate("wine review", max_tokens=MAX_LEN, temperature=1.0)'''
+
+PRINT_PROBS = '''\
+def print_probs(info, vocab, top_k=5):
+    for i in info:
+        highlighted_text = []
+        for word, att_score in zip(
+            i["prompt"].split(), np.mean(i["atts"], axis=0)
+        ):
+            highlighted_text.append(
+                '<span style="background-color:rgba(135,206,250,'
+                + str(att_score / max(np.mean(i["atts"], axis=0)))
+                + ');">'
+                + word
+                + "</span>"
+            )
+        highlighted_text = " ".join(highlighted_text)
+        display(HTML(highlighted_text))
+
+        word_probs = i["word_probs"]
+        p_sorted = np.sort(word_probs)[::-1][:top_k]
+        i_sorted = np.argsort(word_probs)[::-1][:top_k]
+        for p, i in zip(p_sorted, i_sorted):
+            print(f"{vocab[i]}: {np.round(100*p,2)}%")
+        print("-----\\n")'''
+
+
+def cells() -> list[tuple[str, str]]:
+    """(kind, source) of every cell: "md", "code", or "code:TAG" for a tagged code cell."""
+    lesson = _lesson_cells()
+    return [
+        ("md", """\
 # GPT listo para entrenar: reseñas de vino
 
-Modelos Generativos Profundos, *Transformers III*. Este cuaderno sigue la clase celda por celda,
-pero el código de cada pieza vive en el paquete `gpt_keras` (un módulo por concepto de la clase:
-`data`, `layers`, `model`, `callbacks`, `sampling`, `viz`), así que aquí sólo lo usamos.
+Modelos Generativos Profundos, *Transformers III* (clase 21). Este cuaderno es el de la clase
+(`gpt_listo_para_entrenar.ipynb`, del capítulo 9 de *Generative Deep Learning*, 2.ª ed.), celda por
+celda: el código de la máscara causal, del bloque Transformer, del embedding, del modelo, de
+`TextGenerator` y de `print_probs` está aquí para leerlo, cambiarlo y ejecutarlo. Es el mismo código
+del paquete `gpt_keras` (las pruebas lo comprueban), escrito en Keras 3.
 
-Pasos: **0.** parámetros, **1.** cargar los datos, **2.** tokenizar, **3.** conjunto de entrenamiento,
-**4.** máscara causal, **5.** bloque Transformer y embedding posicional, **6.** construir el modelo,
-**7.** entrenar, **8.** generar texto y mirar la atención, **9.** experimento de temperatura.
+Después de los datos, del entrenamiento, de `print_probs` y de la temperatura, una tabla pone las
+cifras de la clase **al lado de las de esta ejecución**, para saber si todo fue bien.
 
-> **Modo rápido.** Entrenar el modelo de la clase (5,8 M de parámetros, 130 mil reseñas, 5 épocas)
-> toma unos 10 minutos en una GPU y horas en una CPU. Con `QUICK = True` (o la variable de entorno
-> `GPT_KERAS_QUICK=1`) el cuaderno usa un modelo diminuto, unas pocas reseñas y una época: corre en
-> un minuto, aunque el texto generado no tendrá mucho sentido."""),
+## Contenido
+0. [Parameters](#parameters)
+1. [Load the data](#load)
+2. [Tokenize the data](#tokenize)
+3. [Create the Training Set](#create)
+5. [Create the causal attention mask function](#causal)
+6. [Create a Transformer Block layer](#transformer)
+7. [Create the Token and Position Embedding](#embedder)
+8. [Build the Transformer model](#build)
+9. [Train the Transformer](#train)
+3. [Generate text using the Transformer](#generate) (y la temperatura: ¿qué pasa si usas T = 3?)
+- [GPT-2 con Hugging Face](#gpt2)
 
-    ("md", "## 0. Parámetros"),
-    ("params", """\
-QUICK = False  # True: modelo diminuto, pocas reseñas y 1 época (un minuto en CPU)
-SEED = 42
-QUICK_REVIEWS = 2000  # reseñas que se usan en modo rápido
-MAX_TOKENS = 80  # largo del texto generado, prompt incluido (como en la clase)
-LOG_DIR = "runs/notebook/logs"  # registros de TensorBoard"""),
+(La numeración es la del cuaderno del libro, que salta el 4.)
 
-    ("code", """\
+> **Modos.** `MODE = "full"` entrena el modelo de la clase (5.8 M de parámetros, 129,907 reseñas,
+> 5 épocas: unos 10 minutos en una GPU, horas en una CPU). `MODE = "lecture"` tiene la misma forma con
+> hiperparámetros reducidos (unos minutos en CPU) y `MODE = "quick"` un modelo diminuto (un minuto); en
+> ambos el texto generado tendrá menos sentido. También se eligen con la variable de entorno
+> `GPT_KERAS_NOTEBOOK_MODE` (y los datos con `GPT_KERAS_DATA`)."""),
+        ("code:parameters", """\
+REPO_URL = "https://github.com/OWNER/gpt-keras"  # de dónde instala Colab el paquete gpt_keras
+MODE = "full"  # "full": la clase; "lecture": la misma forma, reducida para una CPU; "quick": diminuto
+DATA = None  # un archivo de reseñas (JSON o CSV de Kaggle); None: data/ del repositorio
+
 import os
+import sys
+import warnings
 
-if os.environ.get("GPT_KERAS_QUICK") == "1":  # los tests y la integración continua corren el modo rápido
-    QUICK = True
+MODE = os.environ.get("GPT_KERAS_NOTEBOOK_MODE", "quick" if os.environ.get("GPT_KERAS_QUICK") == "1" else MODE)
+DATA = os.environ.get("GPT_KERAS_DATA", DATA)
+if MODE not in ("full", "lecture", "quick"):
+    raise ValueError(f"MODE debe ser 'full', 'lecture' o 'quick', no {MODE!r}")
+
+if "google.colab" in sys.modules:  # en Colab: instalar el paquete (en Jupyter ya está instalado)
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"git+{REPO_URL}"], check=True)
+
+# Sin ruido: TensorFlow escribe unas líneas en C++ al importarse, antes de leer TF_CPP_MIN_LOG_LEVEL,
+# así que se importa una vez con la salida de errores del proceso (descriptor 2) hacia /dev/null.
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+_stderr = os.dup(2)
+try:
+    with open(os.devnull, "w") as _devnull:
+        os.dup2(_devnull.fileno(), 2)
+        import tensorflow as tf
+        import keras
+finally:
+    os.dup2(_stderr, 2)
+    os.close(_stderr)
+import absl.logging
+
+absl.logging.set_verbosity(absl.logging.ERROR)
+tf.get_logger().setLevel("ERROR")
+warnings.filterwarnings("ignore", message=r".*`shuffle=True` was passed.*", category=UserWarning)
+warnings.filterwarnings("ignore", message=r"IProgress not found")  # tqdm, al importar transformers
+print("modo:", MODE)"""),
+        ("code:setup", """\
+import json
+import re
+import string
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from IPython.display import HTML, display
 
 import keras
-import numpy as np
-import pandas as pd
+from keras import callbacks, layers, losses, models, ops
 
-from gpt_keras.core.callbacks import TextGenerator
-from gpt_keras.core.config import GPTConfig
-from gpt_keras.core.data import Vocabulary, make_dataset, make_vectorizer, shift_for_language_model, vectorize
+from gpt_keras.runs.callbacks import BatchLossSummary
 from gpt_keras.runs.datasets import default_data_path, load_texts
-from gpt_keras.core.generation import CachedGenerator
-from gpt_keras.tools.batch_sampling import sample_batch
-from gpt_keras.core.layers import TokenAndPositionEmbedding, TransformerBlock, causal_attention_mask
-from gpt_keras.core.model import build_gpt, compile_gpt
-from gpt_keras.core.sampling import Sampler, softmax
-from gpt_keras.tools.viz import attention_heatmap, print_probs
+from gpt_keras.tools.lecture import data_banner, lecture_table, word_percent
 
-keras.utils.set_random_seed(SEED)
-print("Keras", keras.__version__, "con backend", keras.backend.backend(), "| modo rápido:", QUICK)"""),
+print("Keras", keras.__version__, "con backend", keras.backend.backend())"""),
 
-    ("md", """\
-Todos los hiperparámetros viven en un `GPTConfig`. Los valores por defecto son los de la clase:
-vocabulario de 10 000 palabras, secuencias de 80 tokens, embedding de 256, 2 cabezas de atención
-con `key_dim` 256, red feed-forward de 256, dropout 0.1, lotes de 32 y 5 épocas."""),
-    ("code", """\
-config = GPTConfig.preset("tiny", epochs=1, seed=SEED) if QUICK else GPTConfig(seed=SEED)
-config"""),
+        ("md", '## 0. Parameters <a name="parameters"></a>\n\nLos hiperparámetros de la clase, con sus nombres.'),
+        ("code", """\
+VOCAB_SIZE = 10000
+MAX_LEN = 80
+EMBEDDING_DIM = 256
+KEY_DIM = 256
+N_HEADS = 2
+FEED_FORWARD_DIM = 256
+SEED = 42
+BATCH_SIZE = 32
+EPOCHS = 5
+MAX_REVIEWS = None  # todas las reseñas
+LOG_DIR = "runs/notebook/logs"  # registros de TensorBoard
 
-    ("md", """\
-## 1. Cargar los datos
+if MODE == "lecture":  # la forma de la clase, reducida para unos minutos en CPU
+    VOCAB_SIZE, EMBEDDING_DIM, KEY_DIM, FEED_FORWARD_DIM, EPOCHS, MAX_REVIEWS = 2000, 64, 64, 64, 2, 3000
+elif MODE == "quick":  # un modelo diminuto: sólo para ver que todo corre
+    VOCAB_SIZE, EMBEDDING_DIM, KEY_DIM, FEED_FORWARD_DIM, EPOCHS, MAX_REVIEWS = 1000, 32, 16, 64, 1, 1000
+keras.utils.set_random_seed(SEED)"""),
 
-Usamos el conjunto de datos *Wine Reviews* de Kaggle (`winemag-data-130k-v2.json`). Si no está
-descargado (`gpt-keras download`), `default_data_path()` devuelve la muestra que viene con el
-repositorio (`data/wine-reviews-sample.json`).
+        ("md", """\
+## 1. Load the data <a name="load"></a>
 
-Cada reseña se convierte en un texto `wine review : {país} : {provincia} : {variedad} : {descripción}`;
-se descartan las que no tienen alguno de esos cuatro campos, y la puntuación se separa con espacios
-para que cada signo sea una palabra."""),
-    ("code", """\
-data_path, data_source = default_data_path()
-print(f"datos: {data_path} ({data_source})")
-texts, report = load_texts(data_path)
-print(report.summary())
-if QUICK:
-    texts = texts[:QUICK_REVIEWS]
-print(f"{len(texts):,} reseñas para entrenar")"""),
-    ("code", """\
-example = texts[25] if len(texts) > 25 else texts[0]
-print(example)"""),
+El conjunto *Wine Reviews* de Kaggle (`winemag-data-130k-v2.json`). Cada reseña se convierte en el
+texto `wine review : {país} : {provincia} : {variedad} : {descripción}`, se descartan las que no tienen
+alguno de esos cuatro campos, y la puntuación se separa con espacios (`pad_punctuation`) para que cada
+signo sea una palabra. Sin el archivo descargado se usa la muestra sintética del repositorio, y el
+cuaderno lo dice."""),
+        ("code", """\
+if DATA:
+    data_path = Path(DATA)
+else:
+    data_path, _ = default_data_path()  # data/winemag-data-130k-v2.json si se descargó; si no, la muestra
+text_data, report = load_texts(data_path)
+n_wines = report.kept
+print(f"{n_wines:,} reseñas cargadas de {data_path.name} ({report.dropped:,} descartadas por campos vacíos)")
+if MAX_REVIEWS is not None and MAX_REVIEWS < len(text_data):
+    text_data = text_data[:MAX_REVIEWS]
+    print(f"modo {MODE}: se entrena con las primeras {len(text_data):,}")"""),
+        ("code", """\
+banner = data_banner(data_path, n_wines)
+if banner:
+    display(HTML(banner))
+data_table = lecture_table(reviews=n_wines)
+data_table"""),
+        ("code", """\
+example_data = text_data[25]
+example_data"""),
 
-    ("md", """\
-## 2. Tokenizar
+        ("md", """\
+## 2. Tokenize the data <a name="tokenize"></a>
 
-Una capa `TextVectorization` pasa el texto a minúsculas, se queda con las `vocab_size` palabras más
-frecuentes y convierte cada reseña en `max_len + 1` índices: el 0 es el relleno (*padding*) y el 1 es
+Una capa `TextVectorization` pasa el texto a minúsculas, se queda con las `VOCAB_SIZE` palabras más
+frecuentes y convierte cada reseña en `MAX_LEN + 1` índices: el 0 es el relleno (*padding*) y el 1 es
 `[UNK]`, la palabra desconocida."""),
-    ("code", """\
-vectorizer = make_vectorizer(texts, vocab_size=config.vocab_size, max_len=config.max_len)
-vocab = vectorizer.get_vocabulary()
-if len(vocab) < config.vocab_size:  # con pocos datos hay menos palabras distintas que vocab_size
-    config = config.replace(vocab_size=len(vocab))  # la capa de salida tendrá una neurona por palabra
-print(len(vocab), "palabras; las primeras:", [str(word) for word in vocab[:12]])"""),
-    ("code", """\
-example_tokenised = vectorizer(example).numpy()
-print(example_tokenised)
-print(" ".join(f"{vocab[i]}({i})" for i in example_tokenised[:12]))"""),
+        ("code", """\
+text_ds = tf.data.Dataset.from_tensor_slices(text_data).batch(BATCH_SIZE).shuffle(1000)
+vectorize_layer = layers.TextVectorization(
+    standardize="lower",
+    max_tokens=VOCAB_SIZE,
+    output_mode="int",
+    output_sequence_length=MAX_LEN + 1,
+)
+vectorize_layer.adapt(text_ds)
+vocab = vectorize_layer.get_vocabulary()
+if len(vocab) < VOCAB_SIZE:  # pocos datos: hay menos palabras distintas que VOCAB_SIZE
+    print(f"sólo hay {len(vocab):,} palabras distintas: VOCAB_SIZE = {len(vocab):,} (no {VOCAB_SIZE:,})")
+    VOCAB_SIZE = len(vocab)  # la capa de salida tendrá una neurona por palabra
+for i, word in enumerate(vocab[:10]):
+    print(f"{i}: {word}")"""),
+        ("code", """\
+example_tokenised = vectorize_layer(example_data)
+print(example_tokenised.numpy())"""),
 
-    ("md", """\
-## 3. Conjunto de entrenamiento
+        ("md", """\
+## 3. Create the Training Set <a name="create"></a>
 
 El modelo aprende a predecir la **siguiente palabra**: la entrada `x` son los tokens sin el último y
-la salida `y` son los mismos tokens desplazados una posición (`x = tokens[:-1]`, `y = tokens[1:]`)."""),
-    ("code", """\
-tokens = vectorize(vectorizer, texts)
-train_ds = make_dataset(tokens, batch_size=config.batch_size, seed=SEED)
-x, y = shift_for_language_model(tokens[:1])
-print("x:", x[0][:8], "...\\ny:", y[0][:8], "...")
-print(tokens.shape[0], "reseñas de", tokens.shape[1], "tokens ->", len(train_ds), "lotes por época")"""),
+la salida `y` los mismos tokens desplazados una posición."""),
+        ("code", """\
+def prepare_inputs(text):
+    text = tf.expand_dims(text, -1)
+    tokenized_sentences = vectorize_layer(text)
+    x = tokenized_sentences[:, :-1]
+    y = tokenized_sentences[:, 1:]
+    return x, y
 
-    ("md", """\
-## 4. Máscara de atención causal
+
+train_ds = text_ds.map(prepare_inputs)
+example_input_output = train_ds.take(1).get_single_element()
+print("x:", example_input_output[0][0].numpy()[:12], "...")
+print("y:", example_input_output[1][0].numpy()[:12], "...")"""),
+
+        ("md", """\
+## 5. Create the causal attention mask function <a name="causal"></a>
 
 Al predecir la palabra *i*, el modelo sólo puede mirar las palabras 0..*i*: la máscara es una matriz
-triangular inferior (1 = se puede mirar)."""),
-    ("code", "np.asarray(causal_attention_mask(1, 5, 5, dtype=\"int32\"))[0]"),
+triangular (1 = se puede mirar). Aquí en `keras.ops`, para cualquier backend de Keras 3."""),
+        ("code:lesson", lesson["mask"]),
+        ("code", 'np.transpose(causal_attention_mask(1, 10, 10, dtype="int32")[0])'),
 
-    ("md", """\
-## 5. Bloque Transformer y embedding posicional
+        ("md", """\
+## 6. Create a Transformer Block layer <a name="transformer"></a>
 
-`TokenAndPositionEmbedding` suma el embedding de cada palabra y el de su posición.
-`TransformerBlock` aplica atención multi-cabeza con la máscara causal, *dropout*, conexión residual y
-`LayerNormalization`, y luego una red feed-forward con lo mismo. Además de su salida devuelve los
-**pesos de atención de cada cabeza**: con ellos veremos dónde mira el modelo. El código está en
-`gpt_keras/core/layers.py`."""),
-    ("code", """\
-block = TransformerBlock(num_heads=config.n_heads, key_dim=config.key_dim, embed_dim=config.embedding_dim,
-                         ff_dim=config.feed_forward_dim)
-embedded = TokenAndPositionEmbedding(config.max_len, config.vocab_size, config.embedding_dim)(x[:, :6])
-output, attention = block(embedded)
-print("salida:", output.shape, "| atención [lote, cabezas, consulta, clave]:", attention.shape)"""),
+Atención multi-cabeza con la máscara causal, *dropout*, conexión residual y `LayerNormalization`;
+luego una red feed-forward con lo mismo. Devuelve también los **pesos de atención de cada cabeza**:
+con ellos `print_probs` mostrará dónde mira el modelo. (`build` crea los pesos antes de la primera
+llamada, como pide Keras 3.)"""),
+        ("code:lesson", lesson["block"]),
 
-    ("md", """\
-## 6. Construir el modelo
+        ("md", """\
+## 7. Create the Token and Position Embedding <a name="embedder"></a>
 
-Entrada de tokens → embedding → bloque Transformer → capa densa con softmax sobre el vocabulario.
-El modelo tiene dos salidas, `[probabilidades de la siguiente palabra, atención]`, y la pérdida
-(entropía cruzada categórica dispersa) sólo se aplica a la primera. Con la configuración de la clase
-son 5 809 168 parámetros."""),
-    ("code", """\
-gpt = compile_gpt(build_gpt(config), config)
-gpt.summary()"""),
+Suma el embedding de cada palabra y el de su posición (0, 1, 2, ...): así el modelo sabe el orden."""),
+        ("code:lesson", lesson["embedding"]),
 
-    ("md", """\
-## 7. Entrenar
+        ("md", """\
+## 8. Build the Transformer model <a name="build"></a>
+
+Tokens → embedding → bloque Transformer → capa densa con softmax sobre el vocabulario. El modelo
+tiene dos salidas, `[probabilidades de la siguiente palabra, atención]`; la pérdida (entropía cruzada
+categórica dispersa) sólo se aplica a la primera."""),
+        ("code:model", """\
+inputs = layers.Input(shape=(None,), dtype="int32")
+x = TokenAndPositionEmbedding(MAX_LEN, VOCAB_SIZE, EMBEDDING_DIM)(inputs)
+x, attention_scores = TransformerBlock(N_HEADS, KEY_DIM, EMBEDDING_DIM, FEED_FORWARD_DIM)(x)
+outputs = layers.Dense(VOCAB_SIZE, activation="softmax")(x)
+gpt = models.Model(inputs=inputs, outputs=[outputs, attention_scores])
+gpt.compile("adam", loss=[losses.SparseCategoricalCrossentropy(), None])"""),
+        ("code", "gpt.summary()"),
+        ("md", """\
+Los nombres son los del libro (`token_and_position_embedding`, `transformer_block`) salvo los que pone
+Keras 3: el modelo se llama `functional` (Keras 2: `model`), la entrada `input_layer` (`input_1`) y la
+capa de salida `dense` (en el libro `dense_2`, porque allí las dos densas del bloque, que aquí se llaman
+`ffn_1` y `ffn_2`, no tenían nombre y se llevaban `dense` y `dense_1`)."""),
+        ("code", """\
+model_table = lecture_table(parameters=gpt.count_params())
+model_table"""),
+
+        ("md", """\
+## 9. Train the Transformer <a name="train"></a>
 
 `TextGenerator` es el callback de la clase: al final de cada época genera un texto a partir de
-`"wine review"` con temperatura 1.0 y lo imprime (`generated text:`). `TensorBoard` guarda la curva
-de pérdida; para verla: `%load_ext tensorboard` y `%tensorboard --logdir runs/notebook/logs`."""),
-    ("code", """\
-tensorboard_callback = keras.callbacks.TensorBoard(log_dir=LOG_DIR)
-text_generator = TextGenerator(vocab, prompt="wine review", max_tokens=MAX_TOKENS, temperature=1.0, seed=SEED)"""),
-    ("code", """\
+`"wine review"` con temperatura 1.0 y lo imprime (`generated text:`).
+
+- `sample_from` aplica la temperatura como en la clase: `probs ** (1 / T)` y renormalizar, que es lo
+  mismo que softmax(*z* / *T*); luego muestrea un índice.
+- `generate` es el bucle autorregresivo: pasa el prompt, muestrea una palabra, la agrega y repite,
+  hasta `max_tokens` tokens o hasta que sale el relleno (índice 0). Devuelve `info`, un diccionario
+  por paso con el prompt, las probabilidades y la atención.
+- `on_epoch_end` genera al final de cada época (aquí `max_tokens=MAX_LEN`: el modelo no tiene
+  posiciones más allá de `MAX_LEN`).
+
+Muestrea con un generador con semilla (`SEED`) en vez de `np.random`, para que el texto se repita."""),
+        ("code:lesson", TEXT_GENERATOR),
+        ("md", """\
+TensorBoard guarda la pérdida **por época** (`epoch_loss`, el callback de Keras) y **por lote**
+(`batch_loss`, `BatchLossSummary` del paquete: la pérdida de cada lote, no el promedio acumulado de la
+época que muestra la barra de progreso). Para verlas: `%load_ext tensorboard` y
+`%tensorboard --logdir runs/notebook/logs` (o `tensorboard --logdir runs/notebook/logs`)."""),
+        ("code", """\
+tensorboard_callback = callbacks.TensorBoard(log_dir=LOG_DIR)
+batch_loss_callback = BatchLossSummary(f"{LOG_DIR}/train")
+text_generator = TextGenerator(vocab)"""),
+        ("code", """\
 gpt.fit(
     train_ds,
-    epochs=config.epochs,
-    callbacks=[tensorboard_callback, text_generator],
+    epochs=EPOCHS,
+    callbacks=[tensorboard_callback, batch_loss_callback, text_generator],
 )"""),
+        ("code", """\
+training_table = lecture_table(steps_per_epoch=len(batch_loss_callback.losses) // EPOCHS,
+                               loss=gpt.history.history["loss"])
+training_table"""),
 
-    ("md", """\
-## 8. Generar texto
+        ("md", """\
+## 3. Generate text using the Transformer <a name="generate"></a>
 
 La generación es **autorregresiva**: se pasa el prompt, se obtienen las probabilidades de la
-siguiente palabra, se **muestrea** una palabra de esa distribución, se agrega al prompt y se repite,
-hasta `max_tokens` tokens o hasta que sale el relleno (índice 0).
+siguiente palabra, se **muestrea** una palabra, se agrega al prompt y se repite. La **temperatura**
+*T* cambia la forma de la distribución: $p_i = e^{z_i/T} / \\sum_j e^{z_j/T}$. Con *T* < 1 se
+concentra en las palabras más probables; con *T* > 1 se aplana.
 
-La **temperatura** *T* cambia la forma de la distribución: $p_i = e^{z_i/T} / \\sum_j e^{z_j/T}$.
-Con *T* < 1 se concentra en las palabras más probables; con *T* > 1 se aplana."""),
-    ("code", """\
-info = text_generator.generate("wine review : us", max_tokens=MAX_TOKENS, temperature=1.0)"""),
-    ("code", """\
-info = text_generator.generate("wine review : italy", max_tokens=MAX_TOKENS, temperature=0.5)"""),
-
-    ("md", """\
-### ¿Dónde mira el modelo?
-
-`print_probs` muestra, para cada paso, el prompt con el fondo de cada palabra en azul según la
-atención que le prestó la última posición (promedio de las cabezas, dividido por el máximo: más
-intenso = más atención), y las 5 palabras siguientes más probables. En la clase, después de
-`wine review : germany :` el modelo atiende sobre todo a **germany** y propone regiones alemanas
-(mosel 92.43%, rheinhessen 6.03%, ...)."""),
-    ("code", """\
-info = text_generator.generate("wine review : germany", max_tokens=MAX_TOKENS, temperature=0.5)
+`print_probs` es la función auxiliar de la clase: para cada paso muestra el prompt con el fondo de
+cada palabra en azul según la atención que le prestó el modelo (promedio de las cabezas, dividido
+entre el máximo: más intenso = más atención) y las `top_k` palabras siguientes más probables."""),
+        ("code:lesson", PRINT_PROBS),
+        ("code", 'info = text_generator.generate("wine review : us", max_tokens=80, temperature=1.0)'),
+        ("code", 'info = text_generator.generate("wine review : italy", max_tokens=80, temperature=0.5)'),
+        ("code", """\
+info = text_generator.generate("wine review : germany", max_tokens=80, temperature=0.5)
 print_probs(info, vocab)"""),
+        ("md", """\
+En la clase, en el paso 2 (después de `wine review : germany :`) el modelo atiende sobre todo a
+**germany** y propone regiones alemanas: mosel 92.43%, rheinhessen 6.03%, rheingau 0.75%."""),
+        ("code", """\
+probs_table = lecture_table(mosel_step_2=word_percent(info, vocab, step=2, word="mosel"))
+print("paso 2 de esta ejecución, después de:", repr(info[1]["prompt"]) if len(info) > 1 else "(no hubo paso 2)")
+probs_table"""),
+        ("md", """\
+El bloque devuelve la atención **de cada cabeza**: el `print_probs` del paquete la muestra por
+separado con `heads=True` (cada cabeza normalizada por su propio máximo). Suelen especializarse: una
+mira el país, otra los dos puntos o la palabra anterior."""),
+        ("code", """\
+from gpt_keras.tools import viz
 
-    ("md", """\
-El bloque devuelve la atención **de cada cabeza**: con `heads=True` se ve cada una por separado
-(cada cabeza normalizada por su propio máximo). Suelen especializarse: una mira el país, otra los
-dos puntos o la palabra anterior. El mapa de calor resume todos los pasos a la vez: cada fila es un
-paso de la generación y cada columna una palabra del texto."""),
-    ("code", """\
-print_probs(info[:4], vocab, heads=True)"""),
-    ("code", """\
-from IPython.display import Image
+viz.print_probs(info[:4], vocab, heads=True)"""),
 
-heatmap = attention_heatmap(info[:20], "runs/notebook/attention.png")
-Image(filename=str(heatmap))"""),
+        ("md", """\
+### La temperatura
 
-    ("md", """\
-## 9. Experimento: la temperatura
+El ejemplo de la clase: logits de *pfalz* 4.1, *mosel* 3.9 y *rhein* 2.7 después de
+`wine review : germany :`, con softmax(*z* / *T*)."""),
+        ("code", """\
+from gpt_keras.core.sampling import softmax
 
-Primero el ejemplo de la clase: logits de *pfalz* 4.1, *mosel* 3.9 y *rhein* 2.7 después de
-`wine review : germany :`."""),
-    ("code", """\
 logits = np.array([4.1, 3.9, 2.7])
-pd.DataFrame({f"T={t}": softmax(logits, t) for t in (0.5, 1.0, 1.5, 3.0)},
-             index=["pfalz", "mosel", "rhein"]).round(3)"""),
-    ("md", """\
+temperature_table = lecture_table(temperature={t: softmax(logits, t) for t in (0.5, 1.0, 1.5)})
+temperature_table"""),
+        ("md", """\
 Ahora con nuestro modelo: el mismo prompt con *T* = 0.2, 0.5, 1.0, 1.5 y 3.0, tres muestras con
-semilla fija para cada una. Para cada temperatura medimos la **perplejidad** de las muestras según el
-propio modelo (sin temperatura; más alta = palabras que el modelo considera improbables) y la
-proporción de palabras distintas (más baja = más repetición)."""),
-    ("code", """\
+semilla fija para cada una. Para muestrear muchas veces rápido usamos el generador con caché del
+paquete (`CachedGenerator`) sobre **los mismos pesos** (`build_gpt` construye el mismo modelo). Para
+cada temperatura medimos la **perplejidad** de las muestras según el propio modelo (más alta =
+palabras que el modelo considera improbables) y la proporción de palabras distintas (más baja = más
+repetición)."""),
+        ("code", """\
+import pandas as pd
+
+from gpt_keras.core.config import GPTConfig
+from gpt_keras.core.data import Vocabulary
+from gpt_keras.core.generation import CachedGenerator
+from gpt_keras.core.model import build_gpt
+from gpt_keras.core.sampling import Sampler
+from gpt_keras.tools.batch_sampling import sample_batch
+
+config = GPTConfig(vocab_size=VOCAB_SIZE, max_len=MAX_LEN, embedding_dim=EMBEDDING_DIM, key_dim=KEY_DIM,
+                   n_heads=N_HEADS, feed_forward_dim=FEED_FORWARD_DIM)
+fast_gpt = build_gpt(config)
+fast_gpt.set_weights(gpt.get_weights())  # los pesos que acabamos de entrenar
+generator = CachedGenerator(fast_gpt, Vocabulary(tuple(vocab)))
+
 PROMPT = "wine review : germany"
 TEMPERATURES = (0.2, 0.5, 1.0, 1.5, 3.0)
-generator = CachedGenerator(gpt, Vocabulary(tuple(vocab)))
 rows = []
 for temperature in TEMPERATURES:
-    batch = sample_batch(generator, PROMPT, n_samples=3, max_tokens=MAX_TOKENS,
+    batch = sample_batch(generator, PROMPT, n_samples=3, max_tokens=MAX_LEN,
                          sampler=Sampler(temperature=temperature), rng=np.random.default_rng(SEED))
     print(f"=== T = {temperature} ===")
     for text in batch.texts:
@@ -249,8 +493,7 @@ for temperature in TEMPERATURES:
         "mean length": float(np.mean(batch.lengths)),
     })
 pd.DataFrame(rows).set_index("T").round(2)"""),
-
-    ("md", """\
+        ("md", """\
 ### ¿Qué pasa si usas T = 3?
 
 Dividir los logits entre 3 acerca mucho sus valores, así que la distribución queda **casi uniforme**:
@@ -261,8 +504,7 @@ rompe el formato `wine review : país : provincia : variedad :` y produce texto 
 una perplejidad (según el propio modelo) mucho más alta que con *T* ≤ 1.
 
 En el otro extremo, con *T* = 0.2 el modelo es casi determinista: las tres muestras se parecen
-mucho y tienden a repetir frases (menos palabras distintas). Alrededor de *T* = 1.0 se equilibran
-coherencia y variedad, como en la tabla de la clase:
+mucho y tienden a repetir frases. Alrededor de *T* = 1.0 se equilibran coherencia y variedad:
 
 | Temperatura | Efecto | Texto generado |
 |---|---|---|
@@ -271,9 +513,73 @@ coherencia y variedad, como en la tabla de la clase:
 | *T* > 1.2 | alta | más variado y creativo, con errores gramaticales o semánticos |
 | *T* > 2.0 | muy alta | casi uniforme: palabras al azar, incoherente |
 
-*(En modo rápido el modelo apenas entrenó y todas las temperaturas dan texto poco coherente; la
-diferencia se ve bien con el modelo de la clase entrenado 5 épocas.)*"""),
-]
+*(En los modos `quick` y `lecture` el modelo apenas entrenó y todas las temperaturas dan texto poco
+coherente; la diferencia se ve bien con el modelo de la clase entrenado 5 épocas.)*"""),
+
+        ("md", """\
+## GPT-2 con Hugging Face <a name="gpt2"></a>
+
+GPT-2 (124 M de parámetros) ya viene entrenado: se usa sin entrenarlo. Como en la clase:
+`TFGPT2LMHeadModel` y `GPT2Tokenizer`, `model.generate(..., max_length=20)` y `pipeline`, con el
+prompt "Machine learning is". Los pesos (unos 500 MB) se descargan la primera vez; sin red y sin una
+copia local, la celda lo dice y el resto del cuaderno sigue. (En la terminal:
+`gpt-keras compare --prompt "Machine learning is"`.)"""),
+        ("code", """\
+from gpt_keras.tools.gpt2.load import GPT2Error, load_gpt2
+
+GPT2_NAME = os.environ.get("GPT_KERAS_GPT2", "gpt2")  # "gpt2", "distilgpt2" o una carpeta de save_pretrained
+try:
+    gpt2 = load_gpt2(GPT2_NAME)  # comprueba que los pesos estén (o se puedan descargar)
+except GPT2Error as error:  # sin red y sin copia local: el mismo mensaje que da gpt-keras compare
+    gpt2 = None
+    print(error)"""),
+        ("code", """\
+if gpt2 is not None:
+    import transformers
+    from transformers import GPT2Tokenizer, TFGPT2LMHeadModel
+
+    transformers.logging.set_verbosity_error()  # sin los avisos de Hugging Face en la salida
+    tokenizer = GPT2Tokenizer.from_pretrained(GPT2_NAME)
+    model = TFGPT2LMHeadModel.from_pretrained(GPT2_NAME)
+
+    texto = "Machine learning is"
+    inputs = tokenizer(texto, return_tensors="tf")
+    outputs = model.generate(inputs["input_ids"], max_length=20)
+    print(tokenizer.decode(outputs[0]))"""),
+        ("code", """\
+if gpt2 is not None:
+    from transformers import pipeline
+
+    # framework="tf", dtype=None: sin PyTorch instalado, transformers 4.x lo necesita para usar TensorFlow
+    generator = pipeline("text-generation", model=GPT2_NAME, framework="tf", dtype=None)
+    print(generator("Machine learning is", max_length=30)[0]["generated_text"])"""),
+        ("md", """\
+Lado a lado: nuestro GPT de reseñas y GPT-2 con el mismo prompt. `gpt-keras compare --run RUN`
+agrega la perplejidad de ambos sobre reseñas que no vieron y el tiempo por token."""),
+        ("code", """\
+if gpt2 is not None:
+    from gpt_keras.tools.gpt2.generate import GPT2Generator
+
+    side_prompt = "wine review : us"
+    ours_info, ours_text = CachedGenerator(fast_gpt, Vocabulary(tuple(vocab))).generate(
+        side_prompt, 40, Sampler(temperature=1.0), np.random.default_rng(SEED))
+    gpt2_info, gpt2_text = GPT2Generator(gpt2).generate(side_prompt, 40, Sampler(temperature=1.0),
+                                                         np.random.default_rng(SEED))
+    display(pd.DataFrame({"parámetros": [f"{gpt.count_params():,}", f"{gpt2.count_params():,}"],
+                          "texto": [ours_text, gpt2_text]}, index=["nuestro GPT", gpt2.name]))"""),
+
+        ("md", """\
+## Resumen: la clase y esta ejecución
+
+Todas las cifras de «esta ejecución» salen de lo que se acaba de ejecutar."""),
+        ("code", """\
+summary_table = lecture_table(reviews=n_wines, steps_per_epoch=len(batch_loss_callback.losses) // EPOCHS,
+                              parameters=gpt.count_params(), loss=gpt.history.history["loss"],
+                              mosel_step_2=word_percent(info, vocab, step=2, word="mosel"))
+if banner:
+    display(HTML(banner))
+summary_table"""),
+    ]
 
 
 def build() -> nbformat.NotebookNode:
@@ -282,13 +588,13 @@ def build() -> nbformat.NotebookNode:
         "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
         "language_info": {"name": "python", "pygments_lexer": "ipython3"},
     }
-    for index, (kind, source) in enumerate(CELLS):
+    for index, (kind, source) in enumerate(cells()):
         if kind == "md":
             cell = new_markdown_cell(source)
         else:
             cell = new_code_cell(source)
-            if kind == "params":
-                cell.metadata["tags"] = ["parameters"]
+            if ":" in kind:
+                cell.metadata["tags"] = [kind.split(":", 1)[1]]
         cell.id = f"cell-{index:02d}"  # fixed ids: a rebuild of unchanged cells is byte-for-byte the same
         notebook.cells.append(cell)
     nbformat.validate(notebook)
@@ -307,7 +613,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.output} is out of date: run python scripts/build_notebook.py", file=sys.stderr)
             return 1
         return 0
-    sys.path.insert(0, str(REPO))
     from gpt_keras.runs.files import write_text
 
     write_text(args.output, text)

@@ -23,9 +23,12 @@ def reviews(small_json) -> list[str]:
     return load_texts(small_json)[0]
 
 
-@pytest.fixture(scope="session")
-def tiny_gpt2_dir(tmp_path_factory, reviews):
-    """A randomly initialised 2-layer GPT-2 (n_embd 32, 64 positions) and a 400-token byte-level BPE."""
+def build_tiny_gpt2(path, reviews):
+    """A randomly initialised 2-layer GPT-2 (n_embd 32, 64 positions) and a 400-token byte-level BPE, saved in `path`.
+
+    The BPE's vocab.json and merges.txt are saved too, so the lecture's `GPT2Tokenizer` loads it as well
+    as the fast tokenizer does.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import GPT2Config, GPT2TokenizerFast, TFGPT2LMHeadModel
 
@@ -42,10 +45,15 @@ def tiny_gpt2_dir(tmp_path_factory, reviews):
                         bos_token_id=end, eos_token_id=end)
     model = TFGPT2LMHeadModel(config)
     model(model.dummy_inputs)
-    path = tmp_path_factory.mktemp("tiny-gpt2")
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
+    bpe.model.save(str(path))  # vocab.json and merges.txt, for GPT2Tokenizer
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory, reviews):
+    return build_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"), reviews)
 
 
 @pytest.fixture(scope="session")
@@ -309,3 +317,33 @@ def test_cli_offline_error_is_one_line(trained_run, tmp_path, monkeypatch, capsy
     error = capsys.readouterr().err
     assert error.startswith("gpt-keras compare: error: GPT-2 'distilgpt2' is not on this machine")
     assert "huggingface-cli download distilgpt2" in error and "Traceback" not in error
+
+
+def test_cli_compare_without_a_run_shows_gpt2_alone(tiny_gpt2_dir, small_json, tmp_path, monkeypatch, capsys):
+    """The lecture's GPT-2 part needs no trained run: `gpt-keras compare --prompt "Machine learning is"`."""
+    from gpt_keras.tools.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    code = main(["compare", "--gpt2", str(tiny_gpt2_dir), "--data", str(small_json), "--heldout", "6",
+                 "--prompt", "Machine learning is", "--temperature", "1.0", "--max-new-tokens", "4", "--show-probs"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "prompt 'Machine learning is', T=1, seed 0:" in printed and "perplexity per word" in printed
+    assert "ours" not in printed and "step by step" in printed
+    saved = json.loads((tmp_path / f"compare-{tiny_gpt2_dir.name}.json").read_text())
+    assert list(saved["models"]) == ["gpt2"] and list(saved["perplexity"]) == ["gpt2"]
+    assert saved["settings"]["run"] is None and saved["settings"]["max_words"] == 81
+    assert saved["generations"][0]["gpt2"]["text"].startswith("Machine learning is")
+    assert "ours" not in saved["generations"][0]
+    markdown = (tmp_path / f"compare-{tiny_gpt2_dir.name}.md").read_text()
+    assert markdown.startswith("# GPT-2") and "none (GPT-2 alone)" in markdown
+
+
+def test_cli_compare_without_a_run_offline_is_the_same_one_line(tmp_path, monkeypatch, capsys):
+    from gpt_keras.tools.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    assert main(["compare", "--prompt", "Machine learning is"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("gpt-keras compare: error: GPT-2 'gpt2' is not on this machine") and "Traceback" not in error

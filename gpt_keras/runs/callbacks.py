@@ -1,7 +1,8 @@
 """The callbacks that make a training run watchable and resumable.
 
 `RunCheckpoint` saves the model and the run's `RunState` after every epoch, `StopOnNaN` stops at the
-first non-finite loss, and the TensorBoard callbacks log the loss and each epoch's generated text.
+first non-finite loss, `BatchLossSummary` logs each batch's own loss to TensorBoard (Keras' TensorBoard
+callback logs the epochs) and `GeneratedTextSummary` each epoch's generated text.
 The lecture's own callback, `TextGenerator`, lives in the lesson core (`gpt_keras.core.callbacks`).
 """
 
@@ -16,24 +17,75 @@ from gpt_keras.core.callbacks import TextGenerator
 from gpt_keras.runs.rundir import RunState, save_model
 
 
-class ResumableTensorBoard(keras.callbacks.TensorBoard):
-    """Keras' TensorBoard callback, continuing its batch-level step count when a run resumes.
+class BatchLossSummary(keras.callbacks.Callback):
+    """Logs the loss of every batch to TensorBoard (`batch_loss`), with a step count that survives resuming.
 
-    Without this, a resumed run would write its per-batch loss from step 0 again, on top of the
-    first run's curve.
+    Keras' own TensorBoard callback, asked for batch-level logs, writes the `loss` of its logs: the
+    running mean of the epoch so far. That curve is smooth inside an epoch and jumps at every epoch
+    boundary, where the mean starts again. Here each point is the loss of that batch alone, taken
+    from the same tracker Keras averages: the loss tracker (`model.metrics`' "loss", a `Mean`) adds
+    `loss * batch size` to its total and `batch size` to its count at every step, so the change of
+    total over the change of count since the previous batch is the batch's own loss, whatever the
+    batch sizes (a short last batch, batches shuffled as wholes) and under a distribution strategy
+    (the tracker's variables then sum over replicas). With `steps_per_execution` > 1 a point is the
+    mean of the batches of one execution. Its precision is the tracker's (float32 sums: late in a
+    long epoch, about 1e-3 of the loss).
+
+    Args:
+        log_dir: the folder of the event files (the run's `logs/train`, beside Keras' epoch curves).
+        initial_step: the number of batches already done; a resumed run continues from there.
+        tag: the scalar's name in TensorBoard.
     """
 
-    def __init__(self, log_dir, initial_step: int = 0, **kwargs):
-        super().__init__(log_dir=str(log_dir), **kwargs)
-        self.initial_step = initial_step
+    def __init__(self, log_dir, initial_step: int = 0, tag: str = "batch_loss"):
+        super().__init__()
+        self.log_dir = str(log_dir)
+        self.global_step = int(initial_step)
+        self.tag = tag
+        self.losses: list[float] = []  # this fit's batch losses, in order (a test and a notebook read them)
+        self._writer = None
+        self._previous = (0.0, 0.0)
 
     def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        self._global_train_batch = self.initial_step  # Keras keeps this counter privately
+        import tensorflow as tf  # TensorBoard's summary writer
 
-    @property
-    def global_step(self) -> int:
-        return self._global_train_batch
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._previous = _loss_tracker_sums(self.model)  # Keras resets its metrics just before this
+
+    def on_train_batch_end(self, batch, logs=None):
+        import tensorflow as tf
+
+        total, count = _loss_tracker_sums(self.model)
+        previous_total, previous_count = self._previous
+        self._previous = (total, count)
+        self.global_step += 1
+        if count <= previous_count:
+            return  # nothing was added (cannot happen in fit, but never divide by zero)
+        loss = (total - previous_total) / (count - previous_count)
+        self.losses.append(loss)
+        with self._writer.as_default():
+            tf.summary.scalar(self.tag, loss, step=self.global_step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._writer is not None:
+            self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def _loss_tracker_sums(model: keras.Model) -> tuple[float, float]:
+    """(total, count) of the model's loss tracker: the weighted sum of batch losses and of batch sizes."""
+    tracker = next((metric for metric in model.metrics if metric.name == "loss"), None)
+    if tracker is None:
+        raise ValueError("the model has no loss tracker; compile it with a loss before fit")
+    values = {variable.name: float(keras.ops.convert_to_numpy(variable)) for variable in tracker.variables}
+    return values["total"], values["count"]
 
 
 class GeneratedTextSummary(keras.callbacks.Callback):
@@ -97,13 +149,13 @@ class RunCheckpoint(keras.callbacks.ModelCheckpoint):
     """
 
     def __init__(self, run_dir, checkpoint_pattern: str, text_generator: TextGenerator | None = None,
-                 tensorboard: ResumableTensorBoard | None = None, stop_on_nan: StopOnNaN | None = None,
+                 batch_losses: BatchLossSummary | None = None, stop_on_nan: StopOnNaN | None = None,
                  history: dict | None = None, keep: int = 2):
         super().__init__(str(Path(run_dir) / checkpoint_pattern), save_weights_only=False, save_freq="epoch")
         self.run_dir = Path(run_dir)
         self.checkpoint_pattern = checkpoint_pattern
         self.text_generator = text_generator
-        self.tensorboard = tensorboard
+        self.batch_losses = batch_losses
         self.stop_on_nan = stop_on_nan
         self.history = {key: list(values) for key, values in (history or {}).items()}
         self.keep = keep
@@ -118,7 +170,7 @@ class RunCheckpoint(keras.callbacks.ModelCheckpoint):
         RunState(
             epoch=epoch + 1,
             checkpoint=checkpoint,
-            global_step=self.tensorboard.global_step if self.tensorboard is not None else None,
+            global_step=self.batch_losses.global_step if self.batch_losses is not None else None,
             rng_state=_jsonable(self.text_generator.get_rng_state()) if self.text_generator else None,
             seed_states=[keras.ops.convert_to_numpy(state).tolist() for state in seed_generator_states(self.model)],
             history=self.history,

@@ -29,7 +29,7 @@ from gpt_keras.core.model import build_gpt, compile_gpt
 from gpt_keras.runs import distribute
 from gpt_keras.runs import rundir as runs
 from gpt_keras.runs.batches import ArrayBatches, load_tokens, save_tokens, split_tokens, training_batches
-from gpt_keras.runs.callbacks import (GeneratedTextSummary, ResumableTensorBoard, RunCheckpoint, StopOnNaN,
+from gpt_keras.runs.callbacks import (BatchLossSummary, GeneratedTextSummary, RunCheckpoint, StopOnNaN,
                                       restore_seed_generator_states)
 from gpt_keras.runs.datasets import LoadReport, default_data_path, load_texts
 from gpt_keras.runs.files import write_json
@@ -318,16 +318,19 @@ def _fit(model, config, run_dir, vocab, train_tokens, validation_tokens, initial
     with_tensorflow = tensorflow_available()
     text_generator = TextGenerator(vocab, prompt=config.generate_prompt, max_tokens=config.generate_max_tokens,
                                    temperature=config.generate_temperature, seed=config.seed, print_fn=print_fn)
-    tensorboard = ResumableTensorBoard(log_dir, initial_step=(state.global_step if state else 0) or 0,
-                                       update_freq="batch", write_graph=keras.backend.backend() == "tensorflow") \
+    # Keras' TensorBoard logs the epochs and the graph; BatchLossSummary each batch's own loss, resumably.
+    tensorboard = keras.callbacks.TensorBoard(str(log_dir), update_freq="epoch",
+                                              write_graph=keras.backend.backend() == "tensorflow") \
+        if with_tensorflow else None
+    batch_losses = BatchLossSummary(log_dir / "train", initial_step=(state.global_step if state else 0) or 0) \
         if with_tensorflow else None
     stop_on_nan = StopOnNaN()
     if state and state.rng_state:
         text_generator.set_rng_state(state.rng_state)
-    checkpoint = RunCheckpoint(run_dir, CHECKPOINT_PATTERN, text_generator, tensorboard, stop_on_nan,
+    checkpoint = RunCheckpoint(run_dir, CHECKPOINT_PATTERN, text_generator, batch_losses, stop_on_nan,
                                history=state.history if state else None)
     if with_tensorflow:
-        callbacks = [stop_on_nan, tensorboard, text_generator, GeneratedTextSummary(text_generator, log_dir / "text"),
+        callbacks = [stop_on_nan, tensorboard, batch_losses, text_generator, GeneratedTextSummary(text_generator, log_dir / "text"),
                      checkpoint]
     else:
         callbacks = [stop_on_nan, text_generator, checkpoint]

@@ -537,7 +537,9 @@ def add_compare_parser(subparsers) -> None:
         description="Generates from the same prompts, temperatures and seeds with both models, times the same "
                     "number of new tokens, and scores the same held-out words (the last --heldout reviews of "
                     "--data). Writes a Markdown and a JSON report. Needs transformers<5 and tf-keras.")
-    parser.add_argument("--run", type=Path, required=True, help="a run directory written by `gpt-keras train`")
+    parser.add_argument("--run", type=Path,
+                        help="a run directory written by `gpt-keras train` (without it: GPT-2 alone, as in the "
+                             "lecture's GPT-2 part)")
     parser.add_argument("--gpt2", default="gpt2", metavar="NAME|PATH",
                         help="gpt2, distilgpt2 (from the Hugging Face hub or its cache) or a save_pretrained "
                              "directory, e.g. from `gpt-keras finetune-gpt2` (default gpt2)")
@@ -554,7 +556,7 @@ def add_compare_parser(subparsers) -> None:
                         help="tokens each model generates after the prompt, also the timed length (default 40)")
     add_sampling_flags(parser, temperature=False)
     parser.add_argument("--report", type=Path, metavar="PATH",
-                        help="write PATH.md and PATH.json (default RUN/compare-NAME)")
+                        help="write PATH.md and PATH.json (default RUN/compare-NAME, without --run ./compare-NAME)")
     look = parser.add_argument_group("looking inside (the lecture's print_probs)")
     look.add_argument("--show-probs", action="store_true",
                       help="for the first text of each model: every step's context shaded by (last-layer) attention "
@@ -573,7 +575,7 @@ def run_compare(args) -> int:
     from gpt_keras.core.generation import PromptWarning
     from gpt_keras.runs.rundir import load_run
 
-    run = load_run(args.run)
+    run = load_run(args.run) if args.run is not None else None
     gpt2 = gpt2_lib.load_gpt2(args.gpt2)
     prompts = args.prompt or ["wine review : germany", "wine review : us"]
     with warnings.catch_warnings():
@@ -587,11 +589,14 @@ def run_compare(args) -> int:
         from gpt_keras.tools.viz import print_probs
 
         first = comparison.generations[0]
-        for key, vocab in (("ours", run.vocab), ("gpt2", gpt2_lib.TokenLabels(gpt2))):
+        vocabularies = {"ours": run.vocab if run is not None else None, "gpt2": gpt2_lib.TokenLabels(gpt2)}
+        for key in comparison.keys:
+            vocab = vocabularies[key]
             print(f"\n{comparison.models[key]['name']}, step by step ({first['prompt']!r}, {first['sampler']}, "
                   f"seed {first['seed']}):")
             print_probs(comparison.info[key], vocab, heads=args.heads)
-    stem = args.report if args.report is not None else args.run / f"compare-{Path(gpt2.name).name}"
+    folder = args.run if args.run is not None else Path.cwd()
+    stem = args.report if args.report is not None else folder / f"compare-{Path(gpt2.name).name}"
     written = comparison.write(stem)
     print(f"\nWrote {written['markdown']} and {written['json']}")
     return 0

@@ -21,6 +21,9 @@ from gpt_keras.tools.gpt2.load import GPT2, device_description
 from gpt_keras.tools.gpt2.report import Comparison
 from gpt_keras.tools.gpt2.score import heldout_indices, score_gpt2, score_ours, seen_by_gpt2, seen_by_our_run, word_windows
 
+# Words scored per review when there is no run to take the window from: the lecture's max_len + 1.
+LECTURE_WINDOW = 81
+
 
 def _time_per_token(generate, n_tokens: int) -> float:
     """Milliseconds per token of one call that generates exactly `n_tokens` new tokens."""
@@ -36,7 +39,8 @@ def compare(run, gpt2: GPT2, data_path: str | Path | None = None, *, prompts: Se
     """Puts our run and GPT-2 side by side.
 
     Args:
-        run: our model (`gpt_keras.runs.load_run(dir)`, or any object with `model`, `vocab`, `config`, `path`).
+        run: our model (`gpt_keras.runs.load_run(dir)`, or any object with `model`, `vocab`, `config`, `path`);
+            None for GPT-2 alone (the lecture's part without a trained run): the report has GPT-2's column only.
         gpt2: a model from `load_gpt2`.
         data_path: reviews (Kaggle JSON or CSV) whose last `heldout` reviews are scored (None: the
             default data, `gpt_keras.data.default_data_path()`).
@@ -60,7 +64,9 @@ def compare(run, gpt2: GPT2, data_path: str | Path | None = None, *, prompts: Se
     if not prompts or not samplers or not seeds:
         raise DataError("give at least one prompt, temperature and seed")
 
-    ours_generator, gpt2_generator = CachedGenerator(run.model, run.vocab), GPT2Generator(gpt2)
+    ours_generator = CachedGenerator(run.model, run.vocab) if run is not None else None
+    gpt2_generator = GPT2Generator(gpt2)
+    max_words = run.config.max_len + 1 if run is not None else LECTURE_WINDOW
 
     def ours_generate(prompt, sampler, rng, n_new=max_new_tokens):
         n_prompt = len(encode_prompt(run.vocab, prompt, run.config.max_len))
@@ -70,34 +76,38 @@ def compare(run, gpt2: GPT2, data_path: str | Path | None = None, *, prompts: Se
     for prompt in prompts:
         for sampler in samplers:
             for seed in seeds:
-                ours_info, ours_text = ours_generate(prompt, sampler, np.random.default_rng(seed))
-                gpt2_info, gpt2_text = gpt2_generator.generate(prompt, max_new_tokens, sampler,
-                                                               np.random.default_rng(seed))
+                steps, generation = {}, {"prompt": prompt, "sampler": sampler.describe(), "seed": int(seed)}
+                if run is not None:
+                    steps["ours"], text = ours_generate(prompt, sampler, np.random.default_rng(seed))
+                    generation["ours"] = {"text": text, "tokens": len(steps["ours"])}
+                steps["gpt2"], text = gpt2_generator.generate(prompt, max_new_tokens, sampler,
+                                                              np.random.default_rng(seed))
+                generation["gpt2"] = {"text": text, "tokens": len(steps["gpt2"])}
                 if not info:
-                    info = {"ours": ours_info, "gpt2": gpt2_info}
-                generations.append({"prompt": prompt, "sampler": sampler.describe(), "seed": int(seed),
-                                    "ours": {"text": ours_text, "tokens": len(ours_info)},
-                                    "gpt2": {"text": gpt2_text, "tokens": len(gpt2_info)}})
+                    info = steps
+                generations.append(generation)
 
     timed_sampler, rng = samplers[0], np.random.default_rng(seeds[0])
-    ours_ms = _time_per_token(lambda: ours_generate(prompts[0], NoStop(timed_sampler, PAD_ID), rng), max_new_tokens)
     gpt2_ms = _time_per_token(lambda: gpt2_generator.generate(prompts[0], max_new_tokens, timed_sampler, rng,
                                                               stop=False), max_new_tokens)
 
-    windows = word_windows([texts[i] for i in indices], run.config.max_len + 1, gpt2)
+    windows = word_windows([texts[i] for i in indices], max_words, gpt2)
     if not windows:
         raise DataError(f"{data_path}: no held-out review has two words to score")
-    perplexity = {"ours": score_ours(run.model, run.vocab, windows).perplexity(),
-                  "gpt2": score_gpt2(gpt2, windows, batch_size).perplexity()}
-    settings = {"run": str(run.path), "gpt2": gpt2.source, "data": str(data_path), "heldout": int(heldout),
-                "max_words": run.config.max_len + 1, "prompts": list(prompts),
+    perplexity = {"gpt2": score_gpt2(gpt2, windows, batch_size).perplexity()}
+    models = {"gpt2": {"name": gpt2.name, "parameters": gpt2.count_params(), "ms_per_token": gpt2_ms,
+                       "tokens_timed": max_new_tokens,
+                       "heldout_seen": seen_by_gpt2(gpt2, data_path, len(texts), indices)}}
+    if run is not None:
+        ours_ms = _time_per_token(lambda: ours_generate(prompts[0], NoStop(timed_sampler, PAD_ID), rng),
+                                  max_new_tokens)
+        perplexity = {"ours": score_ours(run.model, run.vocab, windows).perplexity(), **perplexity}
+        models = {"ours": {"name": f"ours ({Path(str(run.path)).name})", "parameters": int(run.model.count_params()),
+                           "ms_per_token": ours_ms, "tokens_timed": max_new_tokens,
+                           "heldout_seen": seen_by_our_run(run, data_path, len(texts), indices)}, **models}
+    settings = {"run": str(run.path) if run is not None else None, "gpt2": gpt2.source, "data": str(data_path),
+                "heldout": int(heldout), "max_words": max_words, "prompts": list(prompts),
                 "temperatures": [float(t) for t in temperatures], "seeds": [int(s) for s in seeds],
                 "top_k": top_k, "top_p": top_p, "greedy": greedy, "max_new_tokens": max_new_tokens,
                 "device": device_description()}
-    models = {"ours": {"name": f"ours ({Path(str(run.path)).name})", "parameters": int(run.model.count_params()),
-                       "ms_per_token": ours_ms, "tokens_timed": max_new_tokens,
-                       "heldout_seen": seen_by_our_run(run, data_path, len(texts), indices)},
-              "gpt2": {"name": gpt2.name, "parameters": gpt2.count_params(), "ms_per_token": gpt2_ms,
-                       "tokens_timed": max_new_tokens,
-                       "heldout_seen": seen_by_gpt2(gpt2, data_path, len(texts), indices)}}
     return Comparison(settings, models, perplexity, generations, info)

@@ -24,47 +24,57 @@ class Comparison:
                         "perplexity": {key: value.to_dict() for key, value in self.perplexity.items()},
                         "generations": self.generations, "notes": NOTES})
 
-    def _rows(self) -> list[tuple[str, str, str]]:
-        ours, gpt2 = self.perplexity["ours"], self.perplexity["gpt2"]
-        models = self.models
+    @property
+    def keys(self) -> list[str]:
+        """The models compared, in column order: "ours" (absent when GPT-2 ran alone), then "gpt2"."""
+        return [key for key in ("ours", "gpt2") if key in self.models]
 
+    @property
+    def names(self) -> list[str]:
+        return [self.models[key]["name"] for key in self.keys]
+
+    def _rows(self) -> list[list[str]]:
         def seen(value):
             return "unknown" if value is None else f"{100 * value:.0f}%"
 
-        return [
-            ("parameters", f"{models['ours']['parameters']:,}", f"{models['gpt2']['parameters']:,}"),
-            ("ms per generated token", f"{models['ours']['ms_per_token']:.2f}", f"{models['gpt2']['ms_per_token']:.2f}"),
-            ("perplexity per token", f"{ours.per_token:.2f}", f"{gpt2.per_token:.2f}"),
-            ("perplexity per word", f"{ours.per_word:.2f}", f"{gpt2.per_word:.2f}"),
-            ("tokens per word", f"{ours.tokens_per_word:.2f}", f"{gpt2.tokens_per_word:.2f}"),
-            ("[UNK] share of words", f"{100 * ours.unk_share:.1f}%", "0% (byte-level BPE)"),
-            ("held-out reviews seen in training", seen(models["ours"]["heldout_seen"]),
-             seen(models["gpt2"]["heldout_seen"])),
-        ]
+        def unk(key):
+            return "0% (byte-level BPE)" if key == "gpt2" else f"{100 * self.perplexity[key].unk_share:.1f}%"
+
+        cells = {
+            "parameters": lambda key: f"{self.models[key]['parameters']:,}",
+            "ms per generated token": lambda key: f"{self.models[key]['ms_per_token']:.2f}",
+            "perplexity per token": lambda key: f"{self.perplexity[key].per_token:.2f}",
+            "perplexity per word": lambda key: f"{self.perplexity[key].per_word:.2f}",
+            "tokens per word": lambda key: f"{self.perplexity[key].tokens_per_word:.2f}",
+            "[UNK] share of words": unk,
+            "held-out reviews seen in training": lambda key: seen(self.models[key]["heldout_seen"]),
+        }
+        return [[label, *(cell(key) for key in self.keys)] for label, cell in cells.items()]
 
     def format_table(self, width: int | None = 100) -> str:
         """The metrics side by side, then every generated text, for a terminal."""
-        settings, names = self.settings, (self.models["ours"]["name"], self.models["gpt2"]["name"])
-        ppl = self.perplexity["ours"]
+        settings, names = self.settings, self.names
+        ppl = self.perplexity[self.keys[0]]
         lines = [f"device: {settings['device']}",
                  f"held-out: {ppl.reviews} reviews, {ppl.words:,} words scored (first {settings['max_words']} words "
                  f"of each of the last {settings['heldout']} reviews of {settings['data']})",
                  f"timing: {settings['max_new_tokens']} new tokens each, prompt {settings['prompts'][0]!r}", "",
-                 text_table(["", *names], [list(row) for row in self._rows()])]
+                 text_table(["", *names], self._rows())]
         for generation in self.generations:
             lines += ["", f"prompt {generation['prompt']!r}, {generation['sampler']}, seed {generation['seed']}:"]
-            for key, name in zip(("ours", "gpt2"), names):
+            for key, name in zip(self.keys, names):
                 lines.append(f"  {name}: {shorten(generation[key]['text'], width)}")
         return "\n".join(lines)
 
     def to_markdown(self) -> str:
-        settings, names = self.settings, (self.models["ours"]["name"], self.models["gpt2"]["name"])
-        ppl = self.perplexity["ours"]
-        table = [f"| | {names[0]} | {names[1]} |", "|---|---:|---:|"]
-        table += [f"| {label} | {a} | {b} |" for label, a, b in self._rows()]
-        lines = ["# Our GPT beside GPT-2", "",
+        settings, names = self.settings, self.names
+        ppl = self.perplexity[self.keys[0]]
+        table = ["| | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+        table += ["| " + " | ".join(row) + " |" for row in self._rows()]
+        ours = f"`{settings['run']}`" if settings.get("run") else "none (GPT-2 alone)"
+        lines = ["# Our GPT beside GPT-2" if "ours" in self.models else "# GPT-2", "",
                  f"- device: {settings['device']}",
-                 f"- our run: `{settings['run']}`; GPT-2: `{settings['gpt2']}`",
+                 f"- our run: {ours}; GPT-2: `{settings['gpt2']}`",
                  f"- held-out: {ppl.reviews} reviews, {ppl.words:,} words (the first {settings['max_words']} words of "
                  f"each of the last {settings['heldout']} reviews of `{settings['data']}`)",
                  f"- timing: {settings['max_new_tokens']} new tokens per model after a warm-up, prompt "
@@ -72,7 +82,7 @@ class Comparison:
         for generation in self.generations:
             lines.append(f"**{_md(generation['prompt'])}**, {generation['sampler']}, seed {generation['seed']}")
             lines.append("")
-            for key, name in zip(("ours", "gpt2"), names):
+            for key, name in zip(self.keys, names):
                 lines.append(f"- {name}: {_md(generation[key]['text'])}")
             lines.append("")
         lines += ["## How it was measured", "", *(f"- {note}" for note in NOTES), ""]
