@@ -19,7 +19,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("GPT_KERAS_SHARED", REPO.parent / "shared"))
 SHARED_CSV = SHARED / "data" / "wine-reviews" / "winemag-data-130k-v2.head10001.csv"
-PACKAGE_SAMPLE = REPO / "data" / "wine-reviews-sample.json"
+PACKAGE_SAMPLE = REPO / "gpt_keras" / "runs" / "wine-reviews-sample.json"
 # The `tiny` preset shrunk further, so that a test trains in seconds on two cores; float32 whatever the
 # machine, so what a test checks does not depend on the CPU's bfloat16 instructions (tests/test_precision.py
 # covers that choice).
