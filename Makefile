@@ -4,18 +4,24 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
-export TF_CPP_MIN_LOG_LEVEL ?= 2
+NOTEBOOK := $(VENV)/.notebook-installed
 
 .PHONY: install install-dev demo test test-tf test-jax benchmark notebook clean
 
+# The core install (requirements.txt, which pyproject.toml reads), editable.
 $(RUNTIME): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt -e .
+	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(DEV): $(RUNTIME) requirements-dev.txt
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+# Everything the tests use: the [dev] extra (test tools, JAX, and the [gpt2], [download] and [lab] extras).
+$(DEV): $(RUNTIME)
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+$(NOTEBOOK): $(RUNTIME)
+	$(BIN)/python -m pip install --quiet -e ".[notebook]"
 	touch $@
 
 install: $(RUNTIME)
@@ -34,6 +40,10 @@ test-tf: $(DEV)
 
 test-jax: $(DEV)
 	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -p no:cacheprovider -m backend_agnostic
+
+## Open the lecture notebook in JupyterLab (installs the [notebook] extra once).
+notebook: $(NOTEBOOK)
+	$(BIN)/jupyter lab notebooks/gpt_listo_para_entrenar.ipynb
 
 benchmark: $(DEV)
 	$(BIN)/python benchmarks/benchmark.py

@@ -12,7 +12,7 @@ The script uses only the standard library and one `random.Random(SEED)` (drawn t
 alone, whose sequence CPython keeps stable), so every run writes the same bytes.
 
 Usage:
-    python data/make_sample.py             # writes data/wine-reviews-sample.json
+    python data/make_sample.py             # writes gpt_keras/runs/wine-reviews-sample.json
     python data/make_sample.py --check     # exit 1 if the committed file differs from a fresh generation
     python data/make_sample.py --output F  # writes elsewhere
 """
@@ -27,7 +27,8 @@ from pathlib import Path
 
 SEED = 20240607
 N_REVIEWS = 3000
-OUTPUT = Path(__file__).resolve().parent / "wine-reviews-sample.json"
+# The sample ships inside the package, where `gpt-keras demo` and `train` find it in any install.
+OUTPUT = Path(__file__).resolve().parent.parent / "gpt_keras" / "runs" / "wine-reviews-sample.json"
 
 # Rows planted with missing (null) fields, so that the loader's "dropped" report has something to say.
 # Each entry: the fields set to null. As in the Kaggle data, a review without a country also has no province.

@@ -25,6 +25,7 @@ _EXPORTS = {
     "resume": "gpt_keras.runs.train",
     "load_run": "gpt_keras.runs.rundir",
     "print_probs": "gpt_keras.tools.viz",
+    "quiet_tensorflow": "gpt_keras.tools.quiet",
 }
 
 __all__ = ["__version__", *_EXPORTS]

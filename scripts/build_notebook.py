@@ -196,18 +196,13 @@ if "google.colab" in sys.modules:  # en Colab: instalar el paquete (en Jupyter y
 
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"git+{REPO_URL}"], check=True)
 
-# Sin ruido: TensorFlow escribe unas líneas en C++ al importarse, antes de leer TF_CPP_MIN_LOG_LEVEL,
-# así que se importa una vez con la salida de errores del proceso (descriptor 2) hacia /dev/null.
-os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-_stderr = os.dup(2)
-try:
-    with open(os.devnull, "w") as _devnull:
-        os.dup2(_devnull.fileno(), 2)
-        import tensorflow as tf
-        import keras
-finally:
-    os.dup2(_stderr, 2)
-    os.close(_stderr)
+# Sin ruido: TensorFlow escribe unas líneas en C++ al importarse; gpt_keras.quiet_tensorflow() las oculta
+# (GPT_KERAS_VERBOSE=1 las deja ver).
+import gpt_keras
+
+gpt_keras.quiet_tensorflow()
+import tensorflow as tf
+import keras
 import absl.logging
 
 absl.logging.set_verbosity(absl.logging.ERROR)

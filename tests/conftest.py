@@ -19,10 +19,12 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("GPT_KERAS_SHARED", REPO.parent / "shared"))
 SHARED_CSV = SHARED / "data" / "wine-reviews" / "winemag-data-130k-v2.head10001.csv"
-PACKAGE_SAMPLE = REPO / "data" / "wine-reviews-sample.json"
-# The `tiny` preset shrunk further, so that a test trains in seconds on two cores.
+PACKAGE_SAMPLE = REPO / "gpt_keras" / "runs" / "wine-reviews-sample.json"
+# The `tiny` preset shrunk further, so that a test trains in seconds on two cores; float32 whatever the
+# machine, so what a test checks does not depend on the CPU's bfloat16 instructions (tests/test_precision.py
+# covers that choice).
 TEST_SIZE = dict(vocab_size=400, max_len=24, embedding_dim=32, key_dim=16, feed_forward_dim=64, batch_size=16,
-                 epochs=1, generate_max_tokens=16)
+                 epochs=1, generate_max_tokens=16, mixed_precision="off")
 
 
 def tiny_config(**changes):
@@ -74,3 +76,13 @@ def trained_run(tmp_path_factory, small_json):
 
     runs_dir = tmp_path_factory.mktemp("runs")
     return train(tiny_config(epochs=2), small_json, runs_dir=runs_dir, run_name="tiny", print_fn=None, verbose=0)
+
+
+@pytest.fixture(autouse=True)
+def _float32_policy_after_each_test():
+    """Training sets Keras' global dtype policy (bfloat16 on some machines); no test inherits another's."""
+    yield
+    import sys
+
+    if "keras" in sys.modules:
+        sys.modules["keras"].mixed_precision.set_global_policy("float32")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -189,8 +190,7 @@ def test_download_without_network_says_how_to_place_the_file(tmp_path, monkeypat
 
 
 def test_default_data_prefers_the_full_dataset(tmp_path):
-    _write(tmp_path, data_datasets.SAMPLE_NAME, "[]")
-    assert data_datasets.default_data_path(tmp_path)[0].name == data_datasets.SAMPLE_NAME
+    assert data_datasets.default_data_path(tmp_path)[0] == data_datasets.SAMPLE_PATH  # the package's own sample
     _write(tmp_path, "winemag-data-130k-v2.csv", "x")
     path, description = data_datasets.default_data_path(tmp_path)
     assert path.name == "winemag-data-130k-v2.csv" and "full" in description
@@ -204,3 +204,27 @@ def test_prompts_are_lower_cased_like_the_vectorizer(shared_csv):
     assert data_core.ascii_lower(text) == vectorizer_view == "Émilia-romagna rosé douro Ürzig"
     vocab = Vocabulary(("", "[UNK]", "Émilia", "-", "romagna"))
     assert vocab.encode("Émilia-Romagna") == ([2, 3, 4], [])
+
+
+def test_data_folder_order_flag_then_variable_then_working_data_then_user_cache(tmp_path, monkeypatch):
+    import platformdirs
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GPT_KERAS_DATA_DIR", raising=False)
+    cache = platformdirs.user_cache_path("gpt-keras", appauthor=False) / "data"
+    (tmp_path / "data").mkdir()
+    assert data_datasets.data_dir() == cache  # ./data without the dataset does not count
+    _write(tmp_path / "data", "winemag-data-130k-v2.json", "[]")
+    assert data_datasets.data_dir() == Path("data")
+    monkeypatch.setenv("GPT_KERAS_DATA_DIR", str(tmp_path / "elsewhere"))
+    assert data_datasets.data_dir() == tmp_path / "elsewhere"
+    assert data_datasets.data_dir(tmp_path / "flag") == tmp_path / "flag"
+
+
+def test_the_data_folder_is_never_inside_the_package(tmp_path, monkeypatch):
+    import gpt_keras
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GPT_KERAS_DATA_DIR", raising=False)
+    package = Path(gpt_keras.__file__).resolve().parent
+    assert package not in data_datasets.data_dir().resolve().parents

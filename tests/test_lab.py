@@ -283,7 +283,7 @@ def browser():
     if executable is None:
         pytest.skip("no Chromium found (apt-get install chromium; .ci/install-browser does it)")
     playwright_api = pytest.importorskip("playwright.sync_api",
-                                         reason="Playwright is not installed (.ci/install-browser installs it)")
+                                         reason="Playwright is not installed (it is in the [dev] extra: make install-dev)")
     with playwright_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         yield browser

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from gpt_keras.runs.datasets import FULL_DATASET_NAMES, REQUIRED_FIELDS, SAMPLE_NAME, load_texts
+from gpt_keras.runs.datasets import FULL_DATASET_NAMES, REQUIRED_FIELDS, SAMPLE_NAME, SAMPLE_PATH, load_texts
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 SCRIPT = DATA_DIR / "make_sample.py"
-SAMPLE = DATA_DIR / SAMPLE_NAME
+SAMPLE = SAMPLE_PATH
 KAGGLE_FIELDS = ["points", "title", "description", "taster_name", "taster_twitter_handle", "price", "designation",
                  "variety", "region_1", "region_2", "province", "country", "winery"]
 
@@ -46,7 +46,7 @@ def test_committed_sample_equals_a_fresh_generation(tmp_path):
     result = run_script("--output", str(output))
     assert result.returncode == 0, result.stderr
     assert output.read_bytes() == SAMPLE.read_bytes(), \
-        "data/wine-reviews-sample.json is stale: run `python data/make_sample.py` and commit it"
+        "gpt_keras/runs/wine-reviews-sample.json is stale: run `python data/make_sample.py` and commit it"
 
 
 def test_generation_is_deterministic_in_process(make_sample):

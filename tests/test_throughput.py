@@ -13,7 +13,7 @@ import gpt_keras.runs.train as train_module
 from gpt_keras.core import data as data_lib_core
 from gpt_keras.runs import batches as data_lib_batches
 from gpt_keras.core.model import build_gpt, compile_gpt
-from gpt_keras.runs.train import configure_precision, jit_compile_flag, train
+from gpt_keras.runs.train import configure_precision, train
 from tests.conftest import tiny_config
 
 pytestmark = pytest.mark.slow
@@ -86,20 +86,24 @@ def test_the_input_pipeline_keeps_far_ahead_of_the_model():
     assert pipeline < 0.2 * step, f"pipeline {pipeline * 1e3:.2f} ms/batch vs model {step * 1e3:.2f} ms/step"
 
 
-def test_auto_means_no_xla_and_float32_on_a_cpu_and_on_forces_both():
-    import tensorflow as tf
+def test_auto_follows_the_machine_and_on_forces_bfloat16_with_a_float32_softmax():
+    from gpt_keras.runs import precision
 
-    if tf.config.list_physical_devices("GPU"):
-        pytest.skip("checks what 'auto' resolves to without a GPU")
-    config = tiny_config()
+    config = tiny_config(mixed_precision="auto")
     try:
-        assert configure_precision(config) == "float32"
-        assert compile_gpt(build_gpt(config), config, jit_compile_flag(config)).jit_compile is False
+        expected = precision.choose_precision(precision.detect_hardware(), "auto", "auto")
+        assert configure_precision(config) == expected
+        model = compile_gpt(build_gpt(config, expected.output_dtype), config, expected.jit)
+        if not precision.detect_hardware().gpus:
+            assert model.jit_compile is False  # no XLA on a CPU under TensorFlow
         forced = config.replace(jit_compile="on", mixed_precision="on")
-        assert configure_precision(forced) == "mixed_bfloat16"
-        model = compile_gpt(build_gpt(forced), forced, jit_compile_flag(forced))
+        choice = configure_precision(forced)
+        if not precision.detect_hardware().gpus:
+            assert choice.policy == "mixed_bfloat16" and choice.output_dtype == "mixed_bfloat16"
+        model = compile_gpt(build_gpt(forced, choice.output_dtype), forced, choice.jit)
         assert model.jit_compile is True
         assert model.get_layer("transformer_block").compute_dtype == "bfloat16"
-        assert model.get_layer("probabilities").compute_dtype == "float32"  # the softmax the loss logs
+        assert model.get_layer("probabilities").compute_dtype == "bfloat16"  # the matmul
+        assert model.outputs[0].dtype == "float32"  # the softmax the loss logs
     finally:
         keras.mixed_precision.set_global_policy("float32")

@@ -41,10 +41,18 @@ class GPTConfig:
         shuffle_buffer: reviews in the shuffle buffer; 0 shuffles the whole dataset every epoch.
         generate_prompt / generate_max_tokens / generate_temperature: what `TextGenerator` samples
             after each epoch (the lecture: "wine review", 80 tokens, T = 1.0).
-        jit_compile: XLA compilation of the training step: "auto" lets Keras decide (on with a GPU, off
-            on a CPU and under a `tf.distribute` strategy), "on" forces it, "off" disables it.
-        mixed_precision: "auto" computes in bfloat16 (weights and softmax in float32) only with a GPU,
-            "on" forces bfloat16 compute, "off" keeps float32 (BENCHMARKS.md has the measurements).
+        jit_compile: XLA compilation of the training step. "auto": off on a CPU under TensorFlow (XLA
+            there does not use the CPU's bfloat16 matrix instructions; see BENCHMARKS.md), otherwise
+            Keras 3 decides (on with a GPU and on JAX, off under a `tf.distribute` strategy). "on"
+            forces XLA, "off" disables it.
+        mixed_precision: "auto" chooses per machine (`gpt_keras.runs.precision`): bfloat16 compute, the output
+            layer's matmul included (weights, softmax and loss in float32), where the CPU has bfloat16
+            matrix instructions (TensorFlow backend) or the GPU is Ampere or later; float16 with loss
+            scaling on older GPUs (T4, V100); float32 elsewhere. "on" forces mixed precision, "off"
+            keeps the lecture's float32. The choice is printed and saved in the run's precision.json.
+        bucket_by_length: "on" batches reviews of similar length and cuts each batch after its longest
+            review (`gpt_keras.runs.bucketing`): faster, but the loss then averages over fewer padding
+            positions than the lecture's, so it is opt-in; "off" (default) keeps the lecture's batches.
     """
 
     vocab_size: int = 10_000
@@ -67,6 +75,7 @@ class GPTConfig:
     generate_temperature: float = 1.0
     jit_compile: str = "auto"
     mixed_precision: str = "auto"
+    bucket_by_length: str = "off"
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -131,7 +140,8 @@ def check_int_at_least(value: Any, name: str, minimum: int = 1, error: type[Exce
     return int(value)
 
 
-_CHOICES = {"jit_compile": ("auto", "on", "off"), "mixed_precision": ("auto", "on", "off")}
+_CHOICES = {"jit_compile": ("auto", "on", "off"), "mixed_precision": ("auto", "on", "off"),
+            "bucket_by_length": ("off", "on")}
 _MINIMUMS = {"vocab_size": 3, "max_len": 1, "embedding_dim": 1, "key_dim": 1, "n_heads": 1,
              "feed_forward_dim": 1, "n_blocks": 1, "batch_size": 1, "epochs": 1, "generate_max_tokens": 1,
              "shuffle_buffer": 0, "seed": 0}

@@ -196,3 +196,45 @@ class TransformerBlock(layers.Layer):
         return {**super().get_config(), "num_heads": self.num_heads, "key_dim": self.key_dim,
                 "embed_dim": self.embed_dim, "ff_dim": self.ff_dim, "dropout_rate": self.dropout_rate,
                 "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SoftmaxDense(layers.Dense):
+    """The output layer with its matmul in the layer's compute dtype and its softmax in float32.
+
+    Under a `mixed_bfloat16` (or `mixed_float16`) dtype policy the 256 x vocabulary matmul, most of a
+    training step's arithmetic, runs in low precision on hardware that multiplies it faster, while
+    the logits are cast to float32 before the softmax, whose log the loss takes. With a float32
+    policy it computes exactly what `Dense(units, activation="softmax")` does, with the same weights.
+    """
+
+    def __init__(self, units, **kwargs):
+        kwargs.pop("activation", None)  # always softmax, applied in float32 in `call`
+        super().__init__(units, activation=None, **kwargs)
+
+    def call(self, inputs, training=None):
+        return ops.softmax(ops.cast(super().call(inputs), "float32"), axis=-1)
+
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor(tuple(inputs.shape[:-1]) + (self.units,), dtype="float32")
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class NextTokenCrossEntropy(keras.losses.Loss):
+    """Sparse categorical cross-entropy of softmax probabilities, read at the target word only.
+
+    The same loss as `keras.losses.SparseCategoricalCrossentropy()` on probabilities: -log p(target),
+    p clipped at Keras' epsilon. On TensorFlow Keras finds the softmax's logits and calls the fused
+    op, so `compile_gpt` keeps Keras' loss there; other backends (JAX) would renormalize, clip and
+    log all 10,000 probabilities and multiply by a one-hot matrix, forward and backward, at every
+    position. This reads one probability per position instead.
+    """
+
+    def __init__(self, name="next_token_cross_entropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        target = ops.expand_dims(ops.cast(y_true, "int32"), -1)
+        probability = ops.take_along_axis(y_pred, target, axis=-1)[..., 0]
+        epsilon = keras.config.epsilon()
+        return -ops.log(ops.clip(probability, epsilon, 1.0 - epsilon))

@@ -11,14 +11,16 @@ import keras
 from keras import layers
 
 from gpt_keras.core.config import GPTConfig
-from gpt_keras.core.layers import TokenAndPositionEmbedding, TransformerBlock
+from gpt_keras.core.layers import NextTokenCrossEntropy, SoftmaxDense, TokenAndPositionEmbedding, TransformerBlock
 
 
-def build_gpt(config: GPTConfig = GPTConfig()) -> keras.Model:
+def build_gpt(config: GPTConfig = GPTConfig(), output_dtype: str = "float32") -> keras.Model:
     """Builds (does not compile) the GPT for `config`.
 
     Inputs are token ids of any length up to `config.max_len`. With several blocks, the attention
-    output is the last block's.
+    output is the last block's. `output_dtype` "float32" gives the lecture's output layer (a float32
+    softmax `Dense`); a mixed policy ("mixed_bfloat16", "mixed_float16", see `gpt_keras.runs.precision`)
+    computes its matmul in that precision and the softmax still in float32 (`SoftmaxDense`).
 
     Example:
         >>> build_gpt().count_params()
@@ -33,16 +35,30 @@ def build_gpt(config: GPTConfig = GPTConfig()) -> keras.Model:
             dropout_rate=config.dropout_rate, epsilon=config.layer_norm_epsilon,
             name="transformer_block" if index == 0 else f"transformer_block_{index}")(x)
     # float32 softmax even under mixed precision: the loss takes the log of these probabilities.
-    outputs = layers.Dense(config.vocab_size, activation="softmax", dtype="float32", name="probabilities")(x)
+    if output_dtype == "float32":
+        outputs = layers.Dense(config.vocab_size, activation="softmax", dtype="float32", name="probabilities")(x)
+    else:
+        outputs = SoftmaxDense(config.vocab_size, dtype=output_dtype, name="probabilities")(x)
     return keras.Model(inputs=inputs, outputs=[outputs, attention], name="gpt")
 
 
 def compile_gpt(model: keras.Model, config: GPTConfig = GPTConfig(), jit_compile: bool | str = "auto",
-                metrics=None) -> keras.Model:
-    """Adam and sparse categorical cross-entropy on the first output only, as in the lecture."""
+                metrics=None, loss_scaling: bool = False) -> keras.Model:
+    """Adam and sparse categorical cross-entropy on the first output only, as in the lecture.
+
+    On TensorFlow the loss is Keras' `SparseCategoricalCrossentropy`, which finds the softmax's logits
+    and calls the fused op; elsewhere `NextTokenCrossEntropy`, the same loss read at the target only.
+
+    `loss_scaling` wraps Adam in Keras' `LossScaleOptimizer`, which float16 training needs (its small
+    gradients would underflow to zero).
+    """
+    optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
+    if loss_scaling:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
-        loss=[keras.losses.SparseCategoricalCrossentropy(), None],
+        optimizer=optimizer,
+        loss=[keras.losses.SparseCategoricalCrossentropy() if keras.backend.backend() == "tensorflow"
+              else NextTokenCrossEntropy(), None],
         metrics=[metrics or [], None] if metrics else None,
         jit_compile=jit_compile,
     )

@@ -23,7 +23,9 @@ REQUIRED_FIELDS = ("country", "province", "variety", "description")
 KAGGLE_DATASET = "zynicide/wine-reviews"
 FULL_DATASET_NAMES = ("winemag-data-130k-v2.json", "winemag-data-130k-v2.csv")
 SAMPLE_NAME = "wine-reviews-sample.json"
-DEFAULT_DATA_DIR = Path(os.environ.get("GPT_KERAS_DATA_DIR", Path(__file__).resolve().parents[2] / "data"))
+# The synthetic sample ships inside the package (written by data/make_sample.py in a source checkout).
+SAMPLE_PATH = Path(__file__).resolve().parent / SAMPLE_NAME
+DATA_DIR_VARIABLE = "GPT_KERAS_DATA_DIR"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,29 +170,48 @@ def load_texts(path: str | Path) -> tuple[list[str], LoadReport]:
 
 # --- where the data comes from -----------------------------------------------------------------
 
-def find_full_dataset(data_dir: str | Path = DEFAULT_DATA_DIR) -> Path | None:
-    """The full Kaggle file in `data_dir` (JSON preferred, as in the lecture), if it is there."""
+def data_dir(explicit: str | Path | None = None) -> Path:
+    """The folder that holds (or will hold) the full dataset, never inside the installed package.
+
+    In order: `explicit` (`--data-dir`), then `$GPT_KERAS_DATA_DIR`, then `./data` in the working
+    directory when it holds the dataset (a source checkout), else the per-user cache folder
+    (`~/.cache/gpt-keras/data` on Linux), where `gpt-keras download` puts it.
+    """
+    if explicit is not None:
+        return Path(explicit)
+    if os.environ.get(DATA_DIR_VARIABLE):
+        return Path(os.environ[DATA_DIR_VARIABLE])
+    if find_full_dataset(Path("data")) is not None:
+        return Path("data")
+    import platformdirs
+
+    return platformdirs.user_cache_path("gpt-keras", appauthor=False) / "data"
+
+
+def find_full_dataset(folder: str | Path | None = None) -> Path | None:
+    """The full Kaggle file in `folder` (default `data_dir()`), JSON preferred as in the lecture."""
+    folder = data_dir() if folder is None else Path(folder)
     for name in FULL_DATASET_NAMES:
-        candidate = Path(data_dir) / name
+        candidate = folder / name
         if candidate.is_file():
             return candidate
     return None
 
 
-def default_data_path(data_dir: str | Path = DEFAULT_DATA_DIR) -> tuple[Path, str]:
+def default_data_path(folder: str | Path | None = None) -> tuple[Path, str]:
     """The file training uses when none is given: the full dataset if downloaded, else the sample."""
-    full = find_full_dataset(data_dir)
+    full = find_full_dataset(folder)
     if full is not None:
         return full, "the full Kaggle dataset"
-    sample = Path(data_dir) / SAMPLE_NAME
-    if not sample.is_file():
-        raise DataError(f"{sample}: the embedded sample is missing; run `python data/make_sample.py` "
-                        "or pass --data FILE")
-    return sample, "the embedded synthetic sample (run `gpt-keras download` for the real dataset)"
+    if not SAMPLE_PATH.is_file():
+        raise DataError(f"{SAMPLE_PATH}: the embedded sample is missing from the installed package; "
+                        "reinstall gpt-keras or pass --data FILE")
+    return SAMPLE_PATH, "the embedded synthetic sample (run `gpt-keras download` for the real dataset)"
 
 
-def download_dataset(data_dir: str | Path = DEFAULT_DATA_DIR) -> Path:
-    """Fetches the full Kaggle dataset with `kagglehub` and copies its JSON and CSV into `data_dir`.
+def download_dataset(folder: str | Path | None = None) -> Path:
+    """Fetches the full Kaggle dataset with `kagglehub` and copies its JSON and CSV into `folder`
+    (default `data_dir()`).
 
     Raises:
         DataError: kagglehub is missing, the network or Kaggle refused, or the files are not there;
@@ -198,13 +219,13 @@ def download_dataset(data_dir: str | Path = DEFAULT_DATA_DIR) -> Path:
     """
     import shutil
 
-    data_dir = Path(data_dir)
+    folder = data_dir(folder)
     manual = (f"Download it by hand from https://www.kaggle.com/datasets/{KAGGLE_DATASET} and place "
-              f"{FULL_DATASET_NAMES[0]} (or {FULL_DATASET_NAMES[1]}) in {data_dir}/")
+              f"{FULL_DATASET_NAMES[0]} (or {FULL_DATASET_NAMES[1]}) in {folder}/")
     try:
         import kagglehub
     except ImportError:
-        raise DataError(f"kagglehub is not installed (pip install kagglehub). {manual}") from None
+        raise DataError(f'kagglehub is not installed: pip install "gpt-keras[download]". {manual}') from None
     try:
         source = Path(kagglehub.dataset_download(KAGGLE_DATASET))
     except Exception as error:  # kagglehub raises many kinds (network, auth, HTTP); all mean "not fetched"
@@ -213,10 +234,10 @@ def download_dataset(data_dir: str | Path = DEFAULT_DATA_DIR) -> Path:
     found = [source / name for name in FULL_DATASET_NAMES if (source / name).is_file()]
     if not found:
         raise DataError(f"{source}: the Kaggle download holds none of {', '.join(FULL_DATASET_NAMES)}. {manual}")
-    data_dir.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     for file in found:
-        with atomic_path(data_dir / file.name) as temporary:
+        with atomic_path(folder / file.name) as temporary:
             shutil.copyfile(file, temporary)
-    return data_dir / found[0].name
+    return folder / found[0].name
 
 

@@ -25,9 +25,10 @@ import numpy as np
 
 from gpt_keras.core.callbacks import TextGenerator
 from gpt_keras.core.config import ConfigError, GPTConfig
-from gpt_keras.core.data import DataError, Vocabulary, make_dataset, make_vectorizer, vectorize
+from gpt_keras.core.data import PAD_ID, DataError, Vocabulary, make_dataset, make_vectorizer, vectorize
 from gpt_keras.core.model import build_gpt, compile_gpt
-from gpt_keras.runs import distribute
+from gpt_keras.runs import bucketing, distribute
+from gpt_keras.runs import precision as precision_lib
 from gpt_keras.runs import rundir as runs
 from gpt_keras.runs.batches import ArrayBatches, load_tokens, save_tokens, split_tokens, training_batches
 from gpt_keras.runs.callbacks import (BatchLossSummary, GeneratedTextSummary, RunCheckpoint, StopOnNaN,
@@ -37,6 +38,7 @@ from gpt_keras.runs.files import check_output_path, check_regular_file, open_reg
 
 CHECKPOINT_PATTERN = "checkpoints/epoch-{epoch:03d}.keras"
 RESUMABLE_CHANGES = ("epochs", "learning_rate")  # the only config fields `--resume` may change
+PRECISION = "precision.json"  # the arithmetic chosen at the latest start of training, and why
 
 
 @dataclasses.dataclass
@@ -117,19 +119,17 @@ def fit_vocabulary_size(config: GPTConfig, vocab: Vocabulary,
     return config.replace(vocab_size=len(vocab))
 
 
-def configure_precision(config: GPTConfig) -> str:
-    """Sets the global dtype policy: bfloat16 compute only where it pays (a GPU), float32 elsewhere."""
-    use_mixed = config.mixed_precision == "on" or (config.mixed_precision == "auto" and _has_gpu())
-    policy = "mixed_bfloat16" if use_mixed else "float32"
-    keras.mixed_precision.set_global_policy(policy)
-    return policy
+def configure_precision(config: GPTConfig, facts: precision_lib.HardwareFacts | None = None
+                        ) -> precision_lib.PrecisionChoice:
+    """Chooses the arithmetic for this machine (see `gpt_keras.runs.precision`) and sets Keras' global policy.
 
-
-def _has_gpu() -> bool:
-    try:
-        return bool(keras.distribution.list_devices("gpu"))
-    except Exception:  # a backend without device listing: assume no accelerator
-        return False
+    "auto" trains in bfloat16 where the CPU or GPU multiplies it fast, float16 with loss scaling on
+    GPUs without bfloat16, and float32 (the lecture's) elsewhere; `facts` defaults to this machine.
+    """
+    facts = precision_lib.detect_hardware() if facts is None else facts
+    choice = precision_lib.choose_precision(facts, config.mixed_precision, config.jit_compile)
+    precision_lib.apply_precision(choice)
+    return choice
 
 
 def jit_compile_flag(config: GPTConfig) -> bool | str:
@@ -189,7 +189,7 @@ def train(config: GPTConfig | None = None, data_path: str | Path | None = None, 
                 runs.write_run_files(target, config, prepared.vocab, _data_info(prepared))
                 save_tokens(target / runs.TOKENS, prepared.tokens, prepared.vocab.words)
                 keras.utils.set_random_seed(config.seed)
-                model = _build(config, strategy)
+                model = _build(config, strategy, _announce_precision(config, target, print_fn))
                 result = _fit(model, config, target, prepared.vocab, train_tokens, validation_tokens, 0, None,
                               print_fn, verbose, prepared, strategy=strategy)
                 result.chief = chief
@@ -291,10 +291,24 @@ def _data_info(prepared: PreparedData) -> dict:
     return info
 
 
-def _build(config: GPTConfig, strategy) -> keras.Model:
-    configure_precision(config)
+def _build(config: GPTConfig, strategy, choice: precision_lib.PrecisionChoice | None = None) -> keras.Model:
+    choice = configure_precision(config) if choice is None else choice
     with _scope(strategy):
-        return _compiled(config)
+        return _compiled(config, choice)
+
+
+def _announce_precision(config: GPTConfig, run_dir: Path, print_fn) -> precision_lib.PrecisionChoice:
+    """Chooses the precision, says it, and records it (with the hardware it was chosen for) in the run."""
+    facts = precision_lib.detect_hardware()
+    choice = configure_precision(config, facts)
+    if print_fn is not None:
+        print_fn(choice.describe())
+    write_json(run_dir / PRECISION, {**choice.to_dict(), "mixed_precision": config.mixed_precision,
+                                     "jit_compile": config.jit_compile, "backend": facts.backend,
+                                     "cpu_bfloat16_flags": facts.cpu_bfloat16_flags,
+                                     "gpus": [dataclasses.asdict(gpu) for gpu in facts.gpus],
+                                     "bucket_by_length": config.bucket_by_length})
+    return choice
 
 
 def _scope(strategy):
@@ -303,21 +317,56 @@ def _scope(strategy):
     return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
 
-def _compiled(config: GPTConfig) -> keras.Model:
+def _compiled(config: GPTConfig, choice: precision_lib.PrecisionChoice | None = None) -> keras.Model:
     """The compiled GPT with Adam's slot variables already made: otherwise the first step creates them
     while `tf.function` traces, and TensorFlow traces the training step a second time."""
-    model = compile_gpt(build_gpt(config), config, jit_compile_flag(config), metrics=_metrics(config))
+    if choice is None:
+        choice = precision_lib.choose_precision(precision_lib.detect_hardware(), config.mixed_precision,
+                                                config.jit_compile)
+    model = compile_gpt(build_gpt(config, choice.output_dtype), config, choice.jit, metrics=_metrics(config),
+                        loss_scaling=choice.loss_scaling)
     model.optimizer.build(model.trainable_variables)
     return model
 
 
+@keras.saving.register_keras_serializable(package="gpt_keras")
+class RealTokenPerplexity(keras.metrics.Metric):
+    """exp(mean negative log-likelihood) over the real tokens: padding (id 0) is left out.
+
+    The loss averages over every position, padding included, which the model learns to predict
+    almost for free; the perplexity logged is the honest figure, per word the reader sees
+    (keras-hub's `Perplexity(mask_token_id=0)` computes the same).
+    """
+
+    def __init__(self, name: str = "perplexity", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.total_nll = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="total_nll")
+        self.tokens = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="tokens")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = keras.ops.cast(y_true, "int32")
+        probabilities = keras.ops.cast(y_pred, "float32")
+        picked = keras.ops.take_along_axis(probabilities, keras.ops.expand_dims(y_true, -1), axis=-1)[..., 0]
+        nll = -keras.ops.log(keras.ops.maximum(picked, keras.backend.epsilon()))
+        real = keras.ops.cast(keras.ops.not_equal(y_true, PAD_ID), "float32")
+        if sample_weight is not None:
+            real = real * keras.ops.cast(sample_weight, "float32")
+        self.total_nll.assign_add(keras.ops.sum(nll * real))
+        self.tokens.assign_add(keras.ops.sum(real))
+
+    def result(self):
+        return keras.ops.exp(self.total_nll / keras.ops.maximum(self.tokens, 1.0))
+
+    def reset_state(self):
+        self.total_nll.assign(0.0)
+        self.tokens.assign(0.0)
+
+
 def _metrics(config: GPTConfig):
-    """Perplexity (keras-hub's metric) when there is a validation split to report it on."""
+    """The real-token perplexity, when there is a validation split to report it on."""
     if config.validation_split <= 0:
         return None
-    import keras_hub
-
-    return [keras_hub.metrics.Perplexity(name="perplexity")]
+    return [RealTokenPerplexity(name="perplexity")]
 
 
 def _fit(model, config, run_dir, vocab, train_tokens, validation_tokens, initial_epoch, state, print_fn, verbose,
@@ -383,6 +432,15 @@ def _training_inputs(config, train_tokens, validation_tokens, initial_epoch, wit
     Either way epoch e's order depends only on the seed and e, so a resumed run sees the same
     batches as an uninterrupted one.
     """
+    if config.bucket_by_length == "on":  # opt-in; validation keeps the lecture's full-width batches
+        _, steps_per_epoch, validation_ds = _training_inputs(config.replace(bucket_by_length="off"), train_tokens[:1],
+                                                             validation_tokens, initial_epoch, with_tensorflow)
+        if with_tensorflow:
+            train_ds, steps_per_epoch = bucketing.bucketed_dataset(train_tokens, config.batch_size, config.seed,
+                                                                   initial_epoch)
+        else:
+            train_ds = bucketing.BucketedBatches(train_tokens, config.batch_size, config.seed, initial_epoch)
+        return train_ds, steps_per_epoch, validation_ds
     if not with_tensorflow:
         train_ds = ArrayBatches(train_tokens, config.batch_size, seed=config.seed, first_epoch=initial_epoch)
         validation_ds = None if validation_tokens is None else ArrayBatches(
@@ -431,10 +489,10 @@ def _resume_in(target: Path, config, data_path, strategy, print_fn, verbose) -> 
             saved = saved.replace(epochs=initial_epoch)
         write_json(target / runs.CONFIG, saved.to_dict())  # epochs or learning rate may have changed
         keras.utils.set_random_seed(saved.seed)  # as in the first run: the data order depends on it
-        configure_precision(saved)
+        choice = _announce_precision(saved, target, print_fn)
         if state is None:
             say(f"Resuming {target} from the start (no epoch had finished)")
-            model = _build(saved, strategy)
+            model = _build(saved, strategy, choice)
         else:
             say(f"Resuming {target} after epoch {initial_epoch} from {state.checkpoint}")
             model = _load_checkpoint(target / state.checkpoint, strategy)

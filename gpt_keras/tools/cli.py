@@ -2,12 +2,17 @@
 
 Each subcommand is a small `add_*_parser` function that declares its flags and a `run_*` function that
 calls the library and prints. Bad input ends with one line on stderr naming the problem and exit code 2.
+Flags, paths and config values are checked before TensorFlow is imported (`--help`, `--version` and the
+temperature calculator never import it), and TensorFlow's own log lines are hidden unless `--verbose`.
 """
 
 from __future__ import annotations
 
+from gpt_keras.tools.quiet import quiet_tensorflow  # first: nothing below may have imported TensorFlow yet
+
 import argparse
 import dataclasses
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -123,6 +128,34 @@ def config_from_args(args: argparse.Namespace, saved: GPTConfig | None = None) -
         raise ConfigError(message) from None
 
 
+def require_extra(extra: str, *modules: str, purpose: str) -> None:
+    """Stops with exit code 2 and the pip command when a package of an optional extra is missing."""
+    missing = [name for name in modules if not _importable(name)]
+    if missing:
+        raise UsageError(f"{purpose} needs {', '.join(missing)}, from the [{extra}] extra: "
+                         f"pip install \"gpt-keras[{extra}]\"")
+
+
+def _importable(name: str) -> bool:
+    """Whether `import name` would find the package, without importing it (transformers imports TensorFlow)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # ValueError: sys.modules[name] is None, i.e. blocked
+        return False
+
+
+def existing_file(path: Path | None, flag: str) -> None:
+    """A missing input file is reported before TensorFlow loads."""
+    if path is not None and not path.is_file():
+        raise UsageError(f"{flag}: {path}: {'not a regular file' if path.exists() else 'file not found'}")
+
+
+def existing_run(path: Path | None, flag: str = "--run") -> None:
+    """A missing run directory is reported before TensorFlow loads."""
+    if path is not None and not path.is_dir():
+        raise UsageError(f"{flag}: {path}: {'not a directory' if path.exists() else 'run directory not found'}")
+
+
 def add_sampling_flags(parser: argparse.ArgumentParser, temperature: bool = True) -> None:
     group = parser.add_argument_group("decoding (temperature, then top-k or top-p, then renormalise)")
     if temperature:
@@ -138,16 +171,22 @@ def add_sampling_flags(parser: argparse.ArgumentParser, temperature: bool = True
 # --- download / tokenize --------------------------------------------------------------------------
 
 def add_download_parser(subparsers) -> None:
-    parser = subparsers.add_parser("download", help="fetch the full Kaggle wine-review dataset into data/")
-    parser.add_argument("--data-dir", type=Path, default=None, help="where to put it (default: the project's data/)")
+    parser = subparsers.add_parser("download", help="fetch the full Kaggle wine-review dataset (needs gpt-keras[download])")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="where to put it (default: $GPT_KERAS_DATA_DIR, else ./data if it holds the dataset, "
+                             "else the per-user cache folder)")
     parser.set_defaults(handler=run_download)
 
 
 def run_download(args) -> int:
+    require_extra("download", "kagglehub", purpose="gpt-keras download")
     from gpt_keras.runs import datasets
 
-    path = datasets.download_dataset(args.data_dir or datasets.DEFAULT_DATA_DIR)
-    print(f"Saved {path}; `gpt-keras train` now uses it.")
+    folder = datasets.data_dir(args.data_dir)
+    print(f"Downloading the Kaggle wine reviews into {folder}/")
+    path = datasets.download_dataset(folder)
+    hint = "" if args.data_dir is None else f" when run with GPT_KERAS_DATA_DIR={folder}"
+    print(f"Saved {path}; `gpt-keras train` now uses it{hint}.")
     return 0
 
 
@@ -160,11 +199,12 @@ def add_tokenize_parser(subparsers) -> None:
 
 
 def run_tokenize(args) -> int:
+    config = config_from_args(args)
+    existing_file(args.data, "--data")
     from gpt_keras.runs.batches import save_tokens
     from gpt_keras.runs.train import prepare_data
 
     _output(args.out, "--out")
-    config = config_from_args(args)
     prepared = prepare_data(config, args.data)
     save_tokens(args.out, prepared.tokens, prepared.vocab.words)
     print(f"Wrote {args.out}: {prepared.tokens.shape[0]:,} reviews x {prepared.tokens.shape[1]} tokens, "
@@ -177,7 +217,7 @@ def run_tokenize(args) -> int:
 def add_train_parser(subparsers) -> None:
     parser = subparsers.add_parser("train", help="train the GPT with model.fit (TensorBoard, checkpoints, samples)")
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--data", type=Path, help="Kaggle JSON or CSV (default: data/ full dataset, else the sample)")
+    source.add_argument("--data", type=Path, help="Kaggle JSON or CSV (default: the data folder's full dataset, else the sample)")
     source.add_argument("--tokens", type=Path, help="train from a .npz written by `gpt-keras tokenize`")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories go (default runs/)")
     parser.add_argument("--name", help="name of the new run directory (default: run-DATE-TIME)")
@@ -192,6 +232,12 @@ def add_train_parser(subparsers) -> None:
 
 
 def run_train(args) -> int:
+    existing_file(args.data, "--data")
+    existing_file(args.tokens, "--tokens")
+    if args.resume:
+        existing_run(args.run)
+    else:
+        config_from_args(args)  # the flags' values, checked before TensorFlow loads
     from gpt_keras.runs import rundir
     from gpt_keras.runs.train import resume, train
 
@@ -263,6 +309,7 @@ def add_generate_parser(subparsers) -> None:
 
 
 def run_generate(args) -> int:
+    existing_run(args.run)
     from gpt_keras.runs.rundir import load_run
 
     _output(args.html, "--html")
@@ -322,16 +369,15 @@ def add_demo_parser(subparsers) -> None:
 
 def run_demo(args) -> int:
     """What `make demo` runs: the lecture's pipeline at demo size, then the lecture's three prompts."""
-    from gpt_keras.core.callbacks import TextGenerator
-    from gpt_keras.runs.datasets import DEFAULT_DATA_DIR, SAMPLE_NAME
-    from gpt_keras.runs.train import train
-
     changes = {"seed": args.seed, **({"epochs": args.epochs} if args.epochs is not None else {})}
     try:
         config = GPTConfig.preset("demo", **changes)
     except ConfigError as error:
         raise UsageError(f"--epochs/--seed: {error}") from None
-    sample = DEFAULT_DATA_DIR / SAMPLE_NAME
+    from gpt_keras.core.callbacks import TextGenerator
+    from gpt_keras.runs.datasets import SAMPLE_PATH as sample
+    from gpt_keras.runs.train import train
+
     print(f"gpt-keras demo: training the 'demo' preset on the embedded synthetic sample {sample}\n"
           f"  ({config.epochs} epochs; the lecture's size is `gpt-keras train --preset lecture`)")
     result = train(config, sample, runs_dir=args.runs_dir, verbose=progress_verbosity())
@@ -374,7 +420,9 @@ def run_tensorboard(args) -> int:
     log_dir = args.run / "logs" if (args.run / "logs").is_dir() else args.run
     if not log_dir.is_dir():
         raise UsageError(f"--run: {args.run} is not a directory")
-    command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(log_dir), "--host", "127.0.0.1",
+    # TensorBoard imports TensorFlow too: run it through gpt_keras.tools.quiet unless --verbose.
+    runner = ["-m"] if args.verbose else ["-m", "gpt_keras.tools.quiet"]
+    command = [sys.executable, *runner, "tensorboard.main", "--logdir", str(log_dir), "--host", "127.0.0.1",
                "--port", str(args.port)]
     print(f"TensorBoard on http://127.0.0.1:{args.port}/ (Ctrl-C to stop)")
     os.execv(sys.executable, command)
@@ -428,9 +476,7 @@ _LAB_DEFAULTS = dict(prompt="wine review : germany", samples=8, max_tokens=80, s
 def run_temperature(args) -> int:
     import warnings
 
-    from gpt_keras.tools.temperature import calculator, experiment, report as reports
-    from gpt_keras.core.generation import PromptWarning
-    from gpt_keras.runs.rundir import load_run
+    from gpt_keras.tools.temperature import calculator
 
     temperatures = args.temperatures
     repeated = sorted({t for t in temperatures or () if temperatures.count(t) > 1})
@@ -449,13 +495,20 @@ def run_temperature(args) -> int:
                                               temperatures or (*calculator.LECTURE_TEMPERATURES, 3.0))
         print(printable(table.format(), keep_newlines=True))
         if args.out is not None:
+            from gpt_keras.tools.temperature import report as reports
+
             written = reports.write_table(table, args.out)
             print(f"\nWrote {written[0]} and {written[1]}")
         return 0
 
     options = {name: default if getattr(args, name) is None else getattr(args, name)
                for name, default in _LAB_DEFAULTS.items()}
+    existing_run(args.run)
     _output(args.out if args.out is not None else args.run / "temperature-lab", "--out", "dir")
+    from gpt_keras.core.generation import PromptWarning
+    from gpt_keras.runs.rundir import load_run
+    from gpt_keras.tools.temperature import experiment, report as reports
+
     run = load_run(args.run)
     with warnings.catch_warnings():
         warnings.simplefilter("always", PromptWarning)  # unknown prompt words, a prompt too long: one line each
@@ -519,7 +572,7 @@ def add_compare_parser(subparsers) -> None:
     parser.add_argument("--gpt2", default="gpt2", metavar="NAME|PATH",
                         help="gpt2, distilgpt2 (from the Hugging Face hub or its cache) or a save_pretrained "
                              "directory, e.g. from `gpt-keras finetune-gpt2` (default gpt2)")
-    parser.add_argument("--data", type=Path, help="reviews to hold out (default: data/ full dataset, else the sample)")
+    parser.add_argument("--data", type=Path, help="reviews to hold out (default: the data folder's full dataset, else the sample)")
     parser.add_argument("--heldout", type=_checked_arg(int, _at_least(1)), default=200,
                         help="score the last N reviews of --data (default 200)")
     parser.add_argument("--prompt", action="append", metavar="TEXT",
@@ -544,6 +597,9 @@ def add_compare_parser(subparsers) -> None:
 def run_compare(args) -> int:
     import warnings
 
+    require_extra("gpt2", "transformers", "tf_keras", purpose="gpt-keras compare")
+    existing_run(args.run)
+    existing_file(args.data, "--data")
     from gpt_keras.tools import gpt2 as gpt2_lib
     from gpt_keras.core.generation import PromptWarning
     from gpt_keras.runs.rundir import load_run
@@ -586,7 +642,7 @@ def add_finetune_gpt2_parser(subparsers) -> None:
                     "(the ones `gpt-keras compare` scores), and saves it with save_pretrained in --out, "
                     "which `gpt-keras compare --gpt2 OUT` loads.")
     parser.add_argument("--gpt2", default="gpt2", metavar="NAME|PATH", help="the model to start from (default gpt2)")
-    parser.add_argument("--data", type=Path, help="Kaggle JSON or CSV (default: data/ full dataset, else the sample)")
+    parser.add_argument("--data", type=Path, help="Kaggle JSON or CSV (default: the data folder's full dataset, else the sample)")
     parser.add_argument("--out", type=Path, default=Path("runs/gpt2-wine"),
                         help="save_pretrained directory to write (replaced when done; default runs/gpt2-wine)")
     parser.add_argument("--epochs", type=_checked_arg(int, _at_least(1)), default=1, help="default 1")
@@ -608,6 +664,8 @@ def add_finetune_gpt2_parser(subparsers) -> None:
 
 
 def run_finetune_gpt2(args) -> int:
+    require_extra("gpt2", "transformers", "tf_keras", purpose="gpt-keras finetune-gpt2")
+    existing_file(args.data, "--data")
     from gpt_keras.tools import gpt2 as gpt2_lib
 
     gpt2_lib.check_finetune_out(args.out)
@@ -637,6 +695,8 @@ def add_lab_parser(subparsers) -> None:
 
 
 def run_lab(args) -> int:
+    require_extra("lab", "gradio", purpose="gpt-keras lab")
+    existing_run(args.run)
     from gpt_keras.tools.lab import import_gradio, launch_lab
     from gpt_keras.runs.rundir import load_run
 
@@ -646,23 +706,76 @@ def run_lab(args) -> int:
     return 0
 
 
+# --- the lecture notebook ---------------------------------------------------------------------------------
+
+NOTEBOOK_NAME = "gpt_listo_para_entrenar.ipynb"
+
+
+def notebook_path() -> Path:
+    """The lecture notebook: inside the installed package (a wheel), else the checkout's notebooks/."""
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package / "notebooks" / NOTEBOOK_NAME, package.parent / "notebooks" / NOTEBOOK_NAME):
+        if candidate.is_file():
+            return candidate
+    raise UsageError(f"the lecture notebook {NOTEBOOK_NAME} is missing from the installed package; reinstall gpt-keras")
+
+
+def add_notebook_parser(subparsers) -> None:
+    parser = subparsers.add_parser("notebook", help="copy the lecture notebook here and open it in JupyterLab "
+                                                    "(needs gpt-keras[notebook])")
+    parser.add_argument("--dir", type=Path, default=Path("."),
+                        help="folder to copy it into (default: here); an existing copy is opened, not replaced")
+    parser.add_argument("--copy-only", action="store_true", help="copy it, print where, and do not start JupyterLab")
+    parser.set_defaults(handler=run_notebook)
+
+
+def run_notebook(args) -> int:
+    import shutil
+
+    if not args.copy_only:
+        require_extra("notebook", "jupyterlab", purpose="gpt-keras notebook")
+    source = notebook_path()
+    target = args.dir / NOTEBOOK_NAME
+    if target.exists():
+        print(f"Opening the existing {target} (delete it to get a fresh copy)")
+    else:
+        args.dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        print(f"Copied the lecture notebook to {target}")
+    if args.copy_only:
+        return 0
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "jupyterlab", str(target)])
+    return 0  # not reached
+
+
 # --- main -----------------------------------------------------------------------------------------------
 
 SUBCOMMANDS = [add_download_parser, add_tokenize_parser, add_train_parser, add_generate_parser,
                add_demo_parser, add_tensorboard_parser, add_temperature_parser, add_compare_parser,
-               add_finetune_gpt2_parser, add_lab_parser]
+               add_finetune_gpt2_parser, add_lab_parser, add_notebook_parser]
+VERBOSE_HELP = "show TensorFlow's own log lines (also GPT_KERAS_VERBOSE=1)"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gpt-keras", description=__doc__.splitlines()[0])
+    # gpt_keras/__init__.py holds the version (pyproject.toml reads it); Python always imports it before this module.
+    parser.add_argument("--version", action="version", version=f"gpt-keras {sys.modules['gpt_keras'].__version__}")
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     subparsers = parser.add_subparsers(dest="command", required=True)
     for add_parser in SUBCOMMANDS:
         add_parser(subparsers)
+    for subparser in subparsers.choices.values():  # `gpt-keras train --verbose` as well as `gpt-keras --verbose train`
+        subparser.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from gpt_keras.tools.quiet import verbose_requested
+
     args = build_parser().parse_args(argv)
+    args.verbose = args.verbose or verbose_requested()
+    quiet_tensorflow(verbose=args.verbose)
     try:
         return args.handler(args)
     except KeyboardInterrupt:
@@ -676,6 +789,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _is_user_error(error: Exception) -> bool:
+    if isinstance(error, (ConfigError, UsageError)):  # decided without importing TensorFlow
+        return True
     from gpt_keras.core.data import DataError
     from gpt_keras.tools.gpt2.load import GPT2Error
     from gpt_keras.runs.rundir import RunError

@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from gpt_keras.runs.datasets import DEFAULT_DATA_DIR, FULL_DATASET_NAMES, KAGGLE_DATASET, SAMPLE_NAME
+from gpt_keras.runs.datasets import FULL_DATASET_NAMES, KAGGLE_DATASET, SAMPLE_NAME, data_dir
 
 # The lecture's figures: the full Kaggle dataset, the book's hyperparameters, 5 epochs on a GPU.
 LECTURE_FIGURES = {
@@ -91,7 +91,7 @@ def word_percent(info: Sequence[dict], vocab: Sequence[str], step: int, word: st
 
 
 def is_synthetic_sample(data_path: str | Path) -> bool:
-    """Whether `data_path` is the package's synthetic sample (`data/wine-reviews-sample.json`)."""
+    """Whether `data_path` is the package's synthetic sample (`wine-reviews-sample.json`)."""
     return Path(data_path).name == SAMPLE_NAME
 
 
@@ -112,5 +112,5 @@ def data_banner(data_path: str | Path, n_reviews: int | None = None) -> str | No
         "<b>Para usar los datos reales:</b> <code>gpt-keras download</code> (necesita acceso a Kaggle), o "
         f"descargue <code>{FULL_DATASET_NAMES[0]}</code> de "
         f'<a href="https://www.kaggle.com/datasets/{KAGGLE_DATASET}">kaggle.com/datasets/{KAGGLE_DATASET}</a> '
-        f"y colóquelo en la carpeta <code>{DEFAULT_DATA_DIR}</code> (o indique el archivo con "
+        f"y colóquelo en la carpeta <code>{data_dir()}</code> (o indique el archivo con "
         "<code>GPT_KERAS_DATA</code>); luego vuelva a ejecutar el cuaderno.</div>")
