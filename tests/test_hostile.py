@@ -269,7 +269,7 @@ def test_a_fifo_given_as_config_or_tokens_is_refused(tmp_path, capsys, flag):
     os.mkfifo(tmp_path / "fifo")
     with deadline(60):
         code, error = cli_main(["train", "--runs-dir", tmp_path / "runs", flag, tmp_path / "fifo"], capsys)
-    assert code == 2 and "not a regular file (a FIFO)" in error
+    assert code == 2 and "not a regular file" in error and "Traceback" not in error
 
 
 def test_max_tokens_has_a_named_limit(capsys):
