@@ -643,13 +643,16 @@ def launch_lab(run_dir: str | Path | Any | None = None, host: str = DEFAULT_HOST
     """
     app = build_lab(run_dir)
     gr = import_gradio()
-    app.launch(server_name=host, server_port=port, share=False, inline=inline, prevent_thread_lock=True,
-               quiet=True, theme=lab_theme(gr), css=_CSS, ssr_mode=False, mcp_server=False, pwa=False,
-               enable_monitoring=False, footer_links=[], show_error=False)
-    if not quiet:
-        print(f"The temperature lab on {app.local_url}" + (" (Ctrl-C to stop)" if block else ""), flush=True)
-    if block:
-        app.block_thread()  # returns on Ctrl-C, after closing the server
+    try:
+        app.launch(server_name=host, server_port=port, share=False, inline=inline, prevent_thread_lock=True,
+                   quiet=True, theme=lab_theme(gr), css=_CSS, ssr_mode=False, mcp_server=False, pwa=False,
+                   enable_monitoring=False, footer_links=[], show_error=False)
+        if not quiet:
+            print(f"The temperature lab on {app.local_url}" + (" (Ctrl-C to stop)" if block else ""), flush=True)
+        if block:
+            app.block_thread()  # returns on Ctrl-C, after closing the server
+    except KeyboardInterrupt:  # Ctrl-C before Gradio's own wait began: stop just as cleanly
+        app.close()
     return app
 
 

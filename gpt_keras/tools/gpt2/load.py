@@ -160,6 +160,16 @@ def _is_hub_id(text: str) -> bool:
     return bool(_HUB_ID.match(text)) and not text.endswith((".", "-"))
 
 
+def _check_extra_installed() -> None:
+    """Transformers' TensorFlow GPT-2 needs the [gpt2] extra; without it, say so instead of an ImportError."""
+    import importlib.util
+
+    missing = [name for name in ("transformers", "tf_keras") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise GPT2Unavailable(f"GPT-2 needs {' and '.join(missing)}, from the [gpt2] extra: "
+                              'pip install "gpt-keras[gpt2]"')
+
+
 def load_gpt2(name_or_path: str | Path = DEFAULT_MODEL, *, cache_dir: str | Path | None = None) -> GPT2:
     """Loads `TFGPT2LMHeadModel` and its tokenizer from a `save_pretrained` directory or a hub name.
 
@@ -176,6 +186,7 @@ def load_gpt2(name_or_path: str | Path = DEFAULT_MODEL, *, cache_dir: str | Path
         GPT2Unavailable: a hub model is not cached and cannot be downloaded; says how to get it.
         GPT2Error: the directory is not a GPT-2 `save_pretrained` directory, or loading failed.
     """
+    _check_extra_installed()
     text = str(name_or_path).strip()
     if not text:
         raise GPT2Error("--gpt2: give a model name (gpt2, distilgpt2) or a save_pretrained directory")
