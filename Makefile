@@ -36,7 +36,7 @@ test: $(DEV)
 	$(MAKE) --no-print-directory test-tf test-jax
 
 test-tf: $(DEV)
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=30
 
 test-jax: $(DEV)
 	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -p no:cacheprovider -m backend_agnostic
