@@ -218,6 +218,24 @@ def wait_until_served(url: str, process: subprocess.Popen | None = None, timeout
 
 
 @pytest.mark.slow
+def _read_line_containing(stream, text: str, timeout: float) -> bool:
+    """Reads `stream` line by line until a line holds `text` (True) or `timeout` seconds pass (False)."""
+    import select
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([stream], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        line = stream.readline()
+        if not line:
+            return False
+        if text in line:
+            return True
+    return False
+
+
 def test_ctrl_c_stops_the_server_cleanly(trained_run):
     pytest.importorskip("gradio", reason='the lab\'s extra is not installed: pip install "gpt-keras[lab]"')
     port = free_port()
@@ -227,13 +245,14 @@ def test_ctrl_c_stops_the_server_cleanly(trained_run):
                                env=env)
     try:
         wait_until_served(f"http://127.0.0.1:{port}/", process)
-        process.send_signal(signal.SIGINT)
+        announced = _read_line_containing(process.stdout, f"http://127.0.0.1:{port}/", timeout=60)
+        process.send_signal(signal.SIGINT)  # as the teacher does, once the page's address is on screen
         out, err = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
     assert process.returncode == 0, err
-    assert f"http://127.0.0.1:{port}/" in out
+    assert announced, out
     assert "Traceback" not in err
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)

@@ -1,7 +1,7 @@
 """Autoregressive generation: pass the prompt, sample a word, append it, repeat.
 
-Two loops give the same steps (the lecture's `info`: one dict per generated word, the prompt so far, the distribution the word
-was drawn from, and the last position's attention over the prompt, per head):
+Two loops give the same steps (the lecture's `info`: one dict per generated word with the prompt so far,
+the distribution the word was drawn from, and the last position's attention over the prompt, per head):
 
 - `generate_lecture` is the lecture's loop, kept for teaching: it calls `model.predict` on the whole
   growing sequence for every word.
@@ -209,8 +209,8 @@ def _compile(function: Callable, model: keras.Model) -> Callable:
     """Compiles a decoding function for the active backend, reading the model's current weights.
 
     TensorFlow reads variables live inside `tf.function`; the function is XLA-compiled and its
-    concrete function is called directly per input shape, which skips `tf.function`'s dispatch
-    (about a quarter of a millisecond a call, a sixth of a decoding step on a CPU). JAX bakes arrays
+    concrete function is called directly per input shape, which skips `tf.function`'s dispatch (a
+    noticeable share of a step this small). JAX bakes arrays
     into a trace, so the function takes the variable values as an argument under a `StatelessScope`
     (a retrained model stays fresh). Other backends run it eagerly.
     """
