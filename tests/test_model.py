@@ -117,3 +117,32 @@ def test_config_files_round_trip_and_reject_unknown_fields(tmp_path):
     (tmp_path / "c.json").write_text('{"vocab_size": 10, "colour": "red"}')
     with pytest.raises(ConfigError, match="unknown config field"):
         runs.read_config(tmp_path / "c.json")
+
+
+def _gradient(function, x):
+    """d function(x) / dx on the current backend."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return np.asarray(jax.grad(function)(x))
+    import tensorflow as tf
+
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        value = function(x)
+    return tape.gradient(value, x).numpy()
+
+
+def test_next_token_cross_entropy_gradient_is_softmax_minus_one_hot():
+    """The loss's own gradient, through the softmax, is what the fused softmax cross-entropy computes."""
+    from gpt_keras.core.layers import NextTokenCrossEntropy
+
+    rng = np.random.default_rng(1)
+    logits = (rng.normal(size=(3, 7, 50)) * 3).astype("float32")
+    targets = rng.integers(0, 50, (3, 7))
+    loss = NextTokenCrossEntropy()
+    gradient = _gradient(lambda z: loss(targets, ops.softmax(z, axis=-1)), logits)
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    expected = (probs - np.eye(50)[targets]) / targets.size  # the loss is the mean over the 21 positions
+    np.testing.assert_allclose(gradient, expected, atol=1e-6)

@@ -224,17 +224,39 @@ class NextTokenCrossEntropy(keras.losses.Loss):
     """Sparse categorical cross-entropy of softmax probabilities, read at the target word only.
 
     The same loss as `keras.losses.SparseCategoricalCrossentropy()` on probabilities: -log p(target),
-    p clipped at Keras' epsilon. On TensorFlow Keras finds the softmax's logits and calls the fused
-    op, so `compile_gpt` keeps Keras' loss there; other backends (JAX) would renormalize, clip and
-    log all 10,000 probabilities and multiply by a one-hot matrix, forward and backward, at every
-    position. This reads one probability per position instead.
+    p floored at Keras' epsilon. Only the target's probability enters the loss, so its gradient is
+    -1 / p(target) there and zero at the other 9,999 words; `target_negative_log` writes exactly that,
+    where automatic differentiation of a gather would scatter into a zero tensor the size of the
+    output, and where Keras' own loss would call TensorFlow's fused softmax cross-entropy kernel
+    (slower on a CPU) or, on JAX, log all 10,000 probabilities and multiply them by a one-hot matrix.
     """
 
     def __init__(self, name="next_token_cross_entropy", **kwargs):
         super().__init__(name=name, **kwargs)
 
     def call(self, y_true, y_pred):
-        target = ops.expand_dims(ops.cast(y_true, "int32"), -1)
-        probability = ops.take_along_axis(y_pred, target, axis=-1)[..., 0]
-        epsilon = keras.config.epsilon()
-        return -ops.log(ops.clip(probability, epsilon, 1.0 - epsilon))
+        return target_negative_log(y_pred, ops.cast(y_true, "int32"))
+
+
+def target_negative_log(probabilities, targets):
+    """-log probabilities[..., target] at each position, with the gradient written at the targets only.
+
+    Args:
+        probabilities: [..., vocabulary] float.
+        targets: [...] int, the index to read at each position.
+    """
+    epsilon = keras.config.epsilon()
+
+    @ops.custom_gradient
+    def negative_log(p):
+        picked = ops.take_along_axis(p, ops.expand_dims(targets, -1), axis=-1)[..., 0]
+        picked = ops.clip(picked, epsilon, 1.0 - epsilon)
+
+        def grad(*args, upstream=None):
+            upstream = args[0] if upstream is None else upstream
+            at_target = ops.one_hot(targets, ops.shape(p)[-1], dtype=p.dtype)
+            return at_target * ops.expand_dims(-upstream / picked, -1)
+
+        return -ops.log(picked), grad
+
+    return negative_log(probabilities)
