@@ -146,3 +146,16 @@ def test_next_token_cross_entropy_gradient_is_softmax_minus_one_hot():
     probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
     expected = (probs - np.eye(50)[targets]) / targets.size  # the loss is the mean over the 21 positions
     np.testing.assert_allclose(gradient, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(2, 5), (1, 1)])
+def test_the_output_layer_computes_the_lecture_dense_softmax(shape):
+    """`SoftmaxDense` (one matmul over all positions, softmax in float32) is `Dense(activation="softmax")`."""
+    config = tiny_config()
+    ours = build_gpt(config).get_layer("probabilities")
+    lecture = keras.layers.Dense(config.vocab_size, activation="softmax")
+    lecture.build((None, None, config.embedding_dim))
+    lecture.set_weights(ours.get_weights())
+    x = np.random.default_rng(0).normal(size=(*shape, config.embedding_dim)).astype("float32")
+    np.testing.assert_allclose(np.asarray(ours(x)), np.asarray(lecture(x)), atol=1e-6)
+    assert isinstance(ours, keras.layers.Dense) and ours.count_params() == lecture.count_params()

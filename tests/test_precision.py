@@ -86,21 +86,6 @@ def test_the_bfloat16_output_layer_keeps_names_parameters_and_a_float32_softmax(
     np.testing.assert_allclose(np.asarray(probs).sum(-1), 1.0, atol=1e-5)
 
 
-def test_the_bfloat16_output_layer_equals_the_lecture_layer_in_float32():
-    """With a float32 policy the new layer computes the lecture's Dense + softmax, weights loaded as they are."""
-    config = tiny_config()
-    lecture, ours = build_gpt(config), build_gpt(config, "float32")
-    keras.mixed_precision.set_global_policy("float32")
-    from gpt_keras.core.layers import SoftmaxDense
-
-    layer = SoftmaxDense(config.vocab_size, name="probabilities")
-    layer.build((None, None, config.embedding_dim))
-    layer.set_weights(lecture.get_layer("probabilities").get_weights())
-    x = np.random.default_rng(0).normal(size=(2, 5, config.embedding_dim)).astype("float32")
-    np.testing.assert_allclose(np.asarray(layer(x)), np.asarray(lecture.get_layer("probabilities")(x)), atol=1e-6)
-    assert ours.count_params() == lecture.count_params()
-
-
 def test_float16_with_loss_scaling_wraps_adam():
     config = tiny_config()
     choice = choose_precision(HardwareFacts(gpus=(T4,)), "auto", "off")

@@ -200,12 +200,15 @@ class TransformerBlock(layers.Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class SoftmaxDense(layers.Dense):
-    """The output layer with its matmul in the layer's compute dtype and its softmax in float32.
+    """The lecture's `Dense(units, activation="softmax")`, computed as one matmul, softmax in float32.
 
-    Under a `mixed_bfloat16` (or `mixed_float16`) dtype policy the 256 x vocabulary matmul, most of a
-    training step's arithmetic, runs in low precision on hardware that multiplies it faster, while
-    the logits are cast to float32 before the softmax, whose log the loss takes. With a float32
-    policy it computes exactly what `Dense(units, activation="softmax")` does, with the same weights.
+    The positions of all sequences in the batch are flattened into one [positions, width] matrix
+    before the matmul: the same arithmetic, but XLA (the JAX backend) differentiates a 2-D matmul
+    much faster than one over [batch, sequence, width]. Under a `mixed_bfloat16` (or
+    `mixed_float16`) dtype policy the matmul, most of a training step's arithmetic, runs in low
+    precision on hardware that multiplies it faster, while the logits are cast to float32 before
+    the softmax, whose log the loss takes. With a float32 policy it computes what
+    `Dense(units, activation="softmax")` does, with the same weights.
     """
 
     def __init__(self, units, **kwargs):
@@ -213,7 +216,10 @@ class SoftmaxDense(layers.Dense):
         super().__init__(units, activation=None, **kwargs)
 
     def call(self, inputs, training=None):
-        return ops.softmax(ops.cast(super().call(inputs), "float32"), axis=-1)
+        shape = ops.shape(inputs)
+        logits = super().call(ops.reshape(inputs, (-1, shape[-1])))
+        probabilities = ops.softmax(ops.cast(logits, "float32"), axis=-1)
+        return ops.reshape(probabilities, (*shape[:-1], self.units))
 
     def compute_output_spec(self, inputs):
         return keras.KerasTensor(tuple(inputs.shape[:-1]) + (self.units,), dtype="float32")

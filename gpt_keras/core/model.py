@@ -18,9 +18,10 @@ def build_gpt(config: GPTConfig = GPTConfig(), output_dtype: str = "float32") ->
     """Builds (does not compile) the GPT for `config`.
 
     Inputs are token ids of any length up to `config.max_len`. With several blocks, the attention
-    output is the last block's. `output_dtype` "float32" gives the lecture's output layer (a float32
-    softmax `Dense`); a mixed policy ("mixed_bfloat16", "mixed_float16", see `gpt_keras.runs.precision`)
-    computes its matmul in that precision and the softmax still in float32 (`SoftmaxDense`).
+    output is the last block's. The output layer is `SoftmaxDense`, the lecture's float32 softmax
+    `Dense` computed over all positions at once; with `output_dtype` a mixed policy ("mixed_bfloat16",
+    "mixed_float16", see `gpt_keras.runs.precision`) its matmul runs in that precision and the softmax
+    still in float32.
 
     Example:
         >>> build_gpt().count_params()
@@ -35,10 +36,7 @@ def build_gpt(config: GPTConfig = GPTConfig(), output_dtype: str = "float32") ->
             dropout_rate=config.dropout_rate, epsilon=config.layer_norm_epsilon,
             name="transformer_block" if index == 0 else f"transformer_block_{index}")(x)
     # float32 softmax even under mixed precision: the loss takes the log of these probabilities.
-    if output_dtype == "float32":
-        outputs = layers.Dense(config.vocab_size, activation="softmax", dtype="float32", name="probabilities")(x)
-    else:
-        outputs = SoftmaxDense(config.vocab_size, dtype=output_dtype, name="probabilities")(x)
+    outputs = SoftmaxDense(config.vocab_size, dtype=output_dtype, name="probabilities")(x)
     return keras.Model(inputs=inputs, outputs=[outputs, attention], name="gpt")
 
 
