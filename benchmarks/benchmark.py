@@ -51,15 +51,18 @@ TRAIN_TARGET = 0.6  # ours / lecture ms per step: at most 0.6 of the lecture's (
 HELDOUT_TARGET = 1.01  # ours / lecture held-out loss after the same epochs: within 1%
 GENERATION_TARGET = 20.0  # lecture / ours ms per token: at least 20 times faster
 PLOT = HERE / "heldout-loss.png"
-# The paired training's variants: key -> (label, precision mode, jit_compile, length buckets).
+BLOCK_SHAPE = "block's shape (2560 x 256 by 256 x 256)"
+# The paired training's variants: key -> (label, precision mode, jit_compile, length buckets, Keras' loss).
 VARIANTS = {
-    "lecture": ("lecture (float32, its pipeline)", None, None, False),
-    "float32": ('ours, float32 (mixed_precision="off", the lecture\'s arithmetic)', "off", "auto", False),
-    "xla": ('ours, float32 under XLA (jit_compile="on")', "off", "on", False),
-    "mixed-out32": ("ours, mixed_bfloat16 with the output layer float32 (the previous `on`)", "out32", "auto", False),
-    "auto": ('ours, mixed_precision="auto" (the default)', "auto", "auto", False),
-    "auto-xla": ('ours, mixed_precision="auto" under XLA', "auto", "on", False),
-    "bucketed": ('ours, "auto" + bucket_by_length="on" (opt-in)', "auto", "auto", True),
+    "lecture": ("lecture (float32, its pipeline)", None, None, False, False),
+    "float32": ('ours, float32 (mixed_precision="off", the lecture\'s arithmetic)', "off", "auto", False, False),
+    "xla": ('ours, float32 under XLA (jit_compile="on")', "off", "on", False, False),
+    "mixed-out32": ("ours, mixed_bfloat16 with the output layer float32", "out32", "auto", False, False),
+    "auto-keras-loss": ('ours, "auto" with Keras\' `SparseCategoricalCrossentropy` (TensorFlow\'s fused kernel)',
+                        "auto", "auto", False, True),
+    "auto": ('ours, mixed_precision="auto" (the default)', "auto", "auto", False, False),
+    "auto-xla": ('ours, mixed_precision="auto" under XLA', "auto", "on", False, False),
+    "bucketed": ('ours, "auto" + bucket_by_length="on" (opt-in)', "auto", "auto", True, False),
 }
 QUALITY_CONTENDERS = ["lecture", "auto", "auto-bucketed"]
 QUICK_VARIANTS = ["lecture", "float32", "auto", "bucketed"]
@@ -93,7 +96,7 @@ def _our_data(path):
     return None, prepared.tokens, prepared.vocab
 
 
-def _our_training(keras, data, tokens, key="auto", keras_loss=False):
+def _our_training(keras, data, tokens, key="auto", keras_loss=None):
     """Our model (`build_gpt` + `compile_gpt`) and input pipeline at the lecture's configuration, as variant
     `key` of `VARIANTS`; returns (model, dataset, the precision chosen)."""
     from gpt_keras.core.config import GPTConfig
@@ -102,14 +105,15 @@ def _our_training(keras, data, tokens, key="auto", keras_loss=False):
     from gpt_keras.runs.batches import ArrayBatches
     from gpt_keras.runs.precision import apply_precision, choose_precision, detect_hardware
 
-    _, mode, jit, bucketed = VARIANTS[key]
+    _, mode, jit, bucketed, variant_keras_loss = VARIANTS[key]
+    keras_loss = variant_keras_loss if keras_loss is None else keras_loss
     config = GPTConfig()
     facts = detect_hardware()
     choice = choose_precision(facts, "on" if mode == "out32" else mode, jit)
     apply_precision(choice)
     output_dtype = "float32" if mode == "out32" else choice.output_dtype
     model = compile_gpt(build_gpt(config, output_dtype), config, choice.jit, loss_scaling=choice.loss_scaling)
-    if keras_loss:  # Keras' own loss on probabilities, which `compile_gpt` replaces off TensorFlow
+    if keras_loss:  # Keras' own loss on probabilities, which `compile_gpt` replaces
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), jit_compile=choice.jit,
                       loss=[keras.losses.SparseCategoricalCrossentropy(), None])
     keras.mixed_precision.set_global_policy("float32")
@@ -219,6 +223,56 @@ def _quality(args, keras) -> dict:
                         QUALITY_CONTENDERS, say=lambda line: print(line, file=sys.stderr, flush=True))
 
 
+def _components(args, keras) -> dict:
+    """A float32 training step of ours taken apart on this process's backend, in alternating turns:
+    the whole step, the same with SGD instead of Adam, the embedding and block alone, and the output
+    layer alone (`SoftmaxDense`, and Keras' `Dense(activation="softmax")` on the 3-D activations)."""
+    import numpy as np
+
+    from gpt_keras.core.config import GPTConfig
+    from gpt_keras.core.layers import NextTokenCrossEntropy, SoftmaxDense, TokenAndPositionEmbedding, TransformerBlock
+    from gpt_keras.core.model import build_gpt
+    from gpt_keras.runs.precision import choose_precision, detect_hardware
+
+    config = GPTConfig()
+    jit = choose_precision(detect_hardware(), "off", "auto").jit
+    rng = np.random.default_rng(SEED)
+    shape = (config.batch_size, config.max_len)
+    tokens, targets = rng.integers(1, config.vocab_size, shape), rng.integers(0, config.vocab_size, shape)
+    hidden = rng.normal(size=(*shape, config.embedding_dim)).astype("float32")
+
+    def compiled(model, loss, optimizer=None):
+        model.compile(optimizer=optimizer or keras.optimizers.Adam(config.learning_rate), loss=loss, jit_compile=jit)
+        return model
+
+    token_input = keras.layers.Input((None,), dtype="int32")
+    embedded = TokenAndPositionEmbedding(config.max_len, config.vocab_size, config.embedding_dim)(token_input)
+    block_output, _ = TransformerBlock(config.n_heads, config.key_dim, config.embedding_dim, config.feed_forward_dim,
+                                       dropout_rate=config.dropout_rate)(embedded)
+    hidden_input = keras.layers.Input((None, config.embedding_dim))
+    cases = {
+        "whole step": (compiled(build_gpt(config), [NextTokenCrossEntropy(), None]), tokens, targets),
+        "whole step, SGD instead of Adam": (compiled(build_gpt(config), [NextTokenCrossEntropy(), None],
+                                                     keras.optimizers.SGD(0.01)), tokens, targets),
+        "embedding + block (no output layer)": (compiled(keras.Model(token_input, block_output), "mse"), tokens, hidden),
+        "output layer (SoftmaxDense) + loss": (compiled(keras.Model(hidden_input, SoftmaxDense(config.vocab_size)(
+            hidden_input)), NextTokenCrossEntropy()), hidden, targets),
+        "output layer as Dense(activation=\"softmax\") on 3-D + loss": (compiled(keras.Model(hidden_input, keras.layers.Dense(
+            config.vocab_size, activation="softmax")(hidden_input)), NextTokenCrossEntropy()), hidden, targets),
+    }
+    for model, x, y in cases.values():
+        for _ in range(2):
+            model.train_on_batch(x, y)
+    times = {name: [] for name in cases}
+    for _ in range(max(2, args.steps // 4)):
+        for name, (model, x, y) in cases.items():
+            start = time.perf_counter()
+            model.train_on_batch(x, y)
+            times[name].append(1000 * (time.perf_counter() - start))
+    return {"ms": {name: statistics.median(values) for name, values in times.items()},
+            "backend": keras.backend.backend(), "jit": bool(jit)}
+
+
 def _jax_cause(args) -> dict:
     """The output layer (256 x 10,000 matmul, then softmax and cross-entropy in float32, forward and
     backward, at 32 x 80 positions) in JAX and in TensorFlow, alternated in one process."""
@@ -252,8 +306,9 @@ def _jax_cause(args) -> dict:
                 loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y_tf, z))
             return tape.gradient(loss, [a, b])
         tf_head = tf.function(tf_head)
-        functions[f"tensorflow matmul {dtype}"] = (lambda m=tf_matmul: m().numpy())
-        functions[f"tensorflow output layer {dtype}"] = (lambda g=tf_head: [t.numpy() for t in g()])
+        # TensorFlow's eager call returns once computed: timed without copying the result to NumPy
+        functions[f"tensorflow matmul {dtype}"] = (lambda m=tf_matmul: m())
+        functions[f"tensorflow output layer {dtype}"] = (lambda g=tf_head: g())
     z = rng.normal(size=(2560, 10_000)).astype("float32")
     jz, tz = jnp.asarray(z), tf.constant(z)
     jax_ce = jax.jit(jax.grad(lambda logits: -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y_jax[:, None], 1))))
@@ -264,19 +319,28 @@ def _jax_cause(args) -> dict:
             tape.watch(tz)
             loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y_tf, tz))
         return tape.gradient(loss, tz)
+    block_weights = (rng.normal(size=(256, 256)) * 0.05).astype("float32")
+    jb, tb = jnp.asarray(block_weights), tf.constant(block_weights)
+    jh, th = jnp.asarray(h), tf.constant(h)
+    jax_block, tf_block = jax.jit(lambda a, b: a @ b), tf.function(tf.matmul)
+    functions[f"jax matmul float32, {BLOCK_SHAPE}"] = lambda: jax_block(jh, jb).block_until_ready()
+    functions[f"tensorflow matmul float32, {BLOCK_SHAPE}"] = lambda: tf_block(th, tb)
+    jax_exp, tf_exp = jax.jit(jnp.exp), tf.function(tf.exp)
+    functions["jax exp of the logits float32"] = lambda: jax_exp(jz).block_until_ready()
+    functions["tensorflow exp of the logits float32"] = lambda: tf_exp(tz)
     functions["jax softmax + cross-entropy float32"] = lambda: jax_ce(jz).block_until_ready()
-    functions["tensorflow softmax + cross-entropy float32"] = lambda: tf_ce().numpy()
+    functions["tensorflow softmax + cross-entropy float32"] = lambda: tf_ce()
     for function in functions.values():
         function()
     times = {name: [] for name in functions}
-    for _ in range(args.repeats + 2):
+    for _ in range(args.repeats + 4):
         for name, function in functions.items():
             start = time.perf_counter()
             function()
             times[name].append(1000 * (time.perf_counter() - start))
-    flops = 2 * 2560 * 256 * 10_000
+    flops = lambda name: 2 * 2560 * 256 * (256 if BLOCK_SHAPE in name else 10_000)  # noqa: E731
     return {"ms": {name: statistics.median(values) for name, values in times.items()},
-            "matmul_gflops": {name: flops / statistics.median(values) / 1e6 for name, values in times.items()
+            "matmul_gflops": {name: flops(name) / statistics.median(values) / 1e6 for name, values in times.items()
                               if "matmul" in name}, "xla_flags": os.environ.get("XLA_FLAGS", "")}
 
 
@@ -331,7 +395,7 @@ def measure(name, args) -> dict:
         return _separate_training(lecture.build_model(), train_ds, args, keras, started)
     if name == "train-ours":
         data, tokens, _ = _our_data(args.data)
-        model, dataset, choice = _our_training(keras, data, tokens, args.variant, args.keras_loss)
+        model, dataset, choice = _our_training(keras, data, tokens, args.variant, args.keras_loss or None)
         return {**_separate_training(model, dataset, args, keras, started), "choice": choice.to_dict()}
     if name == "train-paired":
         return _paired_training(args, keras)
@@ -339,6 +403,8 @@ def measure(name, args) -> dict:
         return _quality(args, keras)
     if name == "jax-cause":
         return _jax_cause(args)
+    if name == "components":
+        return _components(args, keras)
     run = _generation(name, args, keras)
     first = time.perf_counter()
     run(5)  # traces, compiles, warms the caches
@@ -376,6 +442,8 @@ MEASUREMENTS = [  # (name, extra arguments, environment, label, in --quick)
      "ours on JAX: training, float32, with Keras' loss on probabilities", False),
     ("train-ours", ["--variant", "mixed-out32"], {"KERAS_BACKEND": "jax"},
      "ours on JAX: training, mixed_bfloat16", False),
+    ("components", [], {}, "step components, TensorFlow", True),
+    ("components", [], {"KERAS_BACKEND": "jax"}, "step components, JAX", True),
     ("jax-cause", [], {}, "output layer, JAX (XLA) vs TensorFlow (oneDNN)", True),
     ("jax-cause", [], {"XLA_FLAGS": "--xla_cpu_use_onednn=true"}, "output layer, JAX with oneDNN flag vs TensorFlow", False),
     ("generate-cached", [], {"KERAS_BACKEND": "jax"}, "ours on JAX: CachedGenerator.generate", False),
@@ -428,6 +496,7 @@ def machine() -> dict:
 
 PAIRED, QUALITY = "paired training (all variants, one process)", "held-out loss, lecture and ours side by side"
 JAX_CAUSE, JAX_CAUSE_ONEDNN = "output layer, JAX (XLA) vs TensorFlow (oneDNN)", "output layer, JAX with oneDNN flag vs TensorFlow"
+COMPONENTS_TF, COMPONENTS_JAX = "step components, TensorFlow", "step components, JAX"
 
 
 def summarize(results: dict) -> dict:
@@ -498,7 +567,7 @@ def separate_table(results: dict) -> str:
     lines = ["| measurement (own process) | ms/step | ms/token | first call (s) | peak RSS (MiB) | load avg |",
              "|---|---:|---:|---:|---:|---|"]
     for label, f in results.items():
-        if label in (PAIRED, QUALITY, JAX_CAUSE, JAX_CAUSE_ONEDNN):
+        if label in (PAIRED, QUALITY, JAX_CAUSE, JAX_CAUSE_ONEDNN, COMPONENTS_TF, COMPONENTS_JAX):
             continue
         step = f"{f['ms_per_step']:.1f}" if "ms_per_step" in f else ""
         token = ""
@@ -583,11 +652,9 @@ turn each ({paired['chunk']} steps, the first not timed); the order of the turns
 {paired_table(results)}
 
 - The levers, measured each: the output layer (256 x 10,000 at each of the 32 x 80 positions) is most
-  of a step; its matmul in bfloat16 (softmax and loss still float32) is the "auto" row against "the
-  previous `on`" (bfloat16 everywhere but the output layer). The loss is already computed from the
-  logits: Keras finds the softmax's input and calls the fused `sparse_softmax_cross_entropy_with_logits`,
-  so outputting logits would change nothing per step. Adam over the 5.8 M float32 parameters and the
-  embedding gradient are a few percent of a step.
+  of a step. Its matmul in bfloat16 (softmax and loss still float32) is the "auto" row against
+  "mixed_bfloat16 with the output layer float32". {_loss_lever(variants)} Adam over the 5.8 M
+  float32 parameters is a few percent of a step (see the JAX section's table).
 - Length buckets: {100 * paired['padding_share']:.0f}% of the input positions of full-width batches are
   padding here. With `bucket_by_length="on"` reviews of similar length share a batch, cut after its
   longest review (widths in multiples of 8), which removes most of that padding; every review keeps all
@@ -615,6 +682,8 @@ so about a percent of difference in held-out loss is within seed-to-seed noise a
 
 {_jax_paragraph(results)}
 
+{components_table(results) if COMPONENTS_JAX in results else ""}
+
 {jax_table(results)}
 
 ## GPU
@@ -637,13 +706,13 @@ untrained float32 models (the speed does not depend on the weights).
 
 ## Reading the figures
 
-- Training: the two implementations run the same layers, loss and Keras `fit` loop; in float32 a step
-  does the same arithmetic, dominated on a CPU by the 256 x 10,000 output layer and its softmax at each
-  of the 32 x 80 positions. What differs is the input pipeline (the lecture vectorizes each batch of
+- Training: the two implementations run the same layers, the same loss and Keras' `fit` loop; in float32
+  a step does the same arithmetic (ours differentiates the loss at the target word only), dominated on a
+  CPU by the 256 x 10,000 output layer and its softmax at each of the 32 x 80 positions. What differs is the input pipeline (the lecture vectorizes each batch of
   strings on the fly, without prefetching; ours vectorizes once and prefetches token arrays) and the
   causal mask (the lecture tiles it over the batch with `tf.tile`, ours broadcasts it): small costs.
-  Ours is faster by computing in bfloat16 where the CPU has bfloat16 instructions (`auto`), and, opt-in,
-  by not computing padding.
+  Ours is faster by computing in bfloat16 where the CPU has bfloat16 instructions (`auto`), by the
+  loss's gradient written at the target only, and, opt-in, by not computing padding.
 - Generation: the lecture calls `model.predict` for every word, which sets up a data adapter and
   reruns the whole sequence; `CachedGenerator` runs one XLA-compiled step per word on the newest token
   only, with each block's keys and values kept, and the prompt in one call. Its records (the
@@ -654,6 +723,17 @@ untrained float32 models (the speed does not depend on the weights).
 """
 
 
+def _loss_lever(variants: dict) -> str:
+    """What replacing Keras' loss by `NextTokenCrossEntropy` measured, when both rows ran."""
+    if "auto-keras-loss" not in variants:
+        return ""
+    return ("The loss: Keras' `SparseCategoricalCrossentropy` finds the softmax's logits and calls TensorFlow's "
+            "fused `sparse_softmax_cross_entropy_with_logits`, whose CPU kernel is slower than "
+            "`NextTokenCrossEntropy`, the same loss, which reads the target's probability and writes its gradient "
+            f"there only: {variants['auto-keras-loss']['ratio']:.3f} of the lecture's step with Keras' loss, "
+            f"{variants['auto']['ratio']:.3f} with ours.")
+
+
 def _bucket_sentence(only_bucketed: bool, summary: dict) -> str:
     if only_bucketed:
         return (f"\nThe {TRAIN_TARGET:g}x step target is met only with the opt-in length buckets "
@@ -662,28 +742,64 @@ def _bucket_sentence(only_bucketed: bool, summary: dict) -> str:
     return ""
 
 
+def components_table(results: dict) -> str:
+    tf_ms, jax_ms = results[COMPONENTS_TF]["ms"], results[COMPONENTS_JAX]["ms"]
+    lines = ["| float32, lecture size, ms per step (each backend in its own process) | TensorFlow | JAX | JAX - TensorFlow |",
+             "|---|---:|---:|---:|"]
+    for name, tf_value in tf_ms.items():
+        lines.append(f"| {name} | {tf_value:.1f} | {jax_ms[name]:.1f} | {jax_ms[name] - tf_value:+.1f} |")
+    adam_tf = tf_ms["whole step"] - tf_ms["whole step, SGD instead of Adam"]
+    adam_jax = jax_ms["whole step"] - jax_ms["whole step, SGD instead of Adam"]
+    lines.append(f"| Adam (whole step less the SGD step) | {adam_tf:.1f} | {adam_jax:.1f} | {adam_jax - adam_tf:+.1f} |")
+    return "\n".join(lines)
+
+
 def _jax_paragraph(results: dict) -> str:
     jax_row = results.get("ours on JAX: training, float32 (ArrayBatches)")
     tf_row = results.get("ours: training, float32")
-    if jax_row is None or JAX_CAUSE not in results:
+    if jax_row is None or JAX_CAUSE not in results or COMPONENTS_JAX not in results:
         return "(The JAX rows were not measured in this run.)"
-    ms = results[JAX_CAUSE]["ms"]
-    gflops = results[JAX_CAUSE]["matmul_gflops"]
+    ms, gflops = results[JAX_CAUSE]["ms"], results[JAX_CAUSE]["matmul_gflops"]
+    tf_parts, jax_parts = results[COMPONENTS_TF]["ms"], results[COMPONENTS_JAX]["ms"]
+    gap = jax_parts["whole step"] - tf_parts["whole step"]
+    head = "output layer (SoftmaxDense) + loss"
+    head_gap = jax_parts[head] - tf_parts[head]
+    body = "embedding + block (no output layer)"
+    dense3d = next(name for name in tf_parts if name.startswith("output layer as Dense"))
     text = (f"A float32 training step on JAX took {jax_row['ms_per_step']:.0f} ms against "
             + (f"{tf_row['ms_per_step']:.0f} ms on TensorFlow " if tf_row else "TensorFlow's ")
-            + f"(own processes, below). The cause, measured in one process: the output layer's matmul (2560 x 256 "
-            f"by 256 x 10,000) runs at {gflops['jax matmul float32']:.0f} GFLOP/s in XLA against "
-            f"{gflops['tensorflow matmul float32']:.0f} in TensorFlow, which calls oneDNN; in bfloat16 XLA reaches "
-            f"{gflops['jax matmul bfloat16']:.0f} against TensorFlow's {gflops['tensorflow matmul bfloat16']:.0f}. "
-            f"The softmax and cross-entropy cost about the same in both ({ms['jax softmax + cross-entropy float32']:.0f} "
-            f"and {ms['tensorflow softmax + cross-entropy float32']:.0f} ms, forward and backward). The whole output "
-            f"layer, forward and backward: {ms['jax output layer float32']:.0f} ms in JAX against "
-            f"{ms['tensorflow output layer float32']:.0f} ms in TensorFlow (float32). "
-            + ("So the gap is XLA's CPU matrix multiplication. "
-               if gflops["jax matmul float32"] < 0.8 * gflops["tensorflow matmul float32"] else
-               "In this run the float32 output layer cost the same in both, so the rest of the gap lies elsewhere in "
-               "the step (the block, Adam, Keras' JAX loop: not separated here) or in the load of a shared CPU. ")
-            + "XLA does not use the CPU's bfloat16 instructions as oneDNN does, so `auto` keeps float32 on JAX on a CPU.")
+            + "(own processes, below). ")
+    if gap <= 0:
+        return text + "JAX was not slower here. " + _jax_extras(results, jax_row)
+    text += (f"Taken apart on each backend, the same layers in alternating turns (first table), the step "
+             f"costs {gap:.0f} ms more on JAX; the output layer and its loss account for {head_gap:.0f} ms of it "
+             f"({jax_parts[head]:.0f} against {tf_parts[head]:.0f} ms), the embedding and block for "
+             f"{jax_parts[body] - tf_parts[body]:.0f} ms{_block_clause(gflops)}. The cause inside the output layer, kernels timed in one "
+             f"process (second table): XLA's float32 matmul of the output layer's shape runs at "
+             f"{gflops['jax matmul float32']:.0f} GFLOP/s against {gflops['tensorflow matmul float32']:.0f} in "
+             f"TensorFlow, which calls oneDNN, and XLA takes {ms['jax exp of the logits float32']:.0f} ms for the "
+             f"exponential of the 2560 x 10,000 logits (the softmax's) against TensorFlow's "
+             f"{ms['tensorflow exp of the logits float32']:.1f} ms. In bfloat16 XLA's matmul reaches "
+             f"{gflops['jax matmul bfloat16']:.0f} GFLOP/s against TensorFlow's {gflops['tensorflow matmul bfloat16']:.0f}: "
+             "XLA does not use the CPU's bfloat16 instructions as oneDNN does, so `auto` keeps float32 on JAX on a "
+             f"CPU. One lever paid on JAX only: `SoftmaxDense` multiplies all positions as one 2-D matrix, where "
+             f"Keras' `Dense` on the 3-D activations costs {jax_parts[dense3d]:.0f} ms on JAX against "
+             f"{jax_parts[head]:.0f} (TensorFlow: {tf_parts[dense3d]:.0f} against {tf_parts[head]:.0f}).")
+    return text + _jax_extras(results, jax_row)
+
+
+def _block_clause(gflops: dict) -> str:
+    """Whether the block's gap can lie in its matmuls, from their measured speed on each backend."""
+    xla, onednn = gflops[f"jax matmul float32, {BLOCK_SHAPE}"], gflops[f"tensorflow matmul float32, {BLOCK_SHAPE}"]
+    if xla >= 0.9 * onednn:
+        return (f", though XLA multiplies the block's small matrices as fast ({xla:.0f} GFLOP/s at the {BLOCK_SHAPE} "
+                f"against {onednn:.0f}): that gap lies in the block's elementwise work (layer norms, dropout, the "
+                "attention softmax), which XLA computes more slowly on this CPU, as the exponential below shows")
+    return f", whose small matmuls run at {xla:.0f} GFLOP/s in XLA against {onednn:.0f} ({BLOCK_SHAPE})"
+
+
+def _jax_extras(results: dict, jax_row: dict) -> str:
+    text = ""
     if JAX_CAUSE_ONEDNN in results:
         onednn = results[JAX_CAUSE_ONEDNN]
         text += (f" With `XLA_FLAGS={onednn['xla_flags']}` XLA's matmul ran at "
@@ -693,9 +809,8 @@ def _jax_paragraph(results: dict) -> str:
     if keras_loss:
         text += (f" The loss: with Keras' `SparseCategoricalCrossentropy` on probabilities a JAX step took "
                  f"{keras_loss['ms_per_step']:.0f} ms against {jax_row['ms_per_step']:.0f} ms with "
-                 "`NextTokenCrossEntropy` (which `compile_gpt` uses off TensorFlow): on JAX, Keras renormalizes, "
-                 "clips and logs all 10,000 probabilities and multiplies them by a one-hot matrix at every "
-                 "position, where TensorFlow's Keras finds the logits and calls the fused op.")
+                 "`NextTokenCrossEntropy` (which `compile_gpt` uses): on JAX, Keras renormalizes, "
+                 "clips and logs all 10,000 probabilities and multiplies them by a one-hot matrix at every position.")
     if "ours on JAX: training, mixed_bfloat16" in results:
         text += (f" bfloat16 on JAX: {results['ours on JAX: training, mixed_bfloat16']['ms_per_step']:.0f} ms/step "
                  "(output layer float32).")
@@ -722,6 +837,7 @@ def main(argv=None):
     parser.add_argument("--no-write", action="store_true", help="print the tables only")
     parser.add_argument("--no-jax", action="store_true", help="skip the JAX rows")
     parser.add_argument("--verbose", action="store_true", help="show the children's logs")
+    parser.add_argument("--from-results", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("--variant", default="auto", choices=tuple(VARIANTS)[1:], help=argparse.SUPPRESS)
     parser.add_argument("--keras-loss", action="store_true", help=argparse.SUPPRESS)
@@ -742,6 +858,9 @@ def main(argv=None):
         print(json.dumps(measure(args.measure, args)))
         return 0
 
+    if args.from_results:  # re-renders the report of a finished run (its figures were saved)
+        saved = json.loads(args.from_results.read_text())
+        return _finish(saved["results"], saved["info"], args)
     info = machine()
     print(f"{info['cpu']}, {info['cores']} cores, {info['ram_gib']:.1f} GiB; {info['versions']}", flush=True)
     results = {}
@@ -753,10 +872,20 @@ def main(argv=None):
         shown = figures.get("ms_per_step", figures.get("ms_per_token"))
         print(f"{'' if shown is None else f'{shown:.2f} ms, '}{figures['peak_rss_mib']:.0f} MiB, "
               f"{figures['wall_s']:.0f} s", flush=True)
+    saved = Path(os.environ.get("TMPDIR", "/tmp")) / "gpt-keras-benchmark-results.json"
+    saved.write_text(json.dumps({"results": results, "info": info}))
+    print(f"figures saved to {saved} (--from-results renders them again)")
+    return _finish(results, info, args)
+
+
+def _finish(results: dict, info: dict, args) -> int:
+    """Prints the tables and the verdicts, plots the race and writes BENCHMARKS.md."""
     summary = summarize(results)
     tables = [paired_table(results), separate_table(results)]
     if QUALITY in results:
         tables.insert(1, quality_table(results))
+    if COMPONENTS_JAX in results and COMPONENTS_TF in results:
+        tables.append(components_table(results))
     if JAX_CAUSE in results:
         tables.append(jax_table(results))
     print("\n" + "\n\n".join(tables) + "\n")
@@ -769,7 +898,7 @@ def main(argv=None):
     if "generation_speedup" in summary:
         print(f"generation speed-up: {summary['generation_speedup']:.1f}x")
     if QUALITY in results:
-        plot_path = PLOT if not args.no_write else Path(os.environ.get("TMPDIR", "/tmp")) / PLOT.name
+        plot_path = PLOT if not (args.no_write or args.quick) else Path(os.environ.get("TMPDIR", "/tmp")) / PLOT.name
         sys.path.insert(0, str(HERE))
         import heldout
 

@@ -41,15 +41,11 @@ class GPTConfig:
         shuffle_buffer: reviews in the shuffle buffer; 0 shuffles the whole dataset every epoch.
         generate_prompt / generate_max_tokens / generate_temperature: what `TextGenerator` samples
             after each epoch (the lecture: "wine review", 80 tokens, T = 1.0).
-        jit_compile: XLA compilation of the training step. "auto": off on a CPU under TensorFlow (XLA
-            there does not use the CPU's bfloat16 matrix instructions; see BENCHMARKS.md), otherwise
-            Keras 3 decides (on with a GPU and on JAX, off under a `tf.distribute` strategy). "on"
-            forces XLA, "off" disables it.
-        mixed_precision: "auto" chooses per machine (`gpt_keras.runs.precision`): bfloat16 compute, the output
-            layer's matmul included (weights, softmax and loss in float32), where the CPU has bfloat16
-            matrix instructions (TensorFlow backend) or the GPU is Ampere or later; float16 with loss
-            scaling on older GPUs (T4, V100); float32 elsewhere. "on" forces mixed precision, "off"
-            keeps the lecture's float32. The choice is printed and saved in the run's precision.json.
+        jit_compile: XLA for the training step: "auto" (off on a CPU under TensorFlow, where XLA does
+            not use the bfloat16 matrix instructions; otherwise Keras decides), "on" or "off".
+        mixed_precision: "auto" chooses per machine (`gpt_keras.runs.precision`: bfloat16, float16 with
+            loss scaling, or float32; printed and saved in the run's precision.json); "on" forces mixed
+            precision, "off" keeps the lecture's float32.
         bucket_by_length: "on" batches reviews of similar length and cuts each batch after its longest
             review (`gpt_keras.runs.bucketing`): faster, but the loss then averages over fewer padding
             positions than the lecture's, so it is opt-in; "off" (default) keeps the lecture's batches.

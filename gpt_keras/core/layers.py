@@ -200,15 +200,12 @@ class TransformerBlock(layers.Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class SoftmaxDense(layers.Dense):
-    """The lecture's `Dense(units, activation="softmax")`, computed as one matmul, softmax in float32.
+    """The lecture's `Dense(units, activation="softmax")` as one 2-D matmul, with the softmax in float32.
 
-    The positions of all sequences in the batch are flattened into one [positions, width] matrix
-    before the matmul: the same arithmetic, but XLA (the JAX backend) differentiates a 2-D matmul
-    much faster than one over [batch, sequence, width]. Under a `mixed_bfloat16` (or
-    `mixed_float16`) dtype policy the matmul, most of a training step's arithmetic, runs in low
-    precision on hardware that multiplies it faster, while the logits are cast to float32 before
-    the softmax, whose log the loss takes. With a float32 policy it computes what
-    `Dense(units, activation="softmax")` does, with the same weights.
+    All positions are flattened into one [positions, width] matrix: the same arithmetic, which XLA (JAX)
+    differentiates much faster than a matmul over [batch, sequence, width]. Under a mixed dtype policy
+    the matmul, most of a step's arithmetic, runs in bfloat16 (or float16) and the logits are cast to
+    float32 before the softmax, whose log the loss takes.
     """
 
     def __init__(self, units, **kwargs):
@@ -229,12 +226,9 @@ class SoftmaxDense(layers.Dense):
 class NextTokenCrossEntropy(keras.losses.Loss):
     """Sparse categorical cross-entropy of softmax probabilities, read at the target word only.
 
-    The same loss as `keras.losses.SparseCategoricalCrossentropy()` on probabilities: -log p(target),
-    p floored at Keras' epsilon. Only the target's probability enters the loss, so its gradient is
-    -1 / p(target) there and zero at the other 9,999 words; `target_negative_log` writes exactly that,
-    where automatic differentiation of a gather would scatter into a zero tensor the size of the
-    output, and where Keras' own loss would call TensorFlow's fused softmax cross-entropy kernel
-    (slower on a CPU) or, on JAX, log all 10,000 probabilities and multiply them by a one-hot matrix.
+    The value of `keras.losses.SparseCategoricalCrossentropy()` on probabilities (-log p(target), p
+    floored at Keras' epsilon), with its gradient written at the target only: faster than Keras' loss,
+    which calls TensorFlow's fused softmax cross-entropy kernel or, on JAX, logs all 10,000 probabilities.
     """
 
     def __init__(self, name="next_token_cross_entropy", **kwargs):
@@ -245,12 +239,8 @@ class NextTokenCrossEntropy(keras.losses.Loss):
 
 
 def target_negative_log(probabilities, targets):
-    """-log probabilities[..., target] at each position, with the gradient written at the targets only.
-
-    Args:
-        probabilities: [..., vocabulary] float.
-        targets: [...] int, the index to read at each position.
-    """
+    """-log probabilities[..., target] for [..., vocabulary] probabilities and [...] int targets; its
+    gradient is -1 / p(target) at the target and 0 elsewhere, written without scattering a gather's."""
     epsilon = keras.config.epsilon()
 
     @ops.custom_gradient

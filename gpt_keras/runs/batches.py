@@ -17,7 +17,7 @@ import numpy as np
 
 from gpt_keras.core.config import check_int_at_least
 from gpt_keras.core.data import DataError, shift_for_language_model
-from gpt_keras.runs.files import atomic_path, open_regular, shorten
+from gpt_keras.runs.files import atomic_path, open_regular, one_line
 
 
 def split_tokens(tokens: np.ndarray, validation_split: float, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -72,7 +72,7 @@ def load_tokens(path: str | Path) -> tuple[np.ndarray, list[str]]:
                 raise ValueError(f"the vocabulary must be a 1-D array of strings, got {words.dtype} {words.shape}")
             vocabulary = [str(word) for word in words]
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
-        reason = "empty or truncated file" if isinstance(error, (EOFError, zipfile.BadZipFile)) else shorten(error, 200)
+        reason = "empty or truncated file" if isinstance(error, (EOFError, zipfile.BadZipFile)) else one_line(error, 200)
         raise DataError(f"{path}: not a token archive written by gpt-keras ({reason})") from None
     if tokens.ndim != 2 or tokens.shape[1] < 2 or not np.issubdtype(tokens.dtype, np.integer):
         raise DataError(f"{path}: tokens must be a 2-D integer array of at least 2 columns, got "

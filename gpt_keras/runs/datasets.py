@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from gpt_keras.core.data import DataError, format_review, pad_punctuation
-from gpt_keras.runs.files import atomic_path
+from gpt_keras.runs.files import atomic_path, one_line
 
 REQUIRED_FIELDS = ("country", "province", "variety", "description")
 KAGGLE_DATASET = "zynicide/wine-reviews"
@@ -112,7 +112,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
     except pd.errors.ParserWarning:
         raise DataError(f"{path}: malformed CSV: line 2 has more cells than the header") from None
     except (pd.errors.ParserError, ValueError) as error:
-        raise DataError(f"{path}: malformed CSV: {_one_line(error)}") from None
+        raise DataError(f"{path}: malformed CSV: {one_line(error)}") from None
     except OSError as error:
         raise DataError(f"{path}: cannot read ({error.strerror})") from None
     names = [str(name) for name in header.iloc[0].tolist()] if len(header) else []
@@ -123,11 +123,6 @@ def _read_csv(path: Path) -> pd.DataFrame:
     if frame.empty and set(REQUIRED_FIELDS) <= set(frame.columns):
         raise DataError(f"{path}: a header but no review rows")
     return frame.drop(columns=[c for c in frame.columns if c in ("id", "") or str(c).startswith("Unnamed:")])
-
-
-def _one_line(error: Exception) -> str:
-    """An error message from a parser, without its line breaks (the CLI prints exactly one line)."""
-    return " ".join(str(error).split())
 
 
 def review_texts(frame: pd.DataFrame, path: str | Path = "<reviews>") -> tuple[list[str], LoadReport]:

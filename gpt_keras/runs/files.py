@@ -35,7 +35,7 @@ class UnsafePathError(ValueError):
     """An output path cannot be written, found before any work starts; names the flag and the path."""
 
 
-def shorten(text: str, limit: int = MAX_MESSAGE) -> str:
+def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
     """One line of at most `limit` characters, control characters shown escaped (for error messages)."""
     text = printable(" ".join(str(text).split()))
     return text if len(text) <= limit else text[:limit - 3] + "..."
@@ -96,11 +96,11 @@ def read_json(path: str | Path, what: str, error: type[Exception]) -> Any:
     except RecursionError:
         raise error(f"{path}: cannot read the {what} (JSON nested too deeply)") from None
     except ValueError as exc:
-        raise error(f"{path}: cannot read the {what} ({shorten(exc, 200)})") from None
+        raise error(f"{path}: cannot read the {what} ({one_line(exc, 200)})") from None
 
 
 def _reason(exc: BaseException) -> str:
-    return shorten(getattr(exc, "strerror", None) or exc, 200)
+    return one_line(getattr(exc, "strerror", None) or exc, 200)
 
 
 def _kind(mode: int) -> str:
@@ -122,28 +122,28 @@ def check_output_path(path: str | Path, flag: str, kind: str = "file") -> Path:
     path = Path(path)
     for part in path.parts:
         if len(os.fsencode(part)) > NAME_MAX:
-            raise UnsafePathError(f"{flag}: the name {shorten(part, 60)} is longer than {NAME_MAX} bytes")
+            raise UnsafePathError(f"{flag}: the name {one_line(part, 60)} is longer than {NAME_MAX} bytes")
     if os.path.lexists(path):
         if kind == "file" and path.is_dir():
-            raise UnsafePathError(f"{flag}: {shorten(path)} is a directory; give a file name")
+            raise UnsafePathError(f"{flag}: {one_line(path)} is a directory; give a file name")
         if kind == "file" and not path.is_file():
-            raise UnsafePathError(f"{flag}: {shorten(path)} exists and is not a regular file")
+            raise UnsafePathError(f"{flag}: {one_line(path)} exists and is not a regular file")
         if kind == "dir" and not path.is_dir():
-            raise UnsafePathError(f"{flag}: {shorten(path)} exists and is not a directory")
+            raise UnsafePathError(f"{flag}: {one_line(path)} exists and is not a directory")
         _check_writable(path if kind == "dir" else path.parent, path, flag)
         return path
     ancestor = path.parent
     while not os.path.lexists(ancestor) and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
-        raise UnsafePathError(f"{flag}: cannot create {shorten(path)}: {shorten(ancestor)} is not a directory")
+        raise UnsafePathError(f"{flag}: cannot create {one_line(path)}: {one_line(ancestor)} is not a directory")
     _check_writable(ancestor, path, flag)
     return path
 
 
 def _check_writable(folder: Path, path: Path, flag: str) -> None:
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise UnsafePathError(f"{flag}: cannot write {shorten(path)}: no permission to write in {shorten(folder)}")
+        raise UnsafePathError(f"{flag}: cannot write {one_line(path)}: no permission to write in {one_line(folder)}")
 
 
 # --- writing --------------------------------------------------------------------------------------
@@ -162,7 +162,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         handle, name = tempfile.mkstemp(prefix=f".{target.name.split('.')[0]}-",
                                         suffix=".tmp" + "".join(target.suffixes), dir=target.parent)
     except OSError as exc:
-        raise WriteError(f"{shorten(target)}: cannot write ({_reason(exc)})") from None
+        raise WriteError(f"{one_line(target)}: cannot write ({_reason(exc)})") from None
     os.close(handle)
     temporary = Path(name)
     try:
@@ -173,7 +173,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     except WriteError:
         raise
     except OSError as exc:
-        raise WriteError(f"{shorten(target)}: cannot write ({_reason(exc)}); the previous file is kept") from None
+        raise WriteError(f"{one_line(target)}: cannot write ({_reason(exc)}); the previous file is kept") from None
     finally:
         with contextlib.suppress(OSError):
             temporary.unlink(missing_ok=True)

@@ -38,7 +38,7 @@ from gpt_keras.core.callbacks import TextGenerator
 from gpt_keras.core.config import ConfigError, GPTConfig
 from gpt_keras.core.data import DataError, Vocabulary
 from gpt_keras.runs.files import (NAME_MAX, atomic_path, check_regular_file, read_json, remove_stale_temporaries,
-                                  shorten, write_json)
+                                  one_line, write_json)
 
 CONFIG, VOCAB, DATA, TOKENS, STATE, MODEL, HISTORY, LOCK = (
     "config.json", "vocab.json", "data.json", "tokens.npz", "state.json", "model.keras", "history.json", "run.lock")
@@ -57,7 +57,7 @@ def new_run_dir(runs_dir: str | Path, name: str | None = None) -> Path:
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise RunError(f"{shorten(runs_dir)}: cannot create the runs directory ({error.strerror})") from None
+        raise RunError(f"{one_line(runs_dir)}: cannot create the runs directory ({error.strerror})") from None
     for suffix in ["", *(f"-{n}" for n in range(2, 1000))]:
         candidate = runs_dir / f"{base}{suffix}"
         try:
@@ -76,7 +76,7 @@ def check_run_name(name: str | None) -> None:
         return
     if not isinstance(name, str) or not name.strip() or Path(name).name != name or name in (".", "..") \
             or "\\" in name or not name.isprintable():
-        raise RunError(f"--name must be a plain directory name of printable characters, got {shorten(repr(name))}")
+        raise RunError(f"--name must be a plain directory name of printable characters, got {one_line(repr(name))}")
     if len(os.fsencode(name)) > NAME_MAX - 8:  # room for a "-2" suffix and the file system's limit
         raise RunError(f"--name is {len(os.fsencode(name))} bytes long; the limit is {NAME_MAX - 8}")
 
@@ -223,7 +223,7 @@ def load_model(path: str | Path, compile: bool = True) -> keras.Model:
         model = keras.saving.load_model(path, compile=compile)
     except Exception as error:  # Keras raises many types (ValueError, KeyError, OSError, zipfile errors)
         raise RunError(f"{path}: cannot load the model, the file is corrupt, truncated or from another "
-                       f"program ({type(error).__name__}: {shorten(error, 200)})") from None
+                       f"program ({type(error).__name__}: {one_line(error, 200)})") from None
     names = {layer.name for layer in getattr(model, "layers", ())}
     if not {"embedding", "probabilities"} <= names:
         raise RunError(f"{path}: a Keras model, but not a gpt-keras GPT (no 'embedding' and 'probabilities' layers)")
@@ -266,7 +266,7 @@ class RunState:
         for name, value in values.items():
             problem = _state_field_problem(name, value) if name in known else None
             if problem:
-                raise RunError(f"{path}: field '{name}' {problem}, got {shorten(repr(value), 80)}")
+                raise RunError(f"{path}: field '{name}' {problem}, got {one_line(repr(value), 80)}")
         return cls(**{key: value for key, value in values.items() if key in known})
 
 

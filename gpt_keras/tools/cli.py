@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 from gpt_keras.core.config import MAX_TOKENS, PRESETS, ConfigError, GPTConfig
 from gpt_keras.core.sampling import check_temperature, check_top_k, check_top_p
-from gpt_keras.runs.files import printable, shorten
+from gpt_keras.runs.files import printable, one_line
 
 class UsageError(ValueError):
     """A command-line argument is invalid; the message names the flag."""
@@ -552,7 +552,7 @@ def _prompt_warning_printer(command: str, show: Callable) -> Callable:
 
     def show_warning(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, PromptWarning):
-            print(f"gpt-keras {command}: warning: {shorten(message)}", file=sys.stderr)
+            print(f"gpt-keras {command}: warning: {one_line(message)}", file=sys.stderr)
         else:
             show(message, category, filename, lineno, file, line)
     return show_warning
@@ -784,7 +784,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # only the project's own "bad input" errors become one-line messages
         if not _is_user_error(error):
             raise
-        print(f"gpt-keras {args.command}: error: {shorten(error)}", file=sys.stderr)
+        print(f"gpt-keras {args.command}: error: {one_line(error)}", file=sys.stderr)
         return 2
 
 

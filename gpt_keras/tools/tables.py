@@ -17,7 +17,7 @@ def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
 
 
-def shorten(text: str, width: int | None) -> str:
+def clip_line(text: str, width: int | None) -> str:
     """Cuts a line to `width` characters with '...' (None: no limit)."""
     return text if width is None or len(text) <= width else text[:width - 3].rstrip() + "..."
 

@@ -17,7 +17,7 @@ import numpy as np
 from gpt_keras.core.config import check_int_at_least
 from gpt_keras.core.data import DataError
 from gpt_keras.runs.datasets import load_texts
-from gpt_keras.runs.files import UnsafePathError, check_output_path, shorten, write_json
+from gpt_keras.runs.files import UnsafePathError, check_output_path, one_line, write_json
 from gpt_keras.tools.gpt2.load import FINETUNE_INFO, GPT2, GPT2Error, device_description, load_gpt2, precision_policy, tf_keras_policy
 
 
@@ -132,10 +132,10 @@ def check_finetune_out(out_dir: str | Path) -> Path:
     except UnsafePathError as error:
         raise GPT2Error(str(error)) from None
     if out_dir.is_symlink() or out_dir.name in ("", ".", "..") or Path.cwd().resolve().is_relative_to(out_dir.resolve()):
-        raise GPT2Error(f"--out {shorten(out_dir)}: give a folder of its own for the model (not the current folder, "
+        raise GPT2Error(f"--out {one_line(out_dir)}: give a folder of its own for the model (not the current folder, "
                         "one above it, or a symlink)")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / FINETUNE_INFO).is_file():
-        raise GPT2Error(f"--out {shorten(out_dir)}: the folder holds other files and is not a previous finetune-gpt2 "
+        raise GPT2Error(f"--out {one_line(out_dir)}: the folder holds other files and is not a previous finetune-gpt2 "
                         f"save (no {FINETUNE_INFO}); it is never replaced: choose a new or empty folder")
     return out_dir
 

@@ -23,7 +23,7 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
-from gpt_keras.runs.files import read_json, shorten
+from gpt_keras.runs.files import read_json, one_line
 
 
 DEFAULT_MODEL = "gpt2"
@@ -207,7 +207,7 @@ def _load_directory(path: Path) -> GPT2:
     if not isinstance(config, dict):
         raise GPT2Error(f"{path / 'config.json'}: not a model config (a JSON object), got {type(config).__name__}")
     if config.get("model_type") != "gpt2":
-        raise GPT2Error(f"{path}: holds a {shorten(repr(config.get('model_type')), 80)} model, not GPT-2")
+        raise GPT2Error(f"{path}: holds a {one_line(repr(config.get('model_type')), 80)} model, not GPT-2")
     from transformers import AutoTokenizer, TFGPT2LMHeadModel
 
     try:

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from gpt_keras.runs.files import write_json, write_text
-from gpt_keras.tools.tables import json_safe, shorten, text_table
+from gpt_keras.tools.tables import json_safe, clip_line, text_table
 
 
 @dataclasses.dataclass
@@ -65,7 +65,7 @@ class Comparison:
         for generation in self.generations:
             lines += ["", f"prompt {generation['prompt']!r}, {generation['sampler']}, seed {generation['seed']}:"]
             for key, name in zip(self.keys, names):
-                lines.append(f"  {name}: {shorten(generation[key]['text'], width)}")
+                lines.append(f"  {name}: {clip_line(generation[key]['text'], width)}")
         return "\n".join(lines)
 
     def to_markdown(self) -> str:

@@ -47,7 +47,7 @@ from gpt_keras.core.data import PAD_ID, UNK_ID, Vocabulary
 from gpt_keras.core.generation import CachedGenerator, PromptWarning, check_max_tokens, encode_prompt
 from gpt_keras.core.sampling import Sampler, SamplingError, check_temperature
 from gpt_keras.tools.batch_sampling import sample_batch
-from gpt_keras.tools.tables import json_safe, shorten, text_table
+from gpt_keras.tools.tables import json_safe, clip_line, text_table
 from gpt_keras.tools.temperature.calculator import format_number
 
 DEFAULT_TEMPERATURES = (0.2, 0.5, 1.0, 1.5, 2.0, 3.0)
@@ -227,7 +227,7 @@ class TemperatureReport:
             for index, text in enumerate(result.texts[:samples]):
                 label = f"T={result.temperature:g}" + (f" #{index + 1}" if samples > 1 else "")
                 lines.append("")
-                lines.append(shorten(f"{label}: {text}", width))
+                lines.append(clip_line(f"{label}: {text}", width))
         return "\n".join(lines)
 
 
