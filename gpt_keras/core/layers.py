@@ -215,8 +215,8 @@ class SoftmaxDense(layers.Dense):
     def call(self, inputs, training=None):
         shape = ops.shape(inputs)
         logits = super().call(ops.reshape(inputs, (-1, shape[-1])))
-        probabilities = ops.softmax(ops.cast(logits, "float32"), axis=-1)
-        return ops.reshape(probabilities, (*shape[:-1], self.units))
+        # the softmax last, so that Keras' own loss on TensorFlow still finds its logits and fuses them
+        return ops.softmax(ops.reshape(ops.cast(logits, "float32"), (*shape[:-1], self.units)), axis=-1)
 
     def compute_output_spec(self, inputs):
         return keras.KerasTensor(tuple(inputs.shape[:-1]) + (self.units,), dtype="float32")
