@@ -12,8 +12,10 @@ feed-forward 256, batch 32) on real reviews, it measures:
   a shared CPU falls on each alike;
 - held-out loss against training time: the lecture's implementation and ours trained side by side on
   the same reviews for the same epochs (`heldout.py`), plotted to `benchmarks/heldout-loss.png`;
-- why the JAX backend trains slower on a CPU: the output layer's matmul and its softmax and
-  cross-entropy timed in JAX (XLA) and in TensorFlow (oneDNN) in one process;
+- why the JAX backend trains slower on a CPU: a float32 step taken apart on each backend (the whole
+  step, with SGD instead of Adam, the embedding and block alone, the output layer alone), and the
+  output layer's kernels (matmuls, the exponential, softmax and cross-entropy) timed in JAX (XLA) and
+  in TensorFlow (oneDNN) in one process;
 - generation ms/token of the lecture's `TextGenerator.generate` (`model.predict` per word) and of
   our `CachedGenerator`, for the lecture's call `generate("wine review", max_tokens=80)`; also our
   teaching loop `generate_lecture` and batched generation, for information;
