@@ -54,6 +54,10 @@ HELDOUT_TARGET = 1.01  # ours / lecture held-out loss after the same epochs: wit
 GENERATION_TARGET = 20.0  # lecture / ours ms per token: at least 20 times faster
 PLOT = HERE / "heldout-loss.png"
 BLOCK_SHAPE = "block's shape (2560 x 256 by 256 x 256)"
+# The parts of a step that `_components` times on each backend, and the report reads back.
+WHOLE, WHOLE_SGD = "whole step", "whole step, SGD instead of Adam"
+BODY, HEAD = "embedding + block (no output layer)", "output layer (SoftmaxDense) + loss"
+HEAD_3D = 'output layer as Dense(activation="softmax") on 3-D + loss'
 # The paired training's variants: key -> (label, precision mode, jit_compile, length buckets, Keras' loss).
 VARIANTS = {
     "lecture": ("lecture (float32, its pipeline)", None, None, False, False),
@@ -98,7 +102,7 @@ def _our_data(path):
     return None, prepared.tokens, prepared.vocab
 
 
-def _our_training(keras, data, tokens, key="auto", keras_loss=None):
+def _our_training(keras, data, tokens, key="auto", keras_loss=False):
     """Our model (`build_gpt` + `compile_gpt`) and input pipeline at the lecture's configuration, as variant
     `key` of `VARIANTS`; returns (model, dataset, the precision chosen)."""
     from gpt_keras.core.config import GPTConfig
@@ -108,7 +112,7 @@ def _our_training(keras, data, tokens, key="auto", keras_loss=None):
     from gpt_keras.runs.precision import apply_precision, choose_precision, detect_hardware
 
     _, mode, jit, bucketed, variant_keras_loss = VARIANTS[key]
-    keras_loss = variant_keras_loss if keras_loss is None else keras_loss
+    keras_loss = keras_loss or variant_keras_loss
     config = GPTConfig()
     facts = detect_hardware()
     choice = choose_precision(facts, "on" if mode == "out32" else mode, jit)
@@ -253,13 +257,13 @@ def _components(args, keras) -> dict:
                                        dropout_rate=config.dropout_rate)(embedded)
     hidden_input = keras.layers.Input((None, config.embedding_dim))
     cases = {
-        "whole step": (compiled(build_gpt(config), [NextTokenCrossEntropy(), None]), tokens, targets),
-        "whole step, SGD instead of Adam": (compiled(build_gpt(config), [NextTokenCrossEntropy(), None],
+        WHOLE: (compiled(build_gpt(config), [NextTokenCrossEntropy(), None]), tokens, targets),
+        WHOLE_SGD: (compiled(build_gpt(config), [NextTokenCrossEntropy(), None],
                                                      keras.optimizers.SGD(0.01)), tokens, targets),
-        "embedding + block (no output layer)": (compiled(keras.Model(token_input, block_output), "mse"), tokens, hidden),
-        "output layer (SoftmaxDense) + loss": (compiled(keras.Model(hidden_input, SoftmaxDense(config.vocab_size)(
+        BODY: (compiled(keras.Model(token_input, block_output), "mse"), tokens, hidden),
+        HEAD: (compiled(keras.Model(hidden_input, SoftmaxDense(config.vocab_size)(
             hidden_input)), NextTokenCrossEntropy()), hidden, targets),
-        "output layer as Dense(activation=\"softmax\") on 3-D + loss": (compiled(keras.Model(hidden_input, keras.layers.Dense(
+        HEAD_3D: (compiled(keras.Model(hidden_input, keras.layers.Dense(
             config.vocab_size, activation="softmax")(hidden_input)), NextTokenCrossEntropy()), hidden, targets),
     }
     for model, x, y in cases.values():
@@ -323,10 +327,10 @@ def _jax_cause(args) -> dict:
         return tape.gradient(loss, tz)
     block_weights = (rng.normal(size=(256, 256)) * 0.05).astype("float32")
     jb, tb = jnp.asarray(block_weights), tf.constant(block_weights)
-    jh, th = jnp.asarray(h), tf.constant(h)
+    jax_hidden, tf_hidden = jnp.asarray(h), tf.constant(h)
     jax_block, tf_block = jax.jit(lambda a, b: a @ b), tf.function(tf.matmul)
-    functions[f"jax matmul float32, {BLOCK_SHAPE}"] = lambda: jax_block(jh, jb).block_until_ready()
-    functions[f"tensorflow matmul float32, {BLOCK_SHAPE}"] = lambda: tf_block(th, tb)
+    functions[f"jax matmul float32, {BLOCK_SHAPE}"] = lambda: jax_block(jax_hidden, jb).block_until_ready()
+    functions[f"tensorflow matmul float32, {BLOCK_SHAPE}"] = lambda: tf_block(tf_hidden, tb)
     jax_exp, tf_exp = jax.jit(jnp.exp), tf.function(tf.exp)
     functions["jax exp of the logits float32"] = lambda: jax_exp(jz).block_until_ready()
     functions["tensorflow exp of the logits float32"] = lambda: tf_exp(tz)
@@ -397,7 +401,7 @@ def measure(name, args) -> dict:
         return _separate_training(lecture.build_model(), train_ds, args, keras, started)
     if name == "train-ours":
         data, tokens, _ = _our_data(args.data)
-        model, dataset, choice = _our_training(keras, data, tokens, args.variant, args.keras_loss or None)
+        model, dataset, choice = _our_training(keras, data, tokens, args.variant, args.keras_loss)
         return {**_separate_training(model, dataset, args, keras, started), "choice": choice.to_dict()}
     if name == "train-paired":
         return _paired_training(args, keras)
@@ -750,8 +754,7 @@ def components_table(results: dict) -> str:
              "|---|---:|---:|---:|"]
     for name, tf_value in tf_ms.items():
         lines.append(f"| {name} | {tf_value:.1f} | {jax_ms[name]:.1f} | {jax_ms[name] - tf_value:+.1f} |")
-    adam_tf = tf_ms["whole step"] - tf_ms["whole step, SGD instead of Adam"]
-    adam_jax = jax_ms["whole step"] - jax_ms["whole step, SGD instead of Adam"]
+    adam_tf, adam_jax = tf_ms[WHOLE] - tf_ms[WHOLE_SGD], jax_ms[WHOLE] - jax_ms[WHOLE_SGD]
     lines.append(f"| Adam (whole step less the SGD step) | {adam_tf:.1f} | {adam_jax:.1f} | {adam_jax - adam_tf:+.1f} |")
     return "\n".join(lines)
 
@@ -763,11 +766,8 @@ def _jax_paragraph(results: dict) -> str:
         return "(The JAX rows were not measured in this run.)"
     ms, gflops = results[JAX_CAUSE]["ms"], results[JAX_CAUSE]["matmul_gflops"]
     tf_parts, jax_parts = results[COMPONENTS_TF]["ms"], results[COMPONENTS_JAX]["ms"]
-    gap = jax_parts["whole step"] - tf_parts["whole step"]
-    head = "output layer (SoftmaxDense) + loss"
-    head_gap = jax_parts[head] - tf_parts[head]
-    body = "embedding + block (no output layer)"
-    dense3d = next(name for name in tf_parts if name.startswith("output layer as Dense"))
+    gap = jax_parts[WHOLE] - tf_parts[WHOLE]
+    head_gap = jax_parts[HEAD] - tf_parts[HEAD]
     text = (f"A float32 training step on JAX took {jax_row['ms_per_step']:.0f} ms against "
             + (f"{tf_row['ms_per_step']:.0f} ms on TensorFlow " if tf_row else "TensorFlow's ")
             + "(own processes, below). ")
@@ -775,8 +775,8 @@ def _jax_paragraph(results: dict) -> str:
         return text + "JAX was not slower here. " + _jax_extras(results, jax_row)
     text += (f"Taken apart on each backend, the same layers in alternating turns (first table), the step "
              f"costs {gap:.0f} ms more on JAX; the output layer and its loss account for {head_gap:.0f} ms of it "
-             f"({jax_parts[head]:.0f} against {tf_parts[head]:.0f} ms), the embedding and block for "
-             f"{jax_parts[body] - tf_parts[body]:.0f} ms{_block_clause(gflops)}. The cause inside the output layer, kernels timed in one "
+             f"({jax_parts[HEAD]:.0f} against {tf_parts[HEAD]:.0f} ms), the embedding and block for "
+             f"{jax_parts[BODY] - tf_parts[BODY]:.0f} ms{_block_clause(gflops)}. The cause inside the output layer, kernels timed in one "
              f"process (second table): XLA's float32 matmul of the output layer's shape runs at "
              f"{gflops['jax matmul float32']:.0f} GFLOP/s against {gflops['tensorflow matmul float32']:.0f} in "
              f"TensorFlow, which calls oneDNN, and XLA takes {ms['jax exp of the logits float32']:.0f} ms for the "
@@ -785,8 +785,8 @@ def _jax_paragraph(results: dict) -> str:
              f"{gflops['jax matmul bfloat16']:.0f} GFLOP/s against TensorFlow's {gflops['tensorflow matmul bfloat16']:.0f}: "
              "XLA does not use the CPU's bfloat16 instructions as oneDNN does, so `auto` keeps float32 on JAX on a "
              f"CPU. One lever paid on JAX only: `SoftmaxDense` multiplies all positions as one 2-D matrix, where "
-             f"Keras' `Dense` on the 3-D activations costs {jax_parts[dense3d]:.0f} ms on JAX against "
-             f"{jax_parts[head]:.0f} (TensorFlow: {tf_parts[dense3d]:.0f} against {tf_parts[head]:.0f}).")
+             f"Keras' `Dense` on the 3-D activations costs {jax_parts[HEAD_3D]:.0f} ms on JAX against "
+             f"{jax_parts[HEAD]:.0f} (TensorFlow: {tf_parts[HEAD_3D]:.0f} against {tf_parts[HEAD]:.0f}).")
     return text + _jax_extras(results, jax_row)
 
 
