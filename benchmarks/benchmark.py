@@ -109,20 +109,19 @@ def _our_training(keras, data, tokens, key="auto", keras_loss=False):
     from gpt_keras.core.data import make_dataset
     from gpt_keras.core.model import build_gpt, compile_gpt
     from gpt_keras.runs.batches import ArrayBatches
-    from gpt_keras.runs.precision import apply_precision, choose_precision, detect_hardware
+    from gpt_keras.runs.precision import choose_precision, detect_hardware
 
     _, mode, jit, bucketed, variant_keras_loss = VARIANTS[key]
     keras_loss = keras_loss or variant_keras_loss
     config = GPTConfig()
     facts = detect_hardware()
     choice = choose_precision(facts, "on" if mode == "out32" else mode, jit)
-    apply_precision(choice)
     output_dtype = "float32" if mode == "out32" else choice.output_dtype
-    model = compile_gpt(build_gpt(config, output_dtype), config, choice.jit, loss_scaling=choice.loss_scaling)
+    model = compile_gpt(build_gpt(config, choice.policy, output_dtype), config, choice.jit,
+                        loss_scaling=choice.loss_scaling)
     if keras_loss:  # Keras' own loss on probabilities, which `compile_gpt` replaces
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), jit_compile=choice.jit,
                       loss=[keras.losses.SparseCategoricalCrossentropy(), None])
-    keras.mixed_precision.set_global_policy("float32")
     if bucketed:
         return model, _continuing_buckets(tokens, config.batch_size, keras), choice
     if keras.backend.backend() == "tensorflow":

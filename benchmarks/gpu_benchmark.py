@@ -82,7 +82,7 @@ def train_speed(args) -> dict:
 
     from gpt_keras.runs.batches import ArrayBatches, load_tokens
     from gpt_keras.core.model import build_gpt, compile_gpt
-    from gpt_keras.runs.precision import apply_precision, choose_precision, detect_hardware
+    from gpt_keras.runs.precision import choose_precision, detect_hardware
 
     tokens, vocabulary = load_tokens(args.tokens)
     if args.reviews:
@@ -92,9 +92,7 @@ def train_speed(args) -> dict:
     choice = choose_precision(facts, config.mixed_precision, config.jit_compile)
     print(choice.describe(), flush=True)
     keras.utils.set_random_seed(0)
-    apply_precision(choice)
-    model = compile_gpt(build_gpt(config, choice.output_dtype), config, choice.jit, loss_scaling=choice.loss_scaling)
-    keras.mixed_precision.set_global_policy("float32")
+    model = compile_gpt(build_gpt(config, choice.policy), config, choice.jit, loss_scaling=choice.loss_scaling)
     ends = []
 
     class StepTimer(keras.callbacks.Callback):

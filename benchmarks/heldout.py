@@ -107,7 +107,7 @@ def race(path, epochs: int, limit: int | None, eval_every: int | None, seed: int
     from gpt_keras.runs import bucketing
     from gpt_keras.core.config import GPTConfig
     from gpt_keras.core.model import build_gpt, compile_gpt
-    from gpt_keras.runs.precision import apply_precision, choose_precision, detect_hardware
+    from gpt_keras.runs.precision import choose_precision, detect_hardware
 
     texts = [lecture.pad_punctuation(x) for x in lecture.filter_reviews(lecture.read_records(path))]
     train_texts, heldout_texts = split_texts(texts, seed, limit)
@@ -126,10 +126,8 @@ def race(path, epochs: int, limit: int | None, eval_every: int | None, seed: int
         vectorizer = data_lib_core.make_vectorizer(train_texts, config.vocab_size, config.max_len)
         train_tokens, heldout = data_lib_core.vectorize(vectorizer, train_texts), data_lib_core.vectorize(vectorizer, heldout_texts)
         choice = choose_precision(detect_hardware(), "auto" if key.startswith("auto") else "off")
-        apply_precision(choice)
-        model = compile_gpt(build_gpt(config, choice.output_dtype), config, choice.jit,
+        model = compile_gpt(build_gpt(config, choice.policy), config, choice.jit,
                             loss_scaling=choice.loss_scaling)
-        apply_precision(choose_precision(detect_hardware(), "off"))
         if key == "auto-bucketed":
             batches, _ = bucketing.bucketed_dataset(train_tokens, config.batch_size, seed)
             label = f"ours, {choice.policy} + length buckets (opt-in)"

@@ -8,11 +8,17 @@ Three layers, each importing only the ones below it:
 - `gpt_keras.tools`: `print_probs` and plots, the temperature lab, the GPT-2 comparison, the command line.
 
 The names below are imported on first use, so `import gpt_keras` (and `gpt-keras --help`) stays fast.
+Keras still finds the lesson's layers when it loads a saved model: `import gpt_keras` registers them as
+soon as Keras is imported (at once if it already is), so `keras.saving.load_model("runs/.../model.keras")`
+works with nothing but `import gpt_keras`.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.machinery
+import sys
 
 __version__ = "0.2.0"
 
@@ -35,3 +41,37 @@ def __getattr__(name: str):
     if name not in _EXPORTS:
         raise AttributeError(f"module 'gpt_keras' has no attribute {name!r}")
     return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+LAYERS_MODULE = "gpt_keras.core.layers"  # registers the layers and the loss under the name "gpt_keras"
+
+
+class _RegisterAfterKeras(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Finds `keras` as usual and, once it has run, imports the lesson's layers (which registers them)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "keras" or "keras" in sys.modules:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return None
+        self._loader, spec.loader = spec.loader, self
+        return spec
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        self._loader.exec_module(module)
+        sys.meta_path[:] = [finder for finder in sys.meta_path if finder is not self]
+        importlib.import_module(LAYERS_MODULE)
+
+
+def _register_layers_with_keras() -> None:
+    if "keras" in sys.modules:
+        importlib.import_module(LAYERS_MODULE)
+    elif not any(isinstance(finder, _RegisterAfterKeras) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _RegisterAfterKeras())
+
+
+_register_layers_with_keras()

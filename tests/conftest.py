@@ -1,14 +1,34 @@
-"""Shared fixtures: reviews (real ones from ../shared when present), small files made from them, a tiny run.
+"""Shared fixtures: reviews, small files made from them, trained runs of every precision, one CLI runner.
 
 The suite starts without ../shared: `small_json` then comes from the package's own synthetic sample,
 and only the tests that need real reviews (`shared_csv`, `shared_frame`) skip, saying why.
 `GPT_KERAS_SHARED` points elsewhere (CI and the tests of this fallback use it).
+
+Tests train what a user gets: `tiny_config()` leaves `mixed_precision` at its default, "auto", which
+is bfloat16 on a CPU with bfloat16 instructions (this project's machines) and float32 elsewhere. A test
+that pins another precision says why. Trained runs are made once per test session and shared:
+
+- `trained_run`: the default run (what `gpt-keras train` makes here), trained through `train()`;
+- `run_in("off" | "bfloat16" | "float16" | "auto")`: one run per precision the trainer can produce;
+- `cli_default_run`: a run made by the command line with nothing but size flags.
+
+A test that changes a run's files works on `copy_run(run, tmp_path)`, never on the shared directory.
+`cli(...)` runs the command line in this process and captures what it prints; `cli_process(...)` runs it
+in a fresh interpreter, for tests where the process boundary is the point (signals, imports, exit codes
+of the real executable).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import io
 import json
 import os
+import shutil
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -20,11 +40,12 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("GPT_KERAS_SHARED", REPO.parent / "shared"))
 SHARED_CSV = SHARED / "data" / "wine-reviews" / "winemag-data-130k-v2.head10001.csv"
 PACKAGE_SAMPLE = REPO / "gpt_keras" / "runs" / "wine-reviews-sample.json"
-# The `tiny` preset shrunk further, so that a test trains in seconds on two cores; float32 whatever the
-# machine, so what a test checks does not depend on the CPU's bfloat16 instructions (tests/test_precision.py
-# covers that choice).
+# The `tiny` preset shrunk further, so that a test trains in seconds on two cores. The precision is the
+# default ("auto"): the suite trains and loads what a user gets on this machine.
 TEST_SIZE = dict(vocab_size=400, max_len=24, embedding_dim=32, key_dim=16, feed_forward_dim=64, batch_size=16,
-                 epochs=1, generate_max_tokens=16, mixed_precision="off")
+                 epochs=1, generate_max_tokens=16)
+# Every value of `--mixed-precision` that makes a different run ("on" is an alias of one of them).
+PRECISIONS = ("off", "bfloat16", "float16", "auto")
 
 
 def tiny_config(**changes):
@@ -32,6 +53,12 @@ def tiny_config(**changes):
     from gpt_keras.core.config import GPTConfig
 
     return GPTConfig.preset("tiny", **{**TEST_SIZE, **changes})
+
+
+def tiny_flags(**changes) -> list[str]:
+    """`TEST_SIZE` (with `changes`) as command-line flags: `--vocab-size 400 --max-len 24 ...`."""
+    values = {**TEST_SIZE, **changes}
+    return [part for name, value in values.items() for part in (f"--{name.replace('_', '-')}", str(value))]
 
 
 def real_reviews_available() -> bool:
@@ -69,20 +96,106 @@ def small_json(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def trained_run(tmp_path_factory, small_json):
-    """A tiny model trained for 2 epochs on 400 real reviews: a complete run directory (shared, read-only)."""
-    from gpt_keras.runs.train import train
+# --- trained runs, made once per session --------------------------------------------------------------
 
-    runs_dir = tmp_path_factory.mktemp("runs")
-    return train(tiny_config(epochs=2), small_json, runs_dir=runs_dir, run_name="tiny", print_fn=None, verbose=0)
+class _Runs:
+    """Trains each kind of run on first request and hands the same result to every later test."""
+
+    def __init__(self, tmp_path_factory, data: Path):
+        self._factory, self._data, self._made = tmp_path_factory, data, {}
+
+    def train(self, precision: str):
+        from gpt_keras.runs.train import train
+
+        if precision not in self._made:
+            runs_dir = self._factory.mktemp(f"runs-{precision}")
+            self._made[precision] = train(tiny_config(epochs=2, mixed_precision=precision), self._data,
+                                          runs_dir=runs_dir, run_name="tiny", print_fn=None, verbose=0)
+        return self._made[precision]
+
+
+@pytest.fixture(scope="session")
+def _session_runs(tmp_path_factory, small_json) -> _Runs:
+    return _Runs(tmp_path_factory, small_json)
+
+
+@pytest.fixture(scope="session")
+def run_in(_session_runs):
+    """`run_in(precision)`: the `TrainResult` of a tiny run trained in that `--mixed-precision` mode
+    (one of `PRECISIONS`), trained on first use and shared (read-only: copy it to change it)."""
+    return _session_runs.train
+
+
+@pytest.fixture(scope="session")
+def trained_run(run_in):
+    """The default run: a tiny model trained for 2 epochs on 400 reviews in the machine's default precision."""
+    return run_in("auto")
+
+
+@pytest.fixture(scope="session")
+def cli_default_run(tmp_path_factory, small_json) -> Path:
+    """A run made by `gpt-keras train` with nothing but the size flags: the command line's own defaults."""
+    runs_dir = tmp_path_factory.mktemp("cli-runs")
+    result = cli("train", "--data", small_json, "--runs-dir", runs_dir, "--name", "cli-default", "--quiet",
+                 *tiny_flags())
+    assert result.code == 0, result.err
+    return runs_dir / "cli-default"
+
+
+def copy_run(run, tmp_path: Path, name: str = "run") -> Path:
+    """A private copy of a shared run directory (a `TrainResult` or a path), to damage or continue."""
+    source = Path(getattr(run, "run_dir", run))
+    target = tmp_path / name
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("run.lock"))
+    return target
+
+
+# --- the command line ---------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class CliResult:
+    """What a `gpt-keras` command did: its exit code and what it printed."""
+
+    code: int
+    out: str
+    err: str
+
+    @property
+    def error_lines(self) -> list[str]:
+        """stderr's lines that are the command's own (`gpt-keras ...`), TensorFlow's start-up lines left out."""
+        return [line for line in self.err.splitlines() if line.startswith("gpt-keras")]
+
+
+def cli(*args, cwd: Path | None = None) -> CliResult:
+    """Runs `gpt-keras ARGS` in this process (`cli.main`), capturing stdout, stderr and warnings' lines."""
+    from gpt_keras.tools import cli as cli_module
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(contextlib.redirect_stdout(out))
+        stack.enter_context(contextlib.redirect_stderr(err))
+        stack.enter_context(warnings.catch_warnings())  # the CLI installs its own warning printer
+        if cwd is not None:
+            stack.enter_context(contextlib.chdir(cwd))
+        try:
+            code = cli_module.main([str(arg) for arg in args])
+        except SystemExit as exit_:  # argparse's usage errors and --help
+            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    return CliResult(code, out.getvalue(), err.getvalue())
+
+
+def cli_process(*args, cwd: Path | None = None, env: dict | None = None, timeout: float = 600,
+                module: str = "gpt_keras.tools.cli") -> CliResult:
+    """Runs `python -m gpt_keras.tools.cli ARGS` in a fresh interpreter (for signals, imports, real exits)."""
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    done = subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=environment, timeout=timeout)
+    return CliResult(done.returncode, done.stdout, done.stderr)
 
 
 @pytest.fixture(autouse=True)
 def _float32_policy_after_each_test():
-    """Training sets Keras' global dtype policy (bfloat16 on some machines); no test inherits another's."""
+    """A test that sets Keras' global dtype policy (the library never does) leaves it as it found it."""
     yield
-    import sys
-
     if "keras" in sys.modules:
         sys.modules["keras"].mixed_precision.set_global_policy("float32")

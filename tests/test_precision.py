@@ -62,20 +62,25 @@ def test_off_keeps_the_lecture_float32_and_on_forces_mixed_precision():
     assert choose_precision(HardwareFacts(gpus=(T4,)), "on").policy == "mixed_float16"
     assert choose_precision(BF16_CPU, "auto", "on").jit is True
     assert choose_precision(HardwareFacts(gpus=(A100,)), "auto", "off").jit is False
-    with pytest.raises(ValueError, match="must be one of auto, on, off"):
+    with pytest.raises(ValueError, match="mixed_precision must be one of auto, off, bfloat16, float16, on"):
         choose_precision(PLAIN_CPU, "fp8")
 
 
-def test_configure_precision_sets_the_global_policy_for_the_injected_machine():
+def test_each_precision_can_be_asked_for_by_name_on_any_machine():
+    for facts in (PLAIN_CPU, BF16_CPU, HardwareFacts(gpus=(A100,)), HardwareFacts(gpus=(T4,))):
+        bfloat16, float16 = choose_precision(facts, "bfloat16"), choose_precision(facts, "float16")
+        assert (bfloat16.policy, bfloat16.loss_scaling) == ("mixed_bfloat16", False)
+        assert (float16.policy, float16.loss_scaling) == ("mixed_float16", True)
+
+
+def test_configure_precision_chooses_for_the_injected_machine_and_leaves_the_global_policy_alone():
     config = tiny_config(mixed_precision="auto")
     assert configure_precision(config, BF16_CPU).policy == "mixed_bfloat16"
-    assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
     assert configure_precision(config, PLAIN_CPU).policy == "float32"
     assert keras.mixed_precision.global_policy().name == "float32"
 
 
 def test_the_bfloat16_output_layer_keeps_names_parameters_and_a_float32_softmax():
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
     model = build_gpt(GPTConfig(), "mixed_bfloat16")
     assert model.count_params() == 5_809_168
     assert [layer.name for layer in model.layers] == ["tokens", "embedding", "transformer_block", "probabilities"]
@@ -89,8 +94,7 @@ def test_the_bfloat16_output_layer_keeps_names_parameters_and_a_float32_softmax(
 def test_float16_with_loss_scaling_wraps_adam():
     config = tiny_config()
     choice = choose_precision(HardwareFacts(gpus=(T4,)), "auto", "off")
-    keras.mixed_precision.set_global_policy(choice.policy)
-    model = compile_gpt(build_gpt(config, choice.output_dtype), config, choice.jit, loss_scaling=choice.loss_scaling)
+    model = compile_gpt(build_gpt(config, choice.policy), config, choice.jit, loss_scaling=choice.loss_scaling)
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     assert model.get_layer("probabilities").compute_dtype == "float16"
 
@@ -98,9 +102,7 @@ def test_float16_with_loss_scaling_wraps_adam():
 def _losses(policy: str, output_dtype: str, tokens: np.ndarray, steps: int) -> list[float]:
     config = tiny_config(vocab_size=int(tokens.max()) + 1, max_len=tokens.shape[1] - 1)
     keras.utils.set_random_seed(0)
-    keras.mixed_precision.set_global_policy(policy)
-    model = compile_gpt(build_gpt(config, output_dtype), config, jit_compile=False)
-    keras.mixed_precision.set_global_policy("float32")
+    model = compile_gpt(build_gpt(config, policy, output_dtype), config, jit_compile=False)
     x, y = tokens[:, :-1], tokens[:, 1:]
     return [float(model.train_on_batch(x[i % 4 * 16:(i % 4 + 1) * 16], y[i % 4 * 16:(i % 4 + 1) * 16]))
             for i in range(steps)]

@@ -44,8 +44,9 @@ class GPTConfig:
         jit_compile: XLA for the training step: "auto" (off on a CPU under TensorFlow, where XLA does
             not use the bfloat16 matrix instructions; otherwise Keras decides), "on" or "off".
         mixed_precision: "auto" chooses per machine (`gpt_keras.runs.precision`: bfloat16, float16 with
-            loss scaling, or float32; printed and saved in the run's precision.json); "on" forces mixed
-            precision, "off" keeps the lecture's float32.
+            loss scaling, or float32; printed and saved in the run's precision.json); "bfloat16" or
+            "float16" asks for one on any machine; "on" forces mixed precision, "off" keeps the
+            lecture's float32.
         bucket_by_length: "on" batches reviews of similar length and cuts each batch after its longest
             review (`gpt_keras.runs.bucketing`): faster, but the loss then averages over fewer padding
             positions than the lecture's, so it is opt-in; "off" (default) keeps the lecture's batches.
@@ -136,7 +137,7 @@ def check_int_at_least(value: Any, name: str, minimum: int = 1, error: type[Exce
     return int(value)
 
 
-_CHOICES = {"jit_compile": ("auto", "on", "off"), "mixed_precision": ("auto", "on", "off"),
+_CHOICES = {"jit_compile": ("auto", "on", "off"), "mixed_precision": ("auto", "off", "bfloat16", "float16", "on"),
             "bucket_by_length": ("off", "on")}
 _MINIMUMS = {"vocab_size": 3, "max_len": 1, "embedding_dim": 1, "key_dim": 1, "n_heads": 1,
              "feed_forward_dim": 1, "n_blocks": 1, "batch_size": 1, "epochs": 1, "generate_max_tokens": 1,

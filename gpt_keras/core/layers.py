@@ -51,8 +51,9 @@ class TokenAndPositionEmbedding(layers.Layer):
         self.max_len = max_len
         self.vocab_size = vocab_size
         self.embed_dim = embed_dim
-        self.token_emb = layers.Embedding(input_dim=vocab_size, output_dim=embed_dim, name="token_emb")
-        self.pos_emb = layers.Embedding(input_dim=max_len, output_dim=embed_dim, name="pos_emb")
+        # Sub-layers take the parent's dtype policy, so a mixed-precision model reloads as it was trained.
+        self.token_emb = layers.Embedding(vocab_size, embed_dim, dtype=self.dtype_policy, name="token_emb")
+        self.pos_emb = layers.Embedding(max_len, embed_dim, dtype=self.dtype_policy, name="pos_emb")
 
     def build(self, input_shape):
         self.token_emb.build(input_shape)
@@ -142,13 +143,16 @@ class TransformerBlock(layers.Layer):
         self.ff_dim = ff_dim
         self.dropout_rate = dropout_rate
         self.epsilon = epsilon
-        self.attn = CachedMultiHeadAttention(num_heads, key_dim, output_shape=embed_dim, name="attn")
-        self.dropout_1 = layers.Dropout(dropout_rate)
-        self.ln_1 = layers.LayerNormalization(epsilon=epsilon, name="ln_1")
-        self.ffn_1 = layers.Dense(ff_dim, activation="relu", name="ffn_1")
-        self.ffn_2 = layers.Dense(embed_dim, name="ffn_2")
-        self.dropout_2 = layers.Dropout(dropout_rate)
-        self.ln_2 = layers.LayerNormalization(epsilon=epsilon, name="ln_2")
+        # Sub-layers take the parent's dtype policy (as keras-hub's do): the policy is saved with the
+        # block only, so a block reloaded under "mixed_bfloat16" must hand it down to what it builds.
+        policy = self.dtype_policy
+        self.attn = CachedMultiHeadAttention(num_heads, key_dim, output_shape=embed_dim, dtype=policy, name="attn")
+        self.dropout_1 = layers.Dropout(dropout_rate, dtype=policy)
+        self.ln_1 = layers.LayerNormalization(epsilon=epsilon, dtype=policy, name="ln_1")
+        self.ffn_1 = layers.Dense(ff_dim, activation="relu", dtype=policy, name="ffn_1")
+        self.ffn_2 = layers.Dense(embed_dim, dtype=policy, name="ffn_2")
+        self.dropout_2 = layers.Dropout(dropout_rate, dtype=policy)
+        self.ln_2 = layers.LayerNormalization(epsilon=epsilon, dtype=policy, name="ln_2")
 
     def build(self, input_shape):
         self.attn.build(input_shape, input_shape)

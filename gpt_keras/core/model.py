@@ -14,29 +14,35 @@ from gpt_keras.core.config import GPTConfig
 from gpt_keras.core.layers import NextTokenCrossEntropy, SoftmaxDense, TokenAndPositionEmbedding, TransformerBlock
 
 
-def build_gpt(config: GPTConfig = GPTConfig(), output_dtype: str = "float32") -> keras.Model:
+def build_gpt(config: GPTConfig = GPTConfig(), dtype: str | None = None, output_dtype: str | None = None
+              ) -> keras.Model:
     """Builds (does not compile) the GPT for `config`.
 
     Inputs are token ids of any length up to `config.max_len`. With several blocks, the attention
     output is the last block's. The output layer is `SoftmaxDense`, the lecture's float32 softmax
-    `Dense` computed over all positions at once; with `output_dtype` a mixed policy ("mixed_bfloat16",
-    "mixed_float16", see `gpt_keras.runs.precision`) its matmul runs in that precision and the softmax
-    still in float32.
+    `Dense` computed over all positions at once.
+
+    `dtype` is the dtype policy of every layer: None for Keras' global one (float32 unless set),
+    "mixed_bfloat16" or "mixed_float16" for mixed precision (see `gpt_keras.runs.precision`): weights in
+    float32, the arithmetic in the low precision, the softmax still in float32. It is saved with the
+    model, so a reloaded run computes as it trained. `output_dtype` gives the output layer another
+    policy (None: the same).
 
     Example:
         >>> build_gpt().count_params()
         5809168
     """
     inputs = layers.Input(shape=(None,), dtype="int32", name="tokens")
-    x = TokenAndPositionEmbedding(config.max_len, config.vocab_size, config.embedding_dim, name="embedding")(inputs)
+    x = TokenAndPositionEmbedding(config.max_len, config.vocab_size, config.embedding_dim, dtype=dtype,
+                                  name="embedding")(inputs)
     attention = None
     for index in range(config.n_blocks):
         x, attention = TransformerBlock(
             config.n_heads, config.key_dim, config.embedding_dim, config.feed_forward_dim,
-            dropout_rate=config.dropout_rate, epsilon=config.layer_norm_epsilon,
+            dropout_rate=config.dropout_rate, epsilon=config.layer_norm_epsilon, dtype=dtype,
             name="transformer_block" if index == 0 else f"transformer_block_{index}")(x)
     # float32 softmax even under mixed precision: the loss takes the log of these probabilities.
-    outputs = SoftmaxDense(config.vocab_size, dtype=output_dtype, name="probabilities")(x)
+    outputs = SoftmaxDense(config.vocab_size, dtype=output_dtype or dtype, name="probabilities")(x)
     return keras.Model(inputs=inputs, outputs=[outputs, attention], name="gpt")
 
 

@@ -19,7 +19,12 @@ from pathlib import Path
 
 FAST_BFLOAT16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 BFLOAT16_GPU_CAPABILITY = (8, 0)  # Ampere and later have bfloat16 tensor cores
-MODES = ("auto", "on", "off")
+# `--mixed-precision`: "auto" decides per machine; "bfloat16" and "float16" ask for one by name, on any
+# machine (a float16 run on a CPU is slow, but it is the run a T4 makes); "off" is the lecture's float32;
+# "on" (the older spelling) is mixed precision in whichever low precision the machine prefers.
+MODES = ("auto", "off", "bfloat16", "float16", "on")
+JIT_MODES = ("auto", "on", "off")
+POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,8 +86,9 @@ def choose_precision(facts: HardwareFacts, mixed_precision: str = "auto", jit_co
 
     Args:
         facts: the machine (see `detect_hardware`).
-        mixed_precision: "auto" decides from the facts; "on" forces mixed precision (bfloat16, or float16
-            with loss scaling on a GPU without fast bfloat16); "off" keeps float32 (the lecture).
+        mixed_precision: "auto" decides from the facts; "bfloat16" or "float16" (with loss scaling) asks
+            for one on any machine; "on" forces mixed precision (bfloat16, or float16 with loss scaling
+            on a GPU without fast bfloat16); "off" keeps float32 (the lecture).
         jit_compile: "on"/"off" force XLA on or off; "auto" turns it off on a CPU under TensorFlow, where
             XLA does not use the bfloat16 matrix units and was measured slower, and otherwise leaves
             it to Keras ("auto": XLA with a GPU, always on JAX, which runs op by op without it).
@@ -91,12 +97,18 @@ def choose_precision(facts: HardwareFacts, mixed_precision: str = "auto", jit_co
         >>> choose_precision(HardwareFacts(gpus=(GPU("Tesla T4", (7, 5)),))).policy
         'mixed_float16'
     """
-    if mixed_precision not in MODES or jit_compile not in MODES:
-        raise ValueError(f"mixed_precision and jit_compile must be one of {', '.join(MODES)}, got "
-                         f"{mixed_precision!r} and {jit_compile!r}")
+    if mixed_precision not in MODES:
+        raise ValueError(f"mixed_precision must be one of {', '.join(MODES)}, got {mixed_precision!r}")
+    if jit_compile not in JIT_MODES:
+        raise ValueError(f"jit_compile must be one of {', '.join(JIT_MODES)}, got {jit_compile!r}")
     jit = _jit(facts, jit_compile)
     if mixed_precision == "off":
         return PrecisionChoice("float32", "float32", False, jit, "mixed precision off: float32, as in the lecture")
+    if mixed_precision == "bfloat16":
+        return PrecisionChoice("mixed_bfloat16", "mixed_bfloat16", False, jit, "bfloat16 asked for by name")
+    if mixed_precision == "float16":
+        return PrecisionChoice("mixed_float16", "mixed_float16", True, jit,
+                               "float16 asked for by name: float16 with loss scaling")
     if facts.gpus:
         slow = [gpu for gpu in facts.gpus if not gpu.has_fast_bfloat16]
         if slow:
@@ -181,8 +193,19 @@ def _jax_capability(device) -> tuple[int, int] | None:
         return None
 
 
-def apply_precision(choice: PrecisionChoice) -> None:
-    """Sets Keras' global dtype policy for the layers built next (`build_gpt` reads `output_dtype`)."""
-    import keras
+def auto_here(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """What "auto" picks on this machine's CPU, read without importing a backend (for `--help`)."""
+    flags = HardwareFacts(cpu_flags=frozenset(_cpu_flags(cpuinfo))).cpu_bfloat16_flags
+    if flags:
+        return f"bfloat16 here ({', '.join(flags)}; float32 on JAX), unless a GPU decides"
+    return "float32 here (no bfloat16 instructions), unless a GPU decides"
 
-    keras.mixed_precision.set_global_policy(choice.policy)
+
+def recorded_choice(record: dict) -> PrecisionChoice | None:
+    """The choice a run saved in its precision.json, or None when the record is missing or unusable."""
+    if not isinstance(record, dict) or record.get("policy") not in POLICIES:
+        return None
+    policy = record["policy"]
+    output = record.get("output_dtype") if record.get("output_dtype") in POLICIES else policy
+    jit = record.get("jit") if record.get("jit") in (True, False, "auto") else "auto"
+    return PrecisionChoice(policy, output, policy == "mixed_float16", jit, "the run's own precision (precision.json)")

@@ -34,7 +34,7 @@ from gpt_keras.runs.batches import ArrayBatches, load_tokens, save_tokens, split
 from gpt_keras.runs.callbacks import (BatchLossSummary, GeneratedTextSummary, RunCheckpoint, StopOnNaN,
                                       restore_seed_generator_states)
 from gpt_keras.runs.datasets import LoadReport, default_data_path, load_texts
-from gpt_keras.runs.files import check_output_path, check_regular_file, open_regular, write_json
+from gpt_keras.runs.files import check_output_path, check_regular_file, open_regular, read_json, write_json
 
 CHECKPOINT_PATTERN = "checkpoints/epoch-{epoch:03d}.keras"
 RESUMABLE_CHANGES = ("epochs", "learning_rate")  # the only config fields `--resume` may change
@@ -121,19 +121,15 @@ def fit_vocabulary_size(config: GPTConfig, vocab: Vocabulary,
 
 def configure_precision(config: GPTConfig, facts: precision_lib.HardwareFacts | None = None
                         ) -> precision_lib.PrecisionChoice:
-    """Chooses the arithmetic for this machine (see `gpt_keras.runs.precision`) and sets Keras' global policy.
+    """Chooses the arithmetic for this machine (see `gpt_keras.runs.precision`).
 
     "auto" trains in bfloat16 where the CPU or GPU multiplies it fast, float16 with loss scaling on
     GPUs without bfloat16, and float32 (the lecture's) elsewhere; `facts` defaults to this machine.
+    The choice reaches the model through `build_gpt(config, choice.policy)`, not Keras' global policy,
+    so nothing else in the process changes.
     """
     facts = precision_lib.detect_hardware() if facts is None else facts
-    choice = precision_lib.choose_precision(facts, config.mixed_precision, config.jit_compile)
-    precision_lib.apply_precision(choice)
-    return choice
-
-
-def jit_compile_flag(config: GPTConfig) -> bool | str:
-    return {"auto": "auto", "on": True, "off": False}[config.jit_compile]
+    return precision_lib.choose_precision(facts, config.mixed_precision, config.jit_compile)
 
 
 def train(config: GPTConfig | None = None, data_path: str | Path | None = None, *,
@@ -311,6 +307,22 @@ def _announce_precision(config: GPTConfig, run_dir: Path, print_fn) -> precision
     return choice
 
 
+def _resumed_precision(config: GPTConfig, run_dir: Path, print_fn) -> precision_lib.PrecisionChoice:
+    """A resumed run continues in the precision it was trained in (its precision.json), whatever this
+    machine would pick now; its checkpoint carries the same policies. A run without the record is
+    chosen for anew, as at its start."""
+    try:
+        record = read_json(run_dir / PRECISION, "precision record", runs.RunError)
+    except (runs.RunError, OSError):
+        record = None
+    choice = precision_lib.recorded_choice(record) if record is not None else None
+    if choice is None:
+        return _announce_precision(config, run_dir, print_fn)
+    if print_fn is not None:
+        print_fn(f"Precision: {choice.policy}, the run's own (from {PRECISION}); resuming keeps it")
+    return choice
+
+
 def _scope(strategy):
     """Variables made inside are replicated by `strategy`, and `fit` inside splits each batch; without
     one, a plain block."""
@@ -323,7 +335,7 @@ def _compiled(config: GPTConfig, choice: precision_lib.PrecisionChoice | None = 
     if choice is None:
         choice = precision_lib.choose_precision(precision_lib.detect_hardware(), config.mixed_precision,
                                                 config.jit_compile)
-    model = compile_gpt(build_gpt(config, choice.output_dtype), config, choice.jit, metrics=_metrics(config),
+    model = compile_gpt(build_gpt(config, choice.policy, choice.output_dtype), config, choice.jit, metrics=_metrics(config),
                         loss_scaling=choice.loss_scaling)
     model.optimizer.build(model.trainable_variables)
     return model
@@ -489,7 +501,7 @@ def _resume_in(target: Path, config, data_path, strategy, print_fn, verbose) -> 
             saved = saved.replace(epochs=initial_epoch)
         write_json(target / runs.CONFIG, saved.to_dict())  # epochs or learning rate may have changed
         keras.utils.set_random_seed(saved.seed)  # as in the first run: the data order depends on it
-        choice = _announce_precision(saved, target, print_fn)
+        choice = _resumed_precision(saved, target, print_fn)
         if state is None:
             say(f"Resuming {target} from the start (no epoch had finished)")
             model = _build(saved, strategy, choice)
