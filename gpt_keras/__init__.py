@@ -43,7 +43,8 @@ def __getattr__(name: str):
     return getattr(importlib.import_module(_EXPORTS[name]), name)
 
 
-LAYERS_MODULE = "gpt_keras.core.layers"  # registers the layers and the loss under the name "gpt_keras"
+# Importing these registers, under the name "gpt_keras", what a saved run names: the layers, the loss, the metric.
+REGISTERING_MODULES = ("gpt_keras.core.layers", "gpt_keras.runs.metrics")
 
 
 class _RegisterAfterKeras(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -64,12 +65,17 @@ class _RegisterAfterKeras(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def exec_module(self, module):
         self._loader.exec_module(module)
         sys.meta_path[:] = [finder for finder in sys.meta_path if finder is not self]
-        importlib.import_module(LAYERS_MODULE)
+        _import_registering_modules()
+
+
+def _import_registering_modules() -> None:
+    for name in REGISTERING_MODULES:
+        importlib.import_module(name)
 
 
 def _register_layers_with_keras() -> None:
     if "keras" in sys.modules:
-        importlib.import_module(LAYERS_MODULE)
+        _import_registering_modules()
     elif not any(isinstance(finder, _RegisterAfterKeras) for finder in sys.meta_path):
         sys.meta_path.insert(0, _RegisterAfterKeras())
 

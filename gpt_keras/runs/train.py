@@ -25,7 +25,7 @@ import numpy as np
 
 from gpt_keras.core.callbacks import TextGenerator
 from gpt_keras.core.config import ConfigError, GPTConfig
-from gpt_keras.core.data import PAD_ID, DataError, Vocabulary, make_dataset, make_vectorizer, vectorize
+from gpt_keras.core.data import DataError, Vocabulary, make_dataset, make_vectorizer, vectorize
 from gpt_keras.core.model import build_gpt, compile_gpt
 from gpt_keras.runs import bucketing, distribute
 from gpt_keras.runs import precision as precision_lib
@@ -34,6 +34,7 @@ from gpt_keras.runs.batches import ArrayBatches, load_tokens, save_tokens, split
 from gpt_keras.runs.callbacks import (BatchLossSummary, GeneratedTextSummary, RunCheckpoint, StopOnNaN,
                                       restore_seed_generator_states)
 from gpt_keras.runs.datasets import LoadReport, default_data_path, load_texts
+from gpt_keras.runs.metrics import RealTokenPerplexity
 from gpt_keras.runs.files import check_output_path, check_regular_file, open_regular, read_json, write_json
 
 CHECKPOINT_PATTERN = "checkpoints/epoch-{epoch:03d}.keras"
@@ -339,39 +340,6 @@ def _compiled(config: GPTConfig, choice: precision_lib.PrecisionChoice | None = 
                         loss_scaling=choice.loss_scaling)
     model.optimizer.build(model.trainable_variables)
     return model
-
-
-@keras.saving.register_keras_serializable(package="gpt_keras")
-class RealTokenPerplexity(keras.metrics.Metric):
-    """exp(mean negative log-likelihood) over the real tokens: padding (id 0) is left out.
-
-    The loss averages over every position, padding included, which the model learns to predict
-    almost for free; the perplexity logged is the honest figure, per word the reader sees
-    (keras-hub's `Perplexity(mask_token_id=0)` computes the same).
-    """
-
-    def __init__(self, name: str = "perplexity", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.total_nll = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="total_nll")
-        self.tokens = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="tokens")
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true = keras.ops.cast(y_true, "int32")
-        probabilities = keras.ops.cast(y_pred, "float32")
-        picked = keras.ops.take_along_axis(probabilities, keras.ops.expand_dims(y_true, -1), axis=-1)[..., 0]
-        nll = -keras.ops.log(keras.ops.maximum(picked, keras.backend.epsilon()))
-        real = keras.ops.cast(keras.ops.not_equal(y_true, PAD_ID), "float32")
-        if sample_weight is not None:
-            real = real * keras.ops.cast(sample_weight, "float32")
-        self.total_nll.assign_add(keras.ops.sum(nll * real))
-        self.tokens.assign_add(keras.ops.sum(real))
-
-    def result(self):
-        return keras.ops.exp(self.total_nll / keras.ops.maximum(self.tokens, 1.0))
-
-    def reset_state(self):
-        self.total_nll.assign(0.0)
-        self.tokens.assign(0.0)
 
 
 def _metrics(config: GPTConfig):

@@ -41,7 +41,18 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
     for field in dataclasses.fields(GPTConfig):
         kind = {"int": int, "float": float, "str": str}[field.type if isinstance(field.type, str) else field.type.__name__]
         group.add_argument(_flag(field.name), dest=field.name, type=_checked_arg(kind, _unchecked), default=None,
-                           metavar=field.name.upper(), help=f"(lecture: {field.default})")
+                           metavar=field.name.upper(), help=_FIELD_HELP.get(field.name, f"(lecture: {field.default})"))
+
+
+def _mixed_precision_help() -> str:
+    from gpt_keras.runs.precision import auto_here
+
+    return ("auto (default): the machine decides, " + auto_here().replace("%", "%%") + "; off: float32, the "
+            "lecture's; bfloat16; float16 (with loss scaling, as on a T4); on: mixed precision in whichever the "
+            "machine prefers")
+
+
+_FIELD_HELP = {"mixed_precision": _mixed_precision_help()}
 
 
 def _checked_arg(kind: type, check: Callable) -> Callable[[str], object]:

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import html
+import logging
 import math
 import os
 import re
@@ -35,6 +37,7 @@ import numpy as np
 
 from gpt_keras.tools.temperature.calculator import LECTURE_LOGITS, TemperatureTable, temperature_table
 from gpt_keras.tools.temperature.experiment import entropy
+from gpt_keras.runs.files import one_line
 from gpt_keras.runs.rundir import RunError
 from gpt_keras.core.sampling import Sampler, SamplingError, check_temperature
 from gpt_keras.tools.viz import SHADE_RGB, percent
@@ -499,24 +502,38 @@ def build_lab(run_dir: str | Path | Any | None = None, warm_up: bool = True):
     return app
 
 
+_LOG = logging.getLogger("gpt_keras.lab")
+
+
+def error_message(error: Exception) -> str:
+    """The one plain line the page shows for an error: the user's own mistake as it is, anything else
+    (a model that fails on this input, say) as what failed, so a panel is never left blank."""
+    if isinstance(error, (LabError, SamplingError, RunError)):
+        return one_line(error)
+    return f"the model could not answer ({type(error).__name__}: {one_line(error, 300)})"
+
+
 def _guarded(function, n_outputs: int, message_index: int):
-    """Runs a handler; a `LabError` or `SamplingError` becomes a message on the page, never a traceback."""
+    """Runs a handler; any error becomes one line in the message box beside the control that was used
+    (never a traceback on the page, never a blank panel); an unexpected one is also logged in one line."""
+    @functools.wraps(function)  # Gradio reads the signature (a `gr.SelectData` parameter) through it
     def handler(*args):
         try:
             return function(*args)
-        except (LabError, SamplingError, RunError) as error:
+        except Exception as error:  # noqa: BLE001 (the page must answer whatever failed)
+            if not isinstance(error, (LabError, SamplingError, RunError)):
+                _LOG.error("lab: %s", error_message(error))
             outputs = [""] * n_outputs
-            outputs[message_index] = message_html(str(error))
+            outputs[message_index] = message_html(error_message(error))
             return tuple(outputs) if n_outputs > 1 else outputs[0]
-    handler.__name__ = getattr(function, "__name__", "handler")
     return handler
 
 
 def _model_sections(gr, lab: Lab):
     """The run's sections; returns the redraw event (handler, inputs, outputs) to run when the page opens."""
     controls, message, redraw_event = _next_word_section(gr, lab)
-    _sample_section(gr, lab, controls, message)
-    _compare_section(gr, lab, controls, message)
+    _sample_section(gr, lab, controls)
+    _compare_section(gr, lab, controls)
     return redraw_event
 
 
@@ -555,7 +572,7 @@ def _next_word_section(gr, lab: Lab):
     return controls, message, (guarded_redraw, redraw_inputs, redraw_outputs)
 
 
-def _sample_section(gr, lab: Lab, controls: dict, message) -> None:
+def _sample_section(gr, lab: Lab, controls: dict) -> None:
     """"sample": a seeded generation word by word; clicking a word shows that step."""
     gr.Markdown("## Sample word by word\nClick a generated word to see that step's distribution and attention.")
     with gr.Row():
@@ -563,6 +580,7 @@ def _sample_section(gr, lab: Lab, controls: dict, message) -> None:
         controls["max_tokens"] = gr.Number(DEFAULT_MAX_TOKENS, label="max tokens (prompt included)", precision=0,
                                            minimum=1, elem_id="lab-max-tokens")
         sample_button = gr.Button("sample", variant="primary", elem_id="lab-sample")
+    message = gr.HTML("", elem_id="lab-sample-message")  # beside the button: what went wrong with this sample
     steps_state = gr.State([])
     sampled = gr.HighlightedText(label="generated (click a word)", elem_id="lab-sampled", combine_adjacent=False,
                                  show_inline_category=False, show_legend=False, color_map={"sampled": "#e8f4fd"})
@@ -588,16 +606,18 @@ def _sample_section(gr, lab: Lab, controls: dict, message) -> None:
     inputs = [controls[name] for name in ("prompt", "temperature", "top_k", "top_p", "seed", "max_tokens")]
     sample_button.click(_guarded(sample, 5, 4), inputs, [sampled, steps_state, step_distribution, step_attention,
                                                           message], concurrency_limit=1)
-    sampled.select(show_step, [steps_state, controls["head"]], [step_distribution, step_attention, message])
+    sampled.select(_guarded(show_step, 3, 2), [steps_state, controls["head"]],
+                   [step_distribution, step_attention, message])
 
 
-def _compare_section(gr, lab: Lab, controls: dict, message) -> None:
+def _compare_section(gr, lab: Lab, controls: dict) -> None:
     """"compare temperatures": the same prompt and seed at three temperatures side by side."""
     gr.Markdown("## Compare temperatures\nThe same prompt and seed at three temperatures.")
     with gr.Row():
         compare_ts = [gr.Number(t, label=f"T{i + 1}", minimum=0.01, elem_id=f"lab-compare-t{i + 1}")
                       for i, t in enumerate(COMPARE_TEMPERATURES)]
         compare_button = gr.Button("compare temperatures", elem_id="lab-compare")
+    message = gr.HTML("", elem_id="lab-compare-message")  # beside the button
     compared = gr.HTML(elem_id="lab-compared")
 
     def compare(prompt_text, k, p, seed_value, tokens, *temperatures):

@@ -1,0 +1,44 @@
+"""The metric a run logs beside the loss: perplexity over the real words, padding left out.
+
+In its own small module because a saved model that was compiled with it names it: `import gpt_keras`
+registers it with Keras (with the lesson's layers), so `keras.saving.load_model` finds it.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from gpt_keras.core.data import PAD_ID
+
+
+@keras.saving.register_keras_serializable(package="gpt_keras")
+class RealTokenPerplexity(keras.metrics.Metric):
+    """exp(mean negative log-likelihood) over the real tokens: padding (id 0) is left out.
+
+    The loss averages over every position, padding included, which the model learns to predict
+    almost for free; the perplexity logged is the honest figure, per word the reader sees
+    (keras-hub's `Perplexity(mask_token_id=0)` computes the same).
+    """
+
+    def __init__(self, name: str = "perplexity", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.total_nll = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="total_nll")
+        self.tokens = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="tokens")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = keras.ops.cast(y_true, "int32")
+        probabilities = keras.ops.cast(y_pred, "float32")
+        picked = keras.ops.take_along_axis(probabilities, keras.ops.expand_dims(y_true, -1), axis=-1)[..., 0]
+        nll = -keras.ops.log(keras.ops.maximum(picked, keras.backend.epsilon()))
+        real = keras.ops.cast(keras.ops.not_equal(y_true, PAD_ID), "float32")
+        if sample_weight is not None:
+            real = real * keras.ops.cast(sample_weight, "float32")
+        self.total_nll.assign_add(keras.ops.sum(nll * real))
+        self.tokens.assign_add(keras.ops.sum(real))
+
+    def result(self):
+        return keras.ops.exp(self.total_nll / keras.ops.maximum(self.tokens, 1.0))
+
+    def reset_state(self):
+        self.total_nll.assign(0.0)
+        self.tokens.assign(0.0)
