@@ -235,7 +235,8 @@ def _components(args, keras) -> dict:
     import numpy as np
 
     from gpt_keras.core.config import GPTConfig
-    from gpt_keras.core.layers import NextTokenCrossEntropy, SoftmaxDense, TokenAndPositionEmbedding, TransformerBlock
+    from gpt_keras.core.fast import NextTokenCrossEntropy, SoftmaxDense
+    from gpt_keras.core.layers import TokenAndPositionEmbedding, TransformerBlock
     from gpt_keras.core.model import build_gpt
     from gpt_keras.runs.precision import choose_precision, detect_hardware
 

@@ -20,7 +20,7 @@ TOP = 3
 # where `TextVectorization` and `tf.data` need it; and the backend's own compiler where the cached
 # decoder compiles its step (Keras has no public "compile this function" call).
 CORE_THIRD_PARTY = {"keras", "numpy"}
-CORE_BACKEND_IMPORTS = {"gpt_keras.core.data": {"tensorflow"}, "gpt_keras.core.generation": {"tensorflow", "jax"}}
+CORE_BACKEND_IMPORTS = {"gpt_keras.core.data": {"tensorflow"}, "gpt_keras.core.backend": {"tensorflow", "jax"}}
 
 
 def module_name(path: Path) -> str:

@@ -135,7 +135,7 @@ def test_training_prints_and_records_its_precision(tmp_path, small_json):
 
 
 def test_next_token_cross_entropy_equals_keras_loss_on_probabilities():
-    from gpt_keras.core.layers import NextTokenCrossEntropy
+    from gpt_keras.core.fast import NextTokenCrossEntropy
 
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(3, 7, 50)).astype("float32") * 4

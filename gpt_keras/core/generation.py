@@ -17,12 +17,12 @@ seen, and the attention covers those.
 from __future__ import annotations
 
 import warnings
-from typing import Callable
 
 import keras
 import numpy as np
 from keras import ops
 
+from gpt_keras.core.backend import compile_decoding
 from gpt_keras.core.config import MAX_TOKENS, check_int_at_least
 from gpt_keras.core.data import PAD_ID, Vocabulary
 from gpt_keras.core.layers import TransformerBlock
@@ -130,8 +130,8 @@ class CachedGenerator:
         self.blocks = [layer for layer in model.layers if isinstance(layer, TransformerBlock)]
         self.output_layer = model.get_layer("probabilities")
         self.max_len = self.embedding.max_len
-        self._step = _compile(self._decode_step, model)
-        self._window = _compile(self._decode_window, model)
+        self._step = compile_decoding(self._decode_step, model)
+        self._window = compile_decoding(self._decode_window, model)
 
     # -- the compiled functions ----------------------------------------------------------------
 
@@ -203,41 +203,3 @@ class CachedGenerator:
             if token == PAD_ID or len(tokens) >= max_tokens:
                 return info, prompt
             probs, attention, caches = self.advance(np.asarray([tokens[-self.max_len - 1:]], np.int32), caches)
-
-
-def _compile(function: Callable, model: keras.Model) -> Callable:
-    """Compiles a decoding function for the active backend, reading the model's current weights.
-
-    TensorFlow reads variables live inside `tf.function`; the function is XLA-compiled and its
-    concrete function is called directly per input shape, which skips `tf.function`'s dispatch (a
-    noticeable share of a step this small). JAX bakes arrays
-    into a trace, so the function takes the variable values as an argument under a `StatelessScope`
-    (a retrained model stays fresh). Other backends run it eagerly.
-    """
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        traced = tf.function(function, jit_compile=True)
-        concrete = {}
-
-        def call(*args):
-            args = tf.nest.map_structure(tf.convert_to_tensor, args)
-            key = tuple(tuple(tensor.shape) for tensor in tf.nest.flatten(args))
-            if key not in concrete:
-                concrete[key] = traced.get_concrete_function(*args)
-            return concrete[key](*args)
-
-        return call
-    if backend == "jax":
-        import jax
-
-        variables = model.variables
-
-        def stateless(values, *args):
-            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
-                return function(*args)
-
-        jitted = jax.jit(stateless)
-        return lambda *args: jitted([variable.value for variable in variables], *args)
-    return function

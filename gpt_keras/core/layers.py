@@ -163,13 +163,13 @@ class TransformerBlock(layers.Layer):
         self.built = True
 
     def call(self, inputs, training=None):
-        shape = ops.shape(inputs)
-        causal_mask = causal_attention_mask(shape[0], shape[1], shape[1], "bool")
-        attention_output, attention_scores = self.attn(
+        shape = ops.shape(inputs)  # (B, T, C)
+        causal_mask = causal_attention_mask(shape[0], shape[1], shape[1], "bool")  # (B, T, T)
+        attention_output, attention_scores = self.attn(  # (B, T, C), (B, heads, T, T)
             inputs, inputs, attention_mask=causal_mask, return_attention_scores=True, training=training)
-        out1 = self.ln_1(inputs + self.dropout_1(attention_output, training=training))
-        ffn_output = self.dropout_2(self.ffn_2(self.ffn_1(out1)), training=training)
-        return self.ln_2(out1 + ffn_output), attention_scores
+        out1 = self.ln_1(inputs + self.dropout_1(attention_output, training=training))  # (B, T, C)
+        ffn_output = self.dropout_2(self.ffn_2(self.ffn_1(out1)), training=training)  # (B, T, ff) -> (B, T, C)
+        return self.ln_2(out1 + ffn_output), attention_scores  # (B, T, C), (B, heads, T, T)
 
     def call_cached(self, x, cache=None, cache_index=None):
         """The block at inference (no dropout) with a key/value cache, for generation.
@@ -200,63 +200,3 @@ class TransformerBlock(layers.Layer):
         return {**super().get_config(), "num_heads": self.num_heads, "key_dim": self.key_dim,
                 "embed_dim": self.embed_dim, "ff_dim": self.ff_dim, "dropout_rate": self.dropout_rate,
                 "epsilon": self.epsilon}
-
-
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class SoftmaxDense(layers.Dense):
-    """The lecture's `Dense(units, activation="softmax")` as one 2-D matmul, with the softmax in float32.
-
-    All positions are flattened into one [positions, width] matrix: the same arithmetic, which XLA (JAX)
-    differentiates much faster than a matmul over [batch, sequence, width]. Under a mixed dtype policy
-    the matmul, most of a step's arithmetic, runs in bfloat16 (or float16) and the logits are cast to
-    float32 before the softmax, whose log the loss takes.
-    """
-
-    def __init__(self, units, **kwargs):
-        kwargs.pop("activation", None)  # always softmax, applied in float32 in `call`
-        super().__init__(units, activation=None, **kwargs)
-
-    def call(self, inputs, training=None):
-        shape = ops.shape(inputs)
-        logits = super().call(ops.reshape(inputs, (-1, shape[-1])))
-        # the softmax last, so that Keras' own loss on TensorFlow still finds its logits and fuses them
-        return ops.softmax(ops.reshape(ops.cast(logits, "float32"), (*shape[:-1], self.units)), axis=-1)
-
-    def compute_output_spec(self, inputs):
-        return keras.KerasTensor(tuple(inputs.shape[:-1]) + (self.units,), dtype="float32")
-
-
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class NextTokenCrossEntropy(keras.losses.Loss):
-    """Sparse categorical cross-entropy of softmax probabilities, read at the target word only.
-
-    The value of `keras.losses.SparseCategoricalCrossentropy()` on probabilities (-log p(target), p
-    floored at Keras' epsilon), with its gradient written at the target only: faster than Keras' loss,
-    which calls TensorFlow's fused softmax cross-entropy kernel or, on JAX, logs all 10,000 probabilities.
-    """
-
-    def __init__(self, name="next_token_cross_entropy", **kwargs):
-        super().__init__(name=name, **kwargs)
-
-    def call(self, y_true, y_pred):
-        return target_negative_log(y_pred, ops.cast(y_true, "int32"))
-
-
-def target_negative_log(probabilities, targets):
-    """-log probabilities[..., target] for [..., vocabulary] probabilities and [...] int targets; its
-    gradient is -1 / p(target) at the target and 0 elsewhere, written without scattering a gather's."""
-    epsilon = keras.config.epsilon()
-
-    @ops.custom_gradient
-    def negative_log(p):
-        picked = ops.take_along_axis(p, ops.expand_dims(targets, -1), axis=-1)[..., 0]
-        picked = ops.clip(picked, epsilon, 1.0 - epsilon)
-
-        def grad(*args, upstream=None):
-            upstream = args[0] if upstream is None else upstream
-            at_target = ops.one_hot(targets, ops.shape(p)[-1], dtype=p.dtype)
-            return at_target * ops.expand_dims(-upstream / picked, -1)
-
-        return -ops.log(picked), grad
-
-    return negative_log(probabilities)

@@ -11,7 +11,8 @@ import keras
 from keras import layers
 
 from gpt_keras.core.config import GPTConfig
-from gpt_keras.core.layers import NextTokenCrossEntropy, SoftmaxDense, TokenAndPositionEmbedding, TransformerBlock
+from gpt_keras.core.fast import NextTokenCrossEntropy, SoftmaxDense
+from gpt_keras.core.layers import TokenAndPositionEmbedding, TransformerBlock
 
 
 def build_gpt(config: GPTConfig = GPTConfig(), dtype: str | None = None, output_dtype: str | None = None
@@ -41,7 +42,7 @@ def build_gpt(config: GPTConfig = GPTConfig(), dtype: str | None = None, output_
             config.n_heads, config.key_dim, config.embedding_dim, config.feed_forward_dim,
             dropout_rate=config.dropout_rate, epsilon=config.layer_norm_epsilon, dtype=dtype,
             name="transformer_block" if index == 0 else f"transformer_block_{index}")(x)
-    # float32 softmax even under mixed precision: the loss takes the log of these probabilities.
+    # The lecture's layers.Dense(vocab_size, activation="softmax"), as one matmul with a float32 softmax (core/fast.py).
     outputs = SoftmaxDense(config.vocab_size, dtype=output_dtype or dtype, name="probabilities")(x)
     return keras.Model(inputs=inputs, outputs=[outputs, attention], name="gpt")
 
