@@ -23,7 +23,7 @@ import numpy as np
 from keras import ops
 
 from gpt_keras.core.backend import compile_decoding
-from gpt_keras.core.config import MAX_TOKENS, check_int_at_least
+from gpt_keras.core.checks import MAX_TOKENS, check_int_at_least
 from gpt_keras.core.data import PAD_ID, Vocabulary
 from gpt_keras.core.layers import TransformerBlock
 from gpt_keras.core.sampling import Sampler, SamplingError

@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-from gpt_keras.core.config import check_int_at_least
+from gpt_keras.core.checks import check_int_at_least
 
 TOP_P_TOLERANCE = 1e-9
 

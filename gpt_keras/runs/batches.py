@@ -15,7 +15,7 @@ from typing import Sequence
 import keras
 import numpy as np
 
-from gpt_keras.core.config import check_int_at_least
+from gpt_keras.core.checks import check_int_at_least
 from gpt_keras.core.data import DataError, shift_for_language_model
 from gpt_keras.runs.files import atomic_path, open_regular, one_line
 

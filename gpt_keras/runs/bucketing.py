@@ -20,7 +20,7 @@ import math
 import keras
 import numpy as np
 
-from gpt_keras.core.config import check_int_at_least
+from gpt_keras.core.checks import check_int_at_least
 
 WIDTH_STEP = 8  # batch widths are multiples of this, so the step function sees few distinct shapes
 POOL_BATCHES = 64  # batches' worth of shuffled reviews sorted by length together

@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from gpt_keras.core.config import check_int_at_least
+from gpt_keras.core.checks import check_int_at_least
 from gpt_keras.core.data import PAD_ID
 from gpt_keras.core.generation import CachedGenerator, check_max_tokens, encode_prompt
 from gpt_keras.core.sampling import Sampler, SamplingError

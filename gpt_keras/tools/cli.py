@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from gpt_keras.core.config import MAX_TOKENS, PRESETS, ConfigError, GPTConfig
+from gpt_keras.core.checks import MAX_TOKENS
+from gpt_keras.core.config import PRESETS, ConfigError, GPTConfig
 from gpt_keras.core.sampling import check_temperature, check_top_k, check_top_p
 from gpt_keras.runs.files import printable, one_line
 

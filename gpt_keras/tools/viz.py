@@ -34,7 +34,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from gpt_keras.core.config import check_int_at_least
+from gpt_keras.core.checks import check_int_at_least
 from gpt_keras.runs.files import atomic_path, write_text
 
 Vocab = Sequence[str] | Mapping[int, str]  # index -> word: a list, a `Vocabulary`, or a dict

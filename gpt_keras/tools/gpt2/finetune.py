@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from gpt_keras.core.config import check_int_at_least
+from gpt_keras.core.checks import check_int_at_least
 from gpt_keras.core.data import DataError
 from gpt_keras.runs.datasets import load_texts
 from gpt_keras.runs.files import UnsafePathError, check_output_path, one_line, write_json

@@ -42,7 +42,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from gpt_keras.core.config import check_int_at_least
+from gpt_keras.core.checks import check_int_at_least
 from gpt_keras.core.data import PAD_ID, UNK_ID, Vocabulary
 from gpt_keras.core.generation import CachedGenerator, PromptWarning, check_max_tokens, encode_prompt
 from gpt_keras.core.sampling import Sampler, SamplingError, check_temperature

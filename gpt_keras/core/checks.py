@@ -1,0 +1,84 @@
+"""Optional reading: the limits of every value gpt-keras takes, and the one check of each.
+
+Every entry point (the config, the command line's flags, `TextGenerator`, the lab) checks a value with
+the function here, so a value has one rule and one message wherever it is given; each caller passes the
+error class of its module. All those classes derive from `GPTKerasError`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+
+class GPTKerasError(Exception):
+    """The root of every error gpt-keras raises for bad input; the command line prints it as one line."""
+
+
+class ConfigError(GPTKerasError, ValueError):
+    """A configuration value is missing, of the wrong type or out of range; the message names it."""
+
+
+def check_int_at_least(value: Any, name: str, minimum: int = 1, error: type[Exception] = ConfigError) -> int:
+    """An integer (not a bool) of at least `minimum`, else `error` naming the parameter and the value.
+
+    The one check behind every count the library takes (top_k, max_tokens, n_samples, batch_size, ...);
+    each caller passes the error class of its module.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise error(f"{name} must be an integer of at least {minimum}, got {value!r}")
+    return int(value)
+
+
+_CHOICES = {"jit_compile": ("auto", "on", "off"), "mixed_precision": ("auto", "off", "bfloat16", "float16", "on"),
+            "bucket_by_length": ("off", "on")}
+_MINIMUMS = {"vocab_size": 3, "max_len": 1, "embedding_dim": 1, "key_dim": 1, "n_heads": 1,
+             "feed_forward_dim": 1, "n_blocks": 1, "batch_size": 1, "epochs": 1, "generate_max_tokens": 1,
+             "shuffle_buffer": 0, "seed": 0}
+MAX_TOKENS = 2048  # longest generated text, prompt included: each step keeps a distribution over the vocabulary
+# Far above any classroom model, low enough that a typo fails at once instead of filling the memory.
+_MAXIMUMS = {"vocab_size": 1_000_000, "max_len": 4096, "embedding_dim": 65_536, "key_dim": 65_536, "n_heads": 256,
+             "feed_forward_dim": 262_144, "n_blocks": 256, "seed": 2**32 - 1, "generate_max_tokens": MAX_TOKENS}
+
+
+def check_config_field(name: str, value: Any, annotation: Any) -> None:
+    """Type and range check of one field; the error names the field and the value."""
+    kind = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+        if value < _MINIMUMS.get(name, 0):
+            raise ConfigError(f"{name} must be at least {_MINIMUMS.get(name, 0)}, got {value}")
+        if value > _MAXIMUMS.get(name, value):
+            raise ConfigError(f"{name} must be at most {_MAXIMUMS[name]:,} (the limit), got {value:,}")
+    elif kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, got {value!r}")
+        _check_float_range(name, float(value))
+    elif kind == "str":
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{name} must be a non-empty string, got {value!r}")
+        if name in _CHOICES and value not in _CHOICES[name]:
+            raise ConfigError(f"{name} must be one of {', '.join(_CHOICES[name])}, got {value!r}")
+
+
+def _check_float_range(name: str, value: float) -> None:
+    if name == "dropout_rate" and not 0.0 <= value < 1.0:
+        raise ConfigError(f"dropout_rate must be in [0, 1), got {value}")
+    if name == "validation_split" and not 0.0 <= value < 1.0:
+        raise ConfigError(f"validation_split must be in [0, 1), got {value}")
+    if name in ("layer_norm_epsilon", "learning_rate", "generate_temperature") and value <= 0:
+        raise ConfigError(f"{name} must be greater than 0, got {value}")
+    if name == "layer_norm_epsilon" and not (value <= 1 and np.float32(value) > 0):
+        raise ConfigError(f"layer_norm_epsilon must be at most 1 and above 0 in float32, got {value}")
+
+
+def check_known_fields(values: Any, known: list[str]) -> None:
+    """`values` must be a dict of config fields: anything else, or an unknown field, is named."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"expected a JSON object of config fields, got {type(values).__name__}")
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
