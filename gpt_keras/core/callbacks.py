@@ -13,7 +13,8 @@ import keras
 import numpy as np
 
 from gpt_keras.core.data import Vocabulary
-from gpt_keras.core.generation import CachedGenerator, check_max_tokens, generate_lecture
+from gpt_keras.core.checks import check_max_tokens, check_seed
+from gpt_keras.core.generation import CachedGenerator, generate_lecture
 from gpt_keras.core.sampling import Sampler, SamplingError
 
 METHODS = ("cached", "lecture")
@@ -107,8 +108,8 @@ class TextGenerator(keras.callbacks.Callback):
 def _check_generator_args(prompt, max_tokens, seed, print_fn) -> None:
     if not isinstance(prompt, str) or not prompt.strip():
         raise SamplingError(f"prompt must be a non-empty string, got {prompt!r}")
-    check_max_tokens(max_tokens)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-        raise SamplingError(f"seed must be None or an integer of at least 0, got {seed!r}")
+    check_max_tokens(max_tokens, error=SamplingError)
+    if seed is not None:
+        check_seed(seed, error=SamplingError)
     if print_fn is not None and not callable(print_fn):
         raise SamplingError(f"print_fn must be callable (print, a list's append) or None, got {print_fn!r}")

@@ -35,18 +35,38 @@ def check_int_at_least(value: Any, name: str, minimum: int = 1, error: type[Exce
 _CHOICES = {"jit_compile": ("auto", "on", "off"), "mixed_precision": ("auto", "off", "bfloat16", "float16", "on"),
             "bucket_by_length": ("off", "on")}
 _MINIMUMS = {"vocab_size": 3, "max_len": 1, "embedding_dim": 1, "key_dim": 1, "n_heads": 1,
-             "feed_forward_dim": 1, "n_blocks": 1, "batch_size": 1, "epochs": 1, "generate_max_tokens": 1,
-             "shuffle_buffer": 0, "seed": 0}
+             "feed_forward_dim": 1, "n_blocks": 1, "batch_size": 1, "epochs": 1, "shuffle_buffer": 0}
 MAX_TOKENS = 2048  # longest generated text, prompt included: each step keeps a distribution over the vocabulary
 # Far above any classroom model, low enough that a typo fails at once instead of filling the memory.
 _MAXIMUMS = {"vocab_size": 1_000_000, "max_len": 4096, "embedding_dim": 65_536, "key_dim": 65_536, "n_heads": 256,
-             "feed_forward_dim": 262_144, "n_blocks": 256, "seed": 2**32 - 1, "generate_max_tokens": MAX_TOKENS}
+             "feed_forward_dim": 262_144, "n_blocks": 256}
+MAX_SEED = 2**32 - 1  # NumPy's and TensorFlow's seeds are 32-bit
+
+
+def check_seed(seed: Any, name: str = "seed", error: type[Exception] = ConfigError) -> int:
+    """A whole number from 0 to MAX_SEED (3.0 from a web form counts as 3); the one rule for every seed."""
+    if isinstance(seed, float) and seed.is_integer():
+        seed = int(seed)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
+        raise error(f"{name} must be a whole number from 0 to {MAX_SEED:,}, got {seed!r}")
+    return int(seed)
+
+
+def check_max_tokens(value: Any, name: str = "max_tokens", error: type[Exception] = ConfigError) -> int:
+    """From 1 to MAX_TOKENS, the prompt included: each step keeps its distribution, so memory grows with it."""
+    if check_int_at_least(value, name, 1, error) > MAX_TOKENS:
+        raise error(f"{name} must be at most {MAX_TOKENS:,} (MAX_TOKENS, the prompt included), got {value:,}")
+    return int(value)
 
 
 def check_config_field(name: str, value: Any, annotation: Any) -> None:
     """Type and range check of one field; the error names the field and the value."""
     kind = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
-    if kind == "int":
+    if name == "seed" and not isinstance(value, float):
+        check_seed(value)
+    elif name == "generate_max_tokens":
+        check_max_tokens(value, name)
+    elif kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{name} must be an integer, got {value!r}")
         if value < _MINIMUMS.get(name, 0):

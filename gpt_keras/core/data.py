@@ -19,6 +19,7 @@ from typing import Iterable, Sequence
 
 import keras
 import numpy as np
+from gpt_keras.core.checks import GPTKerasError
 
 PROMPT_PREFIX = "wine review"
 PAD, UNK = "", "[UNK]"
@@ -29,7 +30,7 @@ _PUNCTUATION = re.compile(f"([{re.escape(string.punctuation)}, '\n])")
 _SPACES = re.compile(" +")
 
 
-class DataError(ValueError):
+class DataError(GPTKerasError, ValueError):
     """The data cannot be used; the message names the file and, where it can, the row and field."""
 
 

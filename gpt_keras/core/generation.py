@@ -23,7 +23,7 @@ import numpy as np
 from keras import ops
 
 from gpt_keras.core.backend import compile_decoding
-from gpt_keras.core.checks import MAX_TOKENS, check_int_at_least
+from gpt_keras.core.checks import check_max_tokens
 from gpt_keras.core.data import PAD_ID, Vocabulary
 from gpt_keras.core.layers import TransformerBlock
 from gpt_keras.core.sampling import Sampler, SamplingError
@@ -46,13 +46,6 @@ def encode_prompt(vocab: Vocabulary, prompt: str, max_len: int) -> list[int]:
         warnings.warn(f"the prompt has {len(ids)} tokens, more than the context window of {max_len}: "
                       f"the model sees only the last {max_len}", PromptWarning, stacklevel=3)
     return ids
-
-
-def check_max_tokens(max_tokens: int) -> int:
-    """At most MAX_TOKENS: each step keeps its distribution and prompt, so memory grows with the text."""
-    if check_int_at_least(max_tokens, "max_tokens", 1, SamplingError) > MAX_TOKENS:
-        raise SamplingError(f"max_tokens must be at most {MAX_TOKENS:,} (MAX_TOKENS), got {max_tokens:,}")
-    return int(max_tokens)
 
 
 def make_step(prompt: str, distribution: np.ndarray, attention: np.ndarray, token: int, word: str) -> dict:
@@ -83,7 +76,7 @@ def generate_lecture(model: keras.Model, vocab: Vocabulary, start_prompt: str, m
     Returns:
         (info, generated text).
     """
-    max_tokens = check_max_tokens(max_tokens)
+    max_tokens = check_max_tokens(max_tokens, error=SamplingError)
     check_vocabulary_fits(model, vocab)
     max_len = _context_length(model)
     tokens = encode_prompt(vocab, start_prompt, max_len)
@@ -188,7 +181,7 @@ class CachedGenerator:
     def generate(self, start_prompt: str, max_tokens: int, sampler: Sampler,
                  rng: np.random.Generator) -> tuple[list[dict], str]:
         """One text with the lecture's per-step `info` (same words as `generate_lecture` for a seed)."""
-        max_tokens = check_max_tokens(max_tokens)
+        max_tokens = check_max_tokens(max_tokens, error=SamplingError)
         tokens = encode_prompt(self.vocab, start_prompt, self.max_len)
         prompt = " ".join(self.vocab.standardize(start_prompt))
         info = []

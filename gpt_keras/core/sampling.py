@@ -26,12 +26,13 @@ import math
 
 import numpy as np
 
+from gpt_keras.core.checks import GPTKerasError
 from gpt_keras.core.checks import check_int_at_least
 
 TOP_P_TOLERANCE = 1e-9
 
 
-class SamplingError(ValueError):
+class SamplingError(GPTKerasError, ValueError):
     """A decoding parameter is out of range; the message names it."""
 
 

@@ -27,12 +27,13 @@ from typing import Iterator
 
 import keras
 
+from gpt_keras.core.checks import GPTKerasError
 from gpt_keras.core.config import ConfigError
 
 TF_CONFIG = "TF_CONFIG"
 
 
-class DistributeError(ValueError):
+class DistributeError(GPTKerasError, ValueError):
     """The cluster description (`TF_CONFIG`) is missing or malformed; the message names what is wrong."""
 
 

@@ -19,6 +19,7 @@ import stat
 import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
+from gpt_keras.core.checks import GPTKerasError
 
 MAX_MESSAGE = 500  # characters of an error line; a 200 MB one-line file is not echoed whole
 NAME_MAX = 255  # bytes of one file name on common file systems (ext4, APFS, NTFS)
@@ -27,11 +28,11 @@ _TEMPORARY = re.compile(r"^\.([^/\\]+-[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)*"
                         r"|(model|epoch-\d+|config|vocab|data|state|history|tokens)-[a-z0-9_]{8}\.(keras|json|npz))$")
 
 
-class WriteError(OSError):
+class WriteError(GPTKerasError, OSError):
     """A file could not be written (full disk, no permission, a directory in the way); names the file."""
 
 
-class UnsafePathError(ValueError):
+class UnsafePathError(GPTKerasError, ValueError):
     """An output path cannot be written, found before any work starts; names the flag and the path."""
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import keras
 
+from gpt_keras.core.checks import GPTKerasError
 from gpt_keras.core import layers as _layers  # noqa: F401  (registers the custom layers for loading)
 from gpt_keras.core.callbacks import TextGenerator
 from gpt_keras.core.config import ConfigError, GPTConfig
@@ -45,7 +46,7 @@ CONFIG, VOCAB, DATA, TOKENS, STATE, MODEL, HISTORY, LOCK = (
 LOGS, CHECKPOINTS = "logs", "checkpoints"
 
 
-class RunError(RuntimeError):
+class RunError(GPTKerasError, RuntimeError):
     """A run directory is missing, incomplete, in use, or holds a file that cannot be read."""
 
 

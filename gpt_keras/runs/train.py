@@ -25,7 +25,7 @@ import numpy as np
 
 from gpt_keras.core.callbacks import TextGenerator
 from gpt_keras.core.config import ConfigError, GPTConfig
-from gpt_keras.core.data import DataError, Vocabulary, make_dataset, make_vectorizer, vectorize
+from gpt_keras.core.data import PAD_ID, DataError, Vocabulary, make_dataset, make_vectorizer, vectorize
 from gpt_keras.core.model import build_gpt, compile_gpt
 from gpt_keras.runs import bucketing, distribute
 from gpt_keras.runs import precision as precision_lib
@@ -346,7 +346,7 @@ def _metrics(config: GPTConfig):
     """The real-token perplexity, when there is a validation split to report it on."""
     if config.validation_split <= 0:
         return None
-    return [RealTokenPerplexity(name="perplexity")]
+    return [RealTokenPerplexity(name="perplexity", mask_id=PAD_ID)]
 
 
 def _fit(model, config, run_dir, vocab, train_tokens, validation_tokens, initial_epoch, state, print_fn, verbose,

@@ -13,7 +13,8 @@ import numpy as np
 
 from gpt_keras.core.checks import check_int_at_least
 from gpt_keras.core.data import PAD_ID
-from gpt_keras.core.generation import CachedGenerator, check_max_tokens, encode_prompt
+from gpt_keras.core.checks import check_max_tokens
+from gpt_keras.core.generation import CachedGenerator, encode_prompt
 from gpt_keras.core.sampling import Sampler, SamplingError
 
 
@@ -37,7 +38,7 @@ class BatchResult:
 def sample_batch(generator: CachedGenerator, start_prompt: str, n_samples: int, max_tokens: int, sampler: Sampler,
                  rng: np.random.Generator) -> BatchResult:
     """`n_samples` texts from one prompt in one batch: each step decodes all of them together."""
-    max_tokens = check_max_tokens(max_tokens)
+    max_tokens = check_max_tokens(max_tokens, error=SamplingError)
     n_samples = check_int_at_least(n_samples, "n_samples", 1, SamplingError)
     prompt_ids = encode_prompt(generator.vocab, start_prompt, generator.max_len)
     n_new = max(max_tokens - len(prompt_ids), 0)

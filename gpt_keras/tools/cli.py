@@ -18,12 +18,12 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from gpt_keras.core.checks import MAX_TOKENS
+from gpt_keras.core.checks import GPTKerasError, check_max_tokens, check_seed
 from gpt_keras.core.config import PRESETS, ConfigError, GPTConfig
 from gpt_keras.core.sampling import check_temperature, check_top_k, check_top_p
 from gpt_keras.runs.files import printable, one_line
 
-class UsageError(ValueError):
+class UsageError(GPTKerasError, ValueError):
     """A command-line argument is invalid; the message names the flag."""
 
 
@@ -59,8 +59,6 @@ _FIELD_HELP = {"mixed_precision": _mixed_precision_help()}
 def _checked_arg(kind: type, check: Callable) -> Callable[[str], object]:
     """An argparse type that converts, then checks; argparse puts the flag's name before the message."""
     def convert(text: str):
-        from gpt_keras.core.sampling import SamplingError
-
         try:
             value = kind(text)
         except ValueError:
@@ -68,7 +66,7 @@ def _checked_arg(kind: type, check: Callable) -> Callable[[str], object]:
                                              f"got {text!r}") from None
         try:
             return check(value)
-        except SamplingError as error:
+        except GPTKerasError as error:  # the rule's own message; argparse puts the flag before it
             raise argparse.ArgumentTypeError(str(error)) from None
     return convert
 
@@ -86,18 +84,11 @@ def _at_least(minimum: int) -> Callable[[int], int]:
 
 
 def _seed(value: int) -> int:
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
-    if value >= 2**32:
-        raise argparse.ArgumentTypeError(f"must be at most 4294967295 (2**32 - 1, the limit of seeds), got {value}")
-    return value
+    return check_seed(value)
 
 
 def _max_tokens(value: int) -> int:
-    if _at_least(1)(value) > MAX_TOKENS:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_TOKENS:,} (MAX_TOKENS, the prompt included), "
-                                         f"got {value:,}")
-    return value
+    return check_max_tokens(value)
 
 
 def _output(path: Path | None, flag: str, kind: str = "file") -> None:
@@ -801,16 +792,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _is_user_error(error: Exception) -> bool:
-    if isinstance(error, (ConfigError, UsageError)):  # decided without importing TensorFlow
-        return True
-    from gpt_keras.core.data import DataError
-    from gpt_keras.tools.gpt2.load import GPT2Error
-    from gpt_keras.runs.rundir import RunError
-    from gpt_keras.core.sampling import SamplingError
-    from gpt_keras.runs.files import UnsafePathError, WriteError
-
-    return isinstance(error, (ConfigError, DataError, GPT2Error, RunError, SamplingError, UsageError, UnsafePathError,
-                              WriteError))
+    """The project's own "bad input" errors, which all derive from `GPTKerasError`, become one line."""
+    return isinstance(error, GPTKerasError)
 
 
 if __name__ == "__main__":

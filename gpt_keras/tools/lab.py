@@ -35,6 +35,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from gpt_keras.core.checks import GPTKerasError, check_seed
 from gpt_keras.tools.temperature.calculator import LECTURE_LOGITS, TemperatureTable, temperature_table
 from gpt_keras.tools.temperature.experiment import entropy
 from gpt_keras.runs.files import one_line
@@ -55,7 +56,7 @@ INSTALL_HINT = 'pip install "gpt-keras[lab]"'
 _RGB = ",".join(map(str, SHADE_RGB))
 
 
-class LabError(ValueError):
+class LabError(GPTKerasError, ValueError):
     """Something on the page cannot be shown (an empty prompt, no known word, a bad number); shown as a message."""
 
 
@@ -230,19 +231,11 @@ def sample_steps(generator, vocab, prompt: str, temperature: float, seed: int = 
 
     `max_tokens` counts the prompt, as in the lecture. The same seed and settings give the same words.
     """
-    seed = check_seed(seed)
+    seed = check_seed(seed, error=LabError)
     sampler = sampler_for(temperature, top_k, top_p)
     records, _ = generator.generate(prompt, max_tokens, sampler, np.random.default_rng(seed))
     return [Step(_label(record["word"]), tuple(record["prompt"].split()), np.asarray(record["atts"], np.float64),
                  top_bars(record["word_probs"], vocab)) for record in records]
-
-
-def check_seed(seed: Any) -> int:
-    if isinstance(seed, float) and seed.is_integer():
-        seed = int(seed)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise LabError(f"the seed must be a whole number of 0 or more, got {seed!r}")
-    return int(seed)
 
 
 def sampled_text(steps: Sequence[Step]) -> str:

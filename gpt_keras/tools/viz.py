@@ -34,6 +34,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from gpt_keras.core.checks import GPTKerasError
 from gpt_keras.core.checks import check_int_at_least
 from gpt_keras.runs.files import atomic_path, write_text
 
@@ -49,7 +50,7 @@ _RESET = "\x1b[0m"
 _ANSI_BAR = "\x1b[38;2;" + ";".join(map(str, SHADE_RGB)) + "m"  # bars in the shading colour
 
 
-class VizError(ValueError):
+class VizError(GPTKerasError, ValueError):
     """A step cannot be drawn (a missing key, attention longer than the prompt, a bad argument)."""
 
 

@@ -53,9 +53,9 @@ def compare(run, gpt2: GPT2, data_path: str | Path | None = None, *, prompts: Se
         A `Comparison`; `info` holds both models' steps of the first generation for `gpt_keras.viz`.
     """
     from gpt_keras.runs.datasets import default_data_path
-    from gpt_keras.core.generation import check_max_tokens
+    from gpt_keras.core.checks import check_max_tokens
 
-    max_new_tokens = check_max_tokens(max_new_tokens)
+    max_new_tokens = check_max_tokens(max_new_tokens, "max_new_tokens", SamplingError)
     if data_path is None:
         data_path, _ = default_data_path()
     texts, _ = load_texts(data_path)

@@ -23,6 +23,7 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
+from gpt_keras.core.checks import GPTKerasError
 from gpt_keras.runs.files import read_json, one_line
 
 
@@ -33,7 +34,7 @@ FINETUNE_INFO = "gpt_keras_finetune.json"
 PRECISION_CHOICES = ("auto", "on", "off")
 
 
-class GPT2Error(RuntimeError):
+class GPT2Error(GPTKerasError, RuntimeError):
     """A GPT-2 model or directory cannot be used; the message names it and what to do."""
 
 

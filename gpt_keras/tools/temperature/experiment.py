@@ -44,7 +44,8 @@ import numpy as np
 
 from gpt_keras.core.checks import check_int_at_least
 from gpt_keras.core.data import PAD_ID, UNK_ID, Vocabulary
-from gpt_keras.core.generation import CachedGenerator, PromptWarning, check_max_tokens, encode_prompt
+from gpt_keras.core.checks import check_max_tokens, check_seed
+from gpt_keras.core.generation import CachedGenerator, PromptWarning, encode_prompt
 from gpt_keras.core.sampling import Sampler, SamplingError, check_temperature
 from gpt_keras.tools.batch_sampling import sample_batch
 from gpt_keras.tools.tables import json_safe, clip_line, text_table
@@ -259,9 +260,8 @@ def temperature_experiment(model, vocab: Vocabulary, prompt: str,
         >>> print(report.format_table())
     """
     temperatures = check_temperatures(temperatures)
-    max_tokens = check_max_tokens(max_tokens)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise SamplingError(f"seed must be a non-negative integer, got {seed!r}")
+    max_tokens = check_max_tokens(max_tokens, error=SamplingError)
+    seed = check_seed(seed, error=SamplingError)
     samplers = [Sampler(t, top_k=top_k, top_p=top_p) for t in temperatures]  # checks top_k and top_p
     generator = generator if generator is not None else CachedGenerator(model, vocab)
     prompt_ids = encode_prompt(vocab, prompt, generator.max_len)  # warns once, here
