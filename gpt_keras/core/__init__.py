@@ -1,6 +1,8 @@
 """The lesson: what the lecture teaches, in the order data flows.
 
 Read `config`, `data`, `layers`, `model`, then `sampling`, `generation` and `callbacks`
-(`TextGenerator`). Imports only keras, numpy and the standard library (TensorFlow only inside
-`data`, for `TextVectorization` and `tf.data`).
+(`TextGenerator`). `fast`, `backend` and `checks` are optional reading: faster versions of the
+lecture's output layer and loss, the decoder's compilation per backend, the limits of every value.
+Imports only keras, numpy and the standard library (TensorFlow inside `data`, for `TextVectorization`
+and `tf.data`; TensorFlow or JAX inside `backend`).
 """

@@ -81,7 +81,7 @@ def trimmed_batch(tokens: np.ndarray, rows: np.ndarray, lengths: np.ndarray | No
 class BucketedBatches(keras.utils.PyDataset):
     """Length-bucketed (x, y) batches from a token array, for `model.fit` on any backend.
 
-    Like `gpt_keras.data.ArrayBatches`, epoch e's batches depend only on `seed` and e, and
+    Like `gpt_keras.runs.batches.ArrayBatches`, epoch e's batches depend only on `seed` and e, and
     `first_epoch` lets a resumed run continue the sequence.
     """
 

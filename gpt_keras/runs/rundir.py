@@ -17,7 +17,7 @@ A run directory holds:
     history.json       loss per epoch
     run.lock           held by the training process, so two trainings never share a directory
 
-Every file is written atomically (see `gpt_keras.files`), so a crash leaves the previous state intact.
+Every file is written atomically (see `gpt_keras.runs.files`), so a crash leaves the previous state intact.
 """
 
 from __future__ import annotations

@@ -148,7 +148,7 @@ def train(config: GPTConfig | None = None, data_path: str | Path | None = None, 
         strategy: a `tf.distribute` strategy or a Keras distribution (`keras.distribution.DataParallel`,
             JAX); the model is built and fitted in its scope and `batch_size` is global.
             In a multi-worker cluster only the chief writes the run; the other workers train in a
-            temporary directory that is deleted at the end (see `gpt_keras.distribute`).
+            temporary directory that is deleted at the end (see `gpt_keras.runs.distribute`).
         print_fn: where progress messages go (the Keras progress bar is controlled by `verbose`).
 
     Raises:

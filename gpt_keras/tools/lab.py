@@ -495,7 +495,7 @@ def build_lab(run_dir: str | Path | Any | None = None, warm_up: bool = True):
     return app
 
 
-_LOG = logging.getLogger("gpt_keras.lab")
+_LOG = logging.getLogger(__name__)
 
 
 def error_message(error: Exception) -> str:

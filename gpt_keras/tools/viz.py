@@ -267,7 +267,7 @@ def format_probs(info: Any, vocab: Vocab, n_words: int = 5, *,
 
     Args:
         info: the steps of `TextGenerator.generate` (a list of dicts, or one dict).
-        vocab: index -> word: a list, a `gpt_keras.data.Vocabulary`, or a dict.
+        vocab: index -> word: a list, a `gpt_keras.core.data.Vocabulary`, or a dict.
         n_words: how many next words to list per step (default 5).
         mode: "plain", "ansi", "html" (same as `probs_html`) or "auto" (decided for `sys.stdout`).
         heads: also show each head's attention (each head shaded by its own maximum).

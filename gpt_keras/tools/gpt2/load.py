@@ -94,7 +94,7 @@ _VISIBLE = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "↵"}
 
 
 class TokenLabels(Mapping):
-    """GPT-2's vocabulary as index -> label, for `gpt_keras.viz` (labels made on demand)."""
+    """GPT-2's vocabulary as index -> label, for `gpt_keras.tools.viz` (labels made on demand)."""
 
     def __init__(self, gpt2: GPT2):
         self.gpt2 = gpt2
