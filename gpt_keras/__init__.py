@@ -28,7 +28,7 @@ _EXPORTS = {
     "compile_gpt": "gpt_keras.core.model",
     "TextGenerator": "gpt_keras.core.callbacks",
     "train": "gpt_keras.runs.train",
-    "resume": "gpt_keras.runs.train",
+    "resume": "gpt_keras.runs.resume",
     "load_run": "gpt_keras.runs.rundir",
     "print_probs": "gpt_keras.tools.viz",
     "quiet_tensorflow": "gpt_keras.tools.quiet",

@@ -21,6 +21,7 @@ from gpt_keras.core.config import ConfigError, GPTConfig
 from gpt_keras.core.data import DataError
 from gpt_keras.core.sampling import SamplingError, top_p_filter
 from gpt_keras.runs import rundir as runs
+from gpt_keras.runs.lock import RunLock
 from gpt_keras.runs.files import UnsafePathError, WriteError, atomic_path, read_json, write_json
 from tests.conftest import REPO, tiny_config
 
@@ -91,7 +92,7 @@ def test_a_training_refused_by_another_lock_deletes_nothing(tmp_path, small_json
     from gpt_keras.runs import train as train_module
 
     target = tmp_path / "contested"
-    winner = runs.RunLock(target)
+    winner = RunLock(target)
     make_dir = train_module._make_dir
 
     def make_dir_then_lose_the_race(path):
@@ -115,7 +116,7 @@ def test_ctrl_c_in_epoch_one_keeps_the_users_empty_directory(tmp_path, small_jso
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_module, "_fit", interrupted)
+    monkeypatch.setattr(train_module, "fit_run", interrupted)
     existing = tmp_path / "existing"
     existing.mkdir()
     with pytest.raises(KeyboardInterrupt):
@@ -144,7 +145,7 @@ def test_stale_temporaries_of_a_killed_process_are_removed_on_the_next_start(tmp
     mine = [run_dir / ".notes.txt", run_dir / "model-a1b2c3d4.keras", run_dir / ".thesis-abcdefgh.docx"]
     for path in stale + mine:
         path.write_bytes(b"x")
-    with runs.RunLock(run_dir):
+    with RunLock(run_dir):
         pass
     assert not any(path.exists() for path in stale)
     assert all(path.exists() for path in mine)
@@ -159,7 +160,7 @@ def test_a_state_of_epoch_minus_one_is_refused(tmp_path, trained_run):
 
 
 def test_resume_without_state_never_overwrites_the_saved_models(tmp_path, trained_run):
-    from gpt_keras.runs.train import resume
+    from gpt_keras.runs.resume import resume
 
     run_dir = copy_run(trained_run, tmp_path)
     (run_dir / runs.STATE).unlink()
@@ -190,7 +191,7 @@ def test_run_lock_is_never_followed_and_must_be_a_regular_file(tmp_path, trained
     lock = run_dir / runs.LOCK
     {"symlink": lambda: lock.symlink_to(victim), "directory": lock.mkdir, "fifo": lambda: os.mkfifo(lock)}[kind]()
     with deadline(30), pytest.raises(runs.RunError, match="run.lock: not a regular file"):
-        with runs.RunLock(run_dir):
+        with RunLock(run_dir):
             pass
     assert victim.read_text() == "precious"
 
@@ -202,17 +203,17 @@ def test_training_never_writes_through_a_symlinked_checkpoints_folder(tmp_path, 
     (run_dir / runs.CHECKPOINTS).symlink_to(elsewhere)
     before = sorted(path.name for path in elsewhere.iterdir())
     with pytest.raises(runs.RunError, match="checkpoints: must be a directory of the run"):
-        with runs.RunLock(run_dir):
+        with RunLock(run_dir):
             pass
     assert sorted(path.name for path in elsewhere.iterdir()) == before
 
 
 def test_the_lock_names_its_holder_and_is_released(tmp_path):
-    with runs.RunLock(tmp_path):
+    with RunLock(tmp_path):
         with pytest.raises(runs.RunError, match=rf"{tmp_path}: in use by another training process \(pid {os.getpid()}\)"):
-            with runs.RunLock(tmp_path):
+            with RunLock(tmp_path):
                 pass
-    with runs.RunLock(tmp_path):  # released
+    with RunLock(tmp_path):  # released
         pass
 
 
@@ -440,7 +441,7 @@ def test_a_vocabulary_with_duplicate_words_is_refused_naming_the_file(tmp_path):
 @pytest.mark.parametrize("change", ["vocabulary", "width"])
 def test_resume_refuses_tokens_of_another_vocabulary_or_width(tmp_path, trained_run, change):
     from gpt_keras.runs.batches import load_tokens, save_tokens
-    from gpt_keras.runs.train import resume
+    from gpt_keras.runs.resume import resume
 
     run_dir = copy_run(trained_run, tmp_path)
     tokens, words = load_tokens(run_dir / runs.TOKENS)
@@ -468,7 +469,7 @@ def test_error_lines_have_a_length_limit(tmp_path, capsys):
 
 
 def test_resume_compares_the_data_by_content_not_by_path(tmp_path, trained_run, small_json, monkeypatch):
-    from gpt_keras.runs.train import _check_same_data
+    from gpt_keras.runs.resume import _check_same_data
 
     run_dir = copy_run(trained_run, tmp_path)
     copy = tmp_path / "elsewhere" / small_json.name
@@ -605,7 +606,7 @@ def _call(function, *args, **kwargs) -> None:
 @given(attack=damages())
 def test_random_damage_to_a_run_is_a_clean_error_never_a_crash_a_hang_or_a_loss(tmp_path_factory, trained_run,
                                                                                 attack):
-    from gpt_keras.runs.train import resume
+    from gpt_keras.runs.resume import resume
 
     base = tmp_path_factory.mktemp("attack")
     outside = base / "outside"

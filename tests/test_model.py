@@ -136,7 +136,7 @@ def _gradient(function, x):
 
 def test_next_token_cross_entropy_gradient_is_softmax_minus_one_hot():
     """The loss's own gradient, through the softmax, is what the fused softmax cross-entropy computes."""
-    from gpt_keras.core.layers import NextTokenCrossEntropy
+    from gpt_keras.core.fast import NextTokenCrossEntropy
 
     rng = np.random.default_rng(1)
     logits = (rng.normal(size=(3, 7, 50)) * 3).astype("float32")

@@ -26,7 +26,8 @@ from gpt_keras.core.callbacks import TextGenerator
 from gpt_keras.core.config import ConfigError, GPTConfig
 from gpt_keras.core.data import DataError
 from gpt_keras.core.sampling import SamplingError
-from gpt_keras.runs.train import resume, train
+from gpt_keras.runs.resume import resume
+from gpt_keras.runs.train import train
 from tests.conftest import TEST_SIZE, tiny_config
 
 pytestmark = pytest.mark.slow

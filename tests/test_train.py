@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from gpt_keras.runs import rundir as runs
+from gpt_keras.runs.lock import RunLock
 from gpt_keras.core.config import GPTConfig
 from gpt_keras.core.data import DataError
-from gpt_keras.runs.train import resume, train
+from gpt_keras.runs.resume import resume
+from gpt_keras.runs.train import train
 from tests.conftest import tiny_config
 
 pytestmark = pytest.mark.slow
@@ -112,7 +114,7 @@ def test_a_failure_before_the_first_epoch_removes_the_run(tmp_path, small_json, 
 
 def test_a_run_directory_in_use_is_refused(tmp_path, small_json):
     first = train(tiny_config(epochs=1), small_json, runs_dir=tmp_path, run_name="busy", print_fn=None, verbose=0)
-    with runs.RunLock(first.run_dir):
+    with RunLock(first.run_dir):
         with pytest.raises(runs.RunError, match="in use by another training process"):
             resume(config=tiny_config(epochs=2), run_dir=first.run_dir, print_fn=None, verbose=0)
     with pytest.raises(runs.RunError, match="already exists"):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-_EXPORTS = {"train": "gpt_keras.runs.train", "resume": "gpt_keras.runs.train",
+_EXPORTS = {"train": "gpt_keras.runs.train", "resume": "gpt_keras.runs.resume",
             "load_run": "gpt_keras.runs.rundir", "RunError": "gpt_keras.runs.rundir"}
 
 

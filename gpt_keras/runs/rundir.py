@@ -15,7 +15,7 @@ A run directory holds:
     state.json         the last finished epoch, its checkpoint, TensorBoard step and sampler state
     model.keras        the final model
     history.json       loss per epoch
-    run.lock           held by the training process, so two trainings never share a directory
+    run.lock           held by the training process, so two trainings never share a directory (`runs/lock.py`)
 
 Every file is written atomically (see `gpt_keras.runs.files`), so a crash leaves the previous state intact.
 """
@@ -27,7 +27,6 @@ import datetime as _dt
 import math
 import os
 import shutil
-import stat
 import zipfile
 from pathlib import Path
 
@@ -38,8 +37,7 @@ from gpt_keras.core import layers as _layers  # noqa: F401  (registers the custo
 from gpt_keras.core.callbacks import TextGenerator
 from gpt_keras.core.config import ConfigError, GPTConfig
 from gpt_keras.core.data import DataError, Vocabulary
-from gpt_keras.runs.files import (NAME_MAX, atomic_path, check_regular_file, read_json, remove_stale_temporaries,
-                                  one_line, write_json)
+from gpt_keras.runs.files import NAME_MAX, atomic_path, check_regular_file, one_line, read_json, write_json
 
 CONFIG, VOCAB, DATA, TOKENS, STATE, MODEL, HISTORY, LOCK = (
     "config.json", "vocab.json", "data.json", "tokens.npz", "state.json", "model.keras", "history.json", "run.lock")
@@ -116,96 +114,6 @@ def read_data_info(run_dir: str | Path) -> dict:
     except RunError:
         return {}
     return info if isinstance(info, dict) else {}
-
-
-class RunLock:
-    """An exclusive lock on a run directory, held while a process trains in it.
-
-    `filelock` takes it (flock on Unix, LockFileEx on Windows), so the operating system releases it
-    when the process ends, even on SIGKILL, and a crashed run can be resumed at once, while a second
-    live training in the same directory is refused. The lock file is opened without following a
-    symlink (O_NOFOLLOW), and anything but a regular file there is refused, so `run.lock` can never
-    make the process write elsewhere. On entry, temporaries a killed process left are removed.
-    """
-
-    def __init__(self, run_dir: str | Path):
-        self.path = Path(run_dir) / LOCK
-        self._lock = None
-
-    def __enter__(self) -> "RunLock":
-        from filelock import FileLock, Timeout
-
-        self._check_regular()
-        lock = FileLock(str(self.path), timeout=0, is_singleton=False)
-        try:
-            lock.acquire()
-        except Timeout:
-            raise RunError(f"{self.path.parent}: in use by another training process (pid {self._holder()}); "
-                           "wait for it to finish or use another run directory") from None
-        except OSError as error:
-            raise RunError(f"{self.path}: cannot lock the run ({error.strerror or error}); {LOCK} must be a "
-                           "regular file") from None
-        self._lock = lock
-        try:
-            self._check_regular()
-            self._check_folders()
-            self._write_pid()
-            for folder in (self.path.parent, self.path.parent / CHECKPOINTS):
-                remove_stale_temporaries(folder)
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def _check_regular(self) -> None:
-        try:
-            mode = os.lstat(self.path).st_mode
-        except FileNotFoundError:
-            return
-        if not stat.S_ISREG(mode):
-            raise RunError(f"{self.path}: not a regular file (a symlink, directory or FIFO); remove it to use "
-                           "this run")
-
-    def _check_folders(self) -> None:
-        """Training writes and prunes in logs/ and checkpoints/: never through a symlink to a folder elsewhere."""
-        for name in (LOGS, CHECKPOINTS):
-            path = self.path.parent / name
-            if os.path.islink(path) or (os.path.lexists(path) and not path.is_dir()):
-                raise RunError(f"{path}: must be a directory of the run (not a symlink or a file); move it away "
-                               "to use this run")
-
-    def _flags(self, access: int) -> int:
-        return access | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-
-    def _write_pid(self) -> None:
-        """The holder's pid, for the "in use" message of a refused process (best effort: Windows locks it)."""
-        try:
-            descriptor = os.open(self.path, self._flags(os.O_WRONLY))
-            try:
-                if stat.S_ISREG(os.fstat(descriptor).st_mode):
-                    os.ftruncate(descriptor, 0)
-                    os.write(descriptor, str(os.getpid()).encode())
-            finally:
-                os.close(descriptor)
-        except OSError:
-            pass
-
-    def _holder(self) -> str:
-        try:
-            descriptor = os.open(self.path, self._flags(os.O_RDONLY))
-            try:
-                text = os.read(descriptor, 32).decode("ascii", "replace").strip() \
-                    if stat.S_ISREG(os.fstat(descriptor).st_mode) else ""
-            finally:
-                os.close(descriptor)
-        except OSError:
-            text = ""
-        return text if text.isdigit() else "unknown"
-
-    def __exit__(self, *exc_info) -> None:
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
 
 
 def save_model(model: keras.Model, path: str | Path) -> Path:

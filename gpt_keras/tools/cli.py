@@ -242,7 +242,8 @@ def run_train(args) -> int:
     else:
         config_from_args(args)  # the flags' values, checked before TensorFlow loads
     from gpt_keras.runs import rundir
-    from gpt_keras.runs.train import resume, train
+    from gpt_keras.runs.resume import resume
+    from gpt_keras.runs.train import train
 
     verbose = 0 if args.quiet else progress_verbosity()
     rundir.check_run_name(args.name)

@@ -12,10 +12,11 @@ from typing import Sequence
 
 import numpy as np
 
+from gpt_keras.core.checks import check_max_tokens
 from gpt_keras.core.data import PAD_ID, DataError
 from gpt_keras.core.generation import CachedGenerator, encode_prompt
-from gpt_keras.core.sampling import Sampler
-from gpt_keras.runs.datasets import load_texts
+from gpt_keras.core.sampling import Sampler, SamplingError
+from gpt_keras.runs.datasets import default_data_path, load_texts
 from gpt_keras.tools.gpt2.generate import GPT2Generator, NoStop
 from gpt_keras.tools.gpt2.load import GPT2, device_description
 from gpt_keras.tools.gpt2.report import Comparison
@@ -52,9 +53,6 @@ def compare(run, gpt2: GPT2, data_path: str | Path | None = None, *, prompts: Se
     Returns:
         A `Comparison`; `info` holds both models' steps of the first generation for `gpt_keras.tools.viz`.
     """
-    from gpt_keras.runs.datasets import default_data_path
-    from gpt_keras.core.checks import check_max_tokens
-
     max_new_tokens = check_max_tokens(max_new_tokens, "max_new_tokens", SamplingError)
     if data_path is None:
         data_path, _ = default_data_path()
