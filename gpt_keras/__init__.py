@@ -69,6 +69,8 @@ class _RegisterAfterKeras(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 def _import_registering_modules() -> None:
+    """Each of these imports only Keras and `gpt_keras.core`'s package name, so this can run while any
+    other gpt_keras module is half-way through importing Keras."""
     for name in REGISTERING_MODULES:
         importlib.import_module(name)
 

@@ -276,3 +276,22 @@ def test_a_model_that_fails_in_the_lab_shows_one_line_beside_the_control_in_a_br
             browser.close()
     finally:
         app.close()
+
+
+def test_the_modules_import_gpt_keras_registers_import_only_keras():
+    """`import gpt_keras` registers the layers, the loss and the metric the moment Keras is first imported,
+    which may be half-way through importing any gpt_keras module: so they may import Keras and the core
+    package's name alone, never another gpt_keras module (that one could be the half-imported one)."""
+    import ast
+
+    import gpt_keras
+
+    for name in gpt_keras.REGISTERING_MODULES:
+        path = REPO / (name.replace(".", "/") + ".py")
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                imported.add(node.module)
+        assert imported <= {"__future__", "keras", "gpt_keras.core"}, (name, imported)

@@ -6,3 +6,5 @@ lecture's output layer and loss, the decoder's compilation per backend, the limi
 Imports only keras, numpy and the standard library (TensorFlow inside `data`, for `TextVectorization`
 and `tf.data`; TensorFlow or JAX inside `backend`).
 """
+
+PACKAGE = "gpt_keras"  # the name the layers, the loss and the metric are registered under with Keras

@@ -15,7 +15,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from gpt_keras.core.layers import PACKAGE
+from gpt_keras.core import PACKAGE
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

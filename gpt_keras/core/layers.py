@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-PACKAGE = "gpt_keras"
+from gpt_keras.core import PACKAGE
 
 
 def causal_attention_mask(batch_size, n_dest, n_src, dtype="bool"):
@@ -51,7 +51,6 @@ class TokenAndPositionEmbedding(layers.Layer):
         self.max_len = max_len
         self.vocab_size = vocab_size
         self.embed_dim = embed_dim
-        # Sub-layers take the parent's dtype policy, so a mixed-precision model reloads as it was trained.
         self.token_emb = layers.Embedding(vocab_size, embed_dim, dtype=self.dtype_policy, name="token_emb")
         self.pos_emb = layers.Embedding(max_len, embed_dim, dtype=self.dtype_policy, name="pos_emb")
 
@@ -143,9 +142,7 @@ class TransformerBlock(layers.Layer):
         self.ff_dim = ff_dim
         self.dropout_rate = dropout_rate
         self.epsilon = epsilon
-        # Sub-layers take the parent's dtype policy (as keras-hub's do): the policy is saved with the
-        # block only, so a block reloaded under "mixed_bfloat16" must hand it down to what it builds.
-        policy = self.dtype_policy
+        policy = self.dtype_policy  # saved with the block only: its sub-layers must take it (mixed precision)
         self.attn = CachedMultiHeadAttention(num_heads, key_dim, output_shape=embed_dim, dtype=policy, name="attn")
         self.dropout_1 = layers.Dropout(dropout_rate, dtype=policy)
         self.ln_1 = layers.LayerNormalization(epsilon=epsilon, dtype=policy, name="ln_1")

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import keras
 
+from gpt_keras.core import PACKAGE
 
-@keras.saving.register_keras_serializable(package="gpt_keras")
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class RealTokenPerplexity(keras.metrics.Metric):
     """exp(mean negative log-likelihood) over the real tokens: padding (id 0) is left out.
 
