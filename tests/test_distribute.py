@@ -133,7 +133,7 @@ print(json.dumps({
 """
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # one training process, even when the tests are shuffled
 def mirrored(tmp_path_factory, small_json):
     from tests.conftest import tiny_config
 
@@ -145,7 +145,7 @@ def mirrored(tmp_path_factory, small_json):
     return json.loads(process.stdout.strip().splitlines()[-1]), tmp / "mirrored", config
 
 
-@pytest.mark.slow  # the module's mirrored training process
+@pytest.mark.slow  # the mirrored training process
 def test_mirrored_splits_each_global_batch_over_two_cpu_replicas(mirrored):
     report, _, config = mirrored
     assert report["replicas"] == 2 and len(report["devices"]) == 2
@@ -154,7 +154,7 @@ def test_mirrored_splits_each_global_batch_over_two_cpu_replicas(mirrored):
     assert report["global_step"] == config.epochs * math.ceil(REVIEWS / BATCH)
 
 
-@pytest.mark.slow  # the module's mirrored training process
+@pytest.mark.slow  # the mirrored training process
 def test_mirrored_training_lowers_the_loss_without_retracing(mirrored):
     report, _, _ = mirrored
     losses = report["history"]["loss"]
@@ -164,7 +164,7 @@ def test_mirrored_training_lowers_the_loss_without_retracing(mirrored):
     assert counts == [counts[0]] * 3  # ...and never again
 
 
-@pytest.mark.slow  # the module's mirrored training process
+@pytest.mark.slow  # the mirrored training process
 def test_a_mirrored_run_reloads_and_generates_like_the_training_process(mirrored):
     from gpt_keras.core.callbacks import TextGenerator
 
