@@ -42,7 +42,7 @@ test-tf: $(DEV)
 test-jax: $(DEV)
 	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -p no:cacheprovider -m "backend_agnostic and not release"
 
-## The quick edit loop: neither training end to end nor subprocesses (no `slow`, no `release` tests).
+## The quick edit loop: the tests marked neither `slow` (training end to end, subprocesses) nor `release`.
 test-fast: $(DEV)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not release"
 
