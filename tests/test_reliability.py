@@ -222,15 +222,22 @@ sys.exit(code or main(["generate", "--run", run, "--seed", "3", "--max-tokens", 
 
 def test_same_seed_same_vocabulary_losses_and_text_in_separate_processes(tmp_path, small_json):
     """This process and a fresh interpreter train the same command and generate with the same seed."""
-    child = subprocess.run([sys.executable, "-c", TRAIN_THEN_GENERATE, str(tmp_path / "first"), str(small_json),
-                            *tiny_flags(epochs=2)], capture_output=True, text=True, env=_child_env(), timeout=600)
-    assert child.returncode == 0, child.stderr[-3000:]
-    child_train, child_generate = child.stdout.split("<<generate>>")
-    here = cli("train", "--data", small_json, "--run", tmp_path / "second", *tiny_flags(epochs=2), "--quiet")
+    child = subprocess.Popen([sys.executable, "-c", TRAIN_THEN_GENERATE, str(tmp_path / "first"), str(small_json),
+                              *tiny_flags(epochs=2)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=_child_env())
+    try:  # both at once: the child starts TensorFlow while this process trains
+        here = cli("train", "--data", small_json, "--run", tmp_path / "second", *tiny_flags(epochs=2), "--quiet")
+        here_generate = cli("generate", "--run", tmp_path / "second", "--seed", 3, "--max-tokens", 20,
+                            "--temperature", 0.8)
+        child_out, child_err = child.communicate(timeout=600)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
     assert here.code == 0, here.err
-    here_generate = cli("generate", "--run", tmp_path / "second", "--seed", 3, "--max-tokens", 20,
-                        "--temperature", 0.8)
     assert here_generate.code == 0, here_generate.err
+    assert child.returncode == 0, child_err[-3000:]
+    child_train, child_generate = child_out.split("<<generate>>")
     outputs = []
     for run_dir, trained, generated in ((tmp_path / "first", child_train, child_generate),
                                         (tmp_path / "second", here.out, here_generate.out)):
