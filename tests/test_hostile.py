@@ -599,7 +599,7 @@ def _call(function, *args, **kwargs) -> None:
 
 # The property run's length: a short one in `make test`, the long one (the figures README quotes) in the
 # release tier. GPT_KERAS_PROPERTY_EXAMPLES sets the short run's count (e.g. 150 to repeat the long one here).
-PROPERTY_EXAMPLES = int(os.environ.get("GPT_KERAS_PROPERTY_EXAMPLES", 30))
+PROPERTY_EXAMPLES = int(os.environ.get("GPT_KERAS_PROPERTY_EXAMPLES", 20))
 RELEASE_PROPERTY_EXAMPLES = 150
 PROPERTY_SETTINGS = dict(derandomize=True, database=None, deadline=None,
                          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
