@@ -1,4 +1,4 @@
-# The two commands of the README: `make demo` and `make test`. Both create .venv on first use.
+# The README's commands: `make demo`, `make test` (and `test-fast`, `test-release`). Both create .venv on first use.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,7 +6,7 @@ RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 NOTEBOOK := $(VENV)/.notebook-installed
 
-.PHONY: install install-dev demo test test-tf test-jax benchmark notebook clean
+.PHONY: install install-dev demo test test-tf test-jax test-fast test-release test-random benchmark notebook clean
 
 # The core install (requirements.txt, which pyproject.toml reads), editable.
 $(RUNTIME): requirements.txt pyproject.toml
@@ -31,15 +31,30 @@ install-dev: $(DEV)
 demo: $(RUNTIME)
 	$(BIN)/gpt-keras demo
 
-## Run the test suite: everything on TensorFlow, then the backend-agnostic model tests on JAX.
+## Run the test suite (at most 8 minutes on two cores): everything but the release tier on TensorFlow,
+## then the backend-agnostic model tests on JAX; the 15 slowest tests are listed at the end.
 test: $(DEV)
 	$(MAKE) --no-print-directory test-tf test-jax
 
 test-tf: $(DEV)
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=30
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not release" --durations=15
 
 test-jax: $(DEV)
-	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -p no:cacheprovider -m backend_agnostic
+	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -p no:cacheprovider -m "backend_agnostic and not release"
+
+## The quick edit loop: the tests marked neither `slow` (training end to end, subprocesses) nor `release`.
+test-fast: $(DEV)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not release"
+
+## The release tier (minutes each): the wheel in a fresh venv, the lecture-shaped notebook, two worker
+## processes, the long property run. CI runs it after `make test`.
+test-release: $(DEV)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m release --durations=0
+
+## The suite in a random order (pytest-random-order, in the [dev] extra; the seed is printed,
+## `--random-order-seed=N` repeats it): no test may depend on another having run first.
+test-random: $(DEV)
+	$(BIN)/python -m pytest -q -p no:cacheprovider --random-order -m "not release"
 
 ## Open the lecture notebook in JupyterLab (installs the [notebook] extra once).
 notebook: $(NOTEBOOK)

@@ -201,3 +201,12 @@ def _float32_policy_after_each_test():
     yield
     if "keras" in sys.modules:
         sys.modules["keras"].mixed_precision.set_global_policy("float32")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The figures of the hostile property run (README, Reliability), when it ran in this session."""
+    hostile = sys.modules.get("tests.test_hostile")
+    figures = getattr(hostile, "FIGURES", None)
+    if figures and figures["cases"]:
+        terminalreporter.write_line("hostile run directories: "
+                                    + ", ".join(f"{key} {value}" for key, value in figures.items()))

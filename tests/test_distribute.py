@@ -18,8 +18,8 @@ import pytest
 from gpt_keras.runs import distribute
 from gpt_keras.runs import rundir as runs
 from gpt_keras.runs.train import train
+from tests.conftest import cli
 
-pytestmark = pytest.mark.slow
 
 REVIEWS = 400  # small_json
 BATCH = 22  # 400 = 18 * 22 + 4: each full batch splits 11 + 11, the last one 2 + 2
@@ -46,12 +46,12 @@ def test_a_bad_tf_config_is_named(text, message):
     assert message in str(error.value)
 
 
-def test_train_with_multiworker_and_no_tf_config_is_one_line_and_exit_2(tmp_path, small_json):
-    result = subprocess.run([sys.executable, "-m", "gpt_keras.tools.cli", "train", "--strategy", "multiworker",
-                             "--data", small_json, "--runs-dir", tmp_path / "runs"], capture_output=True, text=True,
-                            env={k: v for k, v in _env().items() if k != "TF_CONFIG"}, timeout=120)
-    assert result.returncode == 2
-    assert "--strategy multiworker: TF_CONFIG is not set" in result.stderr and "Traceback" not in result.stderr
+def test_train_with_multiworker_and_no_tf_config_is_one_line_and_exit_2(tmp_path, small_json, monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    result = cli("train", "--strategy", "multiworker", "--data", small_json, "--runs-dir", tmp_path / "runs")
+    assert result.code == 2
+    assert "--strategy multiworker: TF_CONFIG is not set" in result.err and "Traceback" not in result.err
+    assert len(result.error_lines) == 1
     assert not (tmp_path / "runs").exists()
 
 
@@ -133,7 +133,7 @@ print(json.dumps({
 """
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # one training process, even when the tests are shuffled
 def mirrored(tmp_path_factory, small_json):
     from tests.conftest import tiny_config
 
@@ -145,6 +145,7 @@ def mirrored(tmp_path_factory, small_json):
     return json.loads(process.stdout.strip().splitlines()[-1]), tmp / "mirrored", config
 
 
+@pytest.mark.slow  # the mirrored training process
 def test_mirrored_splits_each_global_batch_over_two_cpu_replicas(mirrored):
     report, _, config = mirrored
     assert report["replicas"] == 2 and len(report["devices"]) == 2
@@ -153,6 +154,7 @@ def test_mirrored_splits_each_global_batch_over_two_cpu_replicas(mirrored):
     assert report["global_step"] == config.epochs * math.ceil(REVIEWS / BATCH)
 
 
+@pytest.mark.slow  # the mirrored training process
 def test_mirrored_training_lowers_the_loss_without_retracing(mirrored):
     report, _, _ = mirrored
     losses = report["history"]["loss"]
@@ -162,6 +164,7 @@ def test_mirrored_training_lowers_the_loss_without_retracing(mirrored):
     assert counts == [counts[0]] * 3  # ...and never again
 
 
+@pytest.mark.slow  # the mirrored training process
 def test_a_mirrored_run_reloads_and_generates_like_the_training_process(mirrored):
     from gpt_keras.core.callbacks import TextGenerator
 
@@ -222,6 +225,7 @@ def run_cluster(args, tmp_path, name, timeout=150):
     return codes, outputs
 
 
+@pytest.mark.release  # two worker processes, each starting TensorFlow, twice
 def test_two_workers_train_one_run_written_by_the_chief_only(tmp_path, small_json):
     from tests.conftest import tiny_config
 
@@ -283,6 +287,7 @@ print(json.dumps({"replicas": distribute.replica_count(strategy), "history": res
 """
 
 
+@pytest.mark.slow  # a JAX training process of its own
 def test_keras_data_parallel_on_jax_splits_each_batch_over_two_devices(tmp_path, small_json):
     """Keras 3's public `keras.distribution.DataParallel`, two CPU devices of one JAX process, no patch."""
     from tests.conftest import tiny_config
@@ -299,9 +304,11 @@ def test_keras_data_parallel_on_jax_splits_each_batch_over_two_devices(tmp_path,
 
 
 def test_data_parallel_on_tensorflow_names_the_backend_to_use(tmp_path, small_json):
-    process = subprocess.run([sys.executable, "-m", "gpt_keras", "train", "--data", str(small_json), "--strategy",
-                              "data-parallel", "--runs-dir", str(tmp_path / "runs")],
-                             capture_output=True, text=True, timeout=300, env=_env(KERAS_BACKEND="tensorflow"))
-    assert process.returncode == 2
-    assert "--strategy data-parallel: data-parallel runs on the JAX backend" in process.stderr
+    import keras
+
+    assert keras.backend.backend() == "tensorflow"  # this suite's backend (make test-jax runs none of this file)
+    result = cli("train", "--data", small_json, "--strategy", "data-parallel", "--runs-dir", tmp_path / "runs")
+    assert result.code == 2
+    assert "--strategy data-parallel: data-parallel runs on the JAX backend" in result.err
+    assert len(result.error_lines) == 1
     assert not (tmp_path / "runs").exists()

@@ -23,7 +23,7 @@ from gpt_keras.core.sampling import SamplingError, top_p_filter
 from gpt_keras.runs import rundir as runs
 from gpt_keras.runs.lock import RunLock
 from gpt_keras.runs.files import UnsafePathError, WriteError, atomic_path, read_json, write_json
-from tests.conftest import REPO, tiny_config
+from tests.conftest import REPO, cli, tiny_config
 
 DEEP = "[" * 100_000
 
@@ -598,14 +598,34 @@ def _call(function, *args, **kwargs) -> None:
         raise
 
 
+# The property run's length: a short one in `make test`, the long one (the figures README quotes) in the
+# release tier. GPT_KERAS_PROPERTY_EXAMPLES sets the short run's count (e.g. 150 to repeat the long one here).
+PROPERTY_EXAMPLES = int(os.environ.get("GPT_KERAS_PROPERTY_EXAMPLES", 20))
+RELEASE_PROPERTY_EXAMPLES = 150
+PROPERTY_SETTINGS = dict(derandomize=True, database=None, deadline=None,
+                         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                                HealthCheck.data_too_large])
+
+
 @pytest.mark.slow
-@settings(max_examples=int(os.environ.get("GPT_KERAS_HOSTILE_EXAMPLES", 150)), derandomize=True, database=None,
-          deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                 HealthCheck.data_too_large])
+@settings(max_examples=PROPERTY_EXAMPLES, **PROPERTY_SETTINGS)
 @given(attack=damages())
 def test_random_damage_to_a_run_is_a_clean_error_never_a_crash_a_hang_or_a_loss(tmp_path_factory, trained_run,
                                                                                 attack):
+    attack_a_copy(tmp_path_factory, trained_run, attack)
+
+
+@pytest.mark.release
+@settings(max_examples=RELEASE_PROPERTY_EXAMPLES, **PROPERTY_SETTINGS)
+@given(attack=damages())
+def test_random_damage_long_run(tmp_path_factory, trained_run, attack):
+    """The same property over 150 attacks (the release tier; conftest prints the figures at the end)."""
+    attack_a_copy(tmp_path_factory, trained_run, attack)
+
+
+def attack_a_copy(tmp_path_factory, trained_run, attack) -> None:
+    """Damages a copy of the run, then loads and resumes it: a clean error or success, never a crash, a
+    hang, or a change to a file outside the run or to one of its intact files. FIGURES counts the outcomes."""
     from gpt_keras.runs.resume import resume
 
     base = tmp_path_factory.mktemp("attack")
@@ -637,30 +657,20 @@ def trained_run_config(trained_run) -> GPTConfig:
     return runs.read_config(trained_run.run_dir / runs.CONFIG)
 
 
-def test_zz_print_the_property_figures():
-    """The figures README's Reliability section quotes (run with -s after the property test)."""
-    if FIGURES["cases"]:
-        print("\nhostile run directories:", ", ".join(f"{key} {value}" for key, value in FIGURES.items()))
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name, kind, command", [
     (runs.CONFIG, "fifo", "generate"), (runs.STATE, "deep nesting", "resume"), (runs.LOCK, "symlink out", "resume"),
     (runs.TOKENS, "truncate", "resume"), (runs.MODEL, "random bytes", "generate"), (runs.VOCAB, "fifo", "resume"),
 ])
 def test_damaged_runs_through_the_command_line(tmp_path, trained_run, name, kind, command):
-    import subprocess
-    import sys
-
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "victim.txt").write_text("precious")
     run_dir = copy_run(trained_run, tmp_path)
     damage(run_dir, outside, name, kind, 1234, None, b"\x00\x1b")
     args = ["generate", "--run", run_dir] if command == "generate" else ["train", "--resume", "--run", run_dir]
-    result = subprocess.run([sys.executable, "-m", "gpt_keras.tools.cli", *map(str, args)], capture_output=True,
-                            text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    lines = [line for line in result.stderr.splitlines() if line.startswith("gpt-keras")]
-    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
-    assert len(lines) == 1 and name in lines[0]
+    with deadline(120):
+        result = cli(*args)
+    assert result.code == 2 and "Traceback" not in result.err, result.err[-2000:]
+    assert len(result.error_lines) == 1 and name in result.error_lines[0]
     assert (outside / "victim.txt").read_text() == "precious"

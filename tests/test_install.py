@@ -3,7 +3,8 @@
 The fast tests run the command line in subprocesses of this environment with TensorFlow, transformers
 or kagglehub made unimportable (`sys.modules[name] = None` before `main` runs). The slow one builds the
 wheel from the sources, installs it with its dependencies into a new virtual environment outside the
-checkout (pip's cache may serve the downloads), and runs the demo and the notebook from an empty folder.
+checkout (pip's cache may serve the downloads), and runs the demo and the notebook from an empty folder
+(the release tier: `make test-release`).
 """
 
 from __future__ import annotations
@@ -186,7 +187,7 @@ def site_packages_files(venv: Path) -> set[str]:
             if path.is_file() and "__pycache__" not in path.parts}
 
 
-@pytest.mark.slow
+@pytest.mark.release  # minutes: a fresh venv, pip installing TensorFlow and JupyterLab, the demo, the notebook
 def test_the_wheel_installs_and_runs_from_any_directory(tmp_path):
     timings = {}
     started = time.perf_counter()

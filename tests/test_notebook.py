@@ -330,7 +330,7 @@ def tiny_gpt2_folder(tmp_path_factory, small_json):
     return build_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"), load_texts(small_json)[0])
 
 
-@pytest.mark.slow
+@pytest.mark.release  # minutes: the lecture-shaped run on 3,000 real reviews, with GPT-2's cells
 @pytest.mark.skipif(not real_reviews_available(), reason=f"needs the real reviews: {SHARED_CSV} is missing")
 def test_lecture_shaped_mode_on_the_real_reviews(tmp_path, monkeypatch, tiny_gpt2_folder):
     cells, probe = _execute(tmp_path, monkeypatch, "lecture", data=SHARED_CSV, gpt2=tiny_gpt2_folder)

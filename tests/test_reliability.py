@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
@@ -23,36 +21,20 @@ import pytest
 
 from gpt_keras.runs import rundir as runs
 from gpt_keras.core.callbacks import TextGenerator
-from gpt_keras.core.config import ConfigError, GPTConfig
+from gpt_keras.core.config import ConfigError
 from gpt_keras.core.data import DataError
 from gpt_keras.core.sampling import SamplingError
 from gpt_keras.runs.resume import resume
 from gpt_keras.runs.train import train
-from tests.conftest import TEST_SIZE, tiny_config
+from tests.conftest import REPO, cli, copy_run, tiny_config, tiny_flags
 
 pytestmark = pytest.mark.slow
 
-# The tiny model at test size, as command-line flags and as the config they make.
-TINY = {name: value for name, value in TEST_SIZE.items() if name != "epochs"}
 
-
-def flags(**values) -> list[str]:
-    return [part for name, value in values.items() for part in (f"--{name.replace('_', '-')}", str(value))]
-
-
-def cli(*args) -> list[str]:
-    return [sys.executable, "-m", "gpt_keras.tools.cli", *map(str, args)]
-
-
-def run_cli(*args, timeout=600) -> subprocess.CompletedProcess:
-    return subprocess.run(cli(*args), capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-
-
-def messages(stderr: str) -> list[str]:
-    """stderr without the C++ start-up lines TensorFlow prints before its logging is configured."""
-    return [line for line in stderr.splitlines()
-            if line.strip() and not line.startswith(("I0000", "W0000", "WARNING: All log messages before absl"))]
+def one_error_line(result) -> bool:
+    """stderr is exactly one line, the command's own (`gpt-keras ...: error: ...`), and no traceback."""
+    return len(result.error_lines) == 1 and [line for line in result.err.splitlines() if line.strip()] \
+        == result.error_lines
 
 
 def batch_steps(run_dir: Path) -> list[int]:
@@ -68,82 +50,101 @@ def batch_steps(run_dir: Path) -> list[int]:
     return steps
 
 
+def _child_env() -> dict:
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+
+
 # --- 1. resume after SIGKILL --------------------------------------------------------------------------
 
-def _wait_until_mid_epoch_two(process: subprocess.Popen, run_dir: Path, timeout: float = 300) -> None:
-    """Waits until epoch 1 is saved and epoch 2 has logged some batches to TensorBoard."""
-    deadline = time.monotonic() + timeout
-    size_after_epoch_one = None
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "training ended before it could be killed"
-        state = runs.RunState.read(run_dir) if (run_dir / runs.STATE).exists() else None
-        if state is not None and state.epoch >= 1:
-            size = sum(path.stat().st_size for path in (run_dir / "logs" / "train").glob("events.*"))
-            if size_after_epoch_one is None:
-                size_after_epoch_one = size
-            elif size > size_after_epoch_one:
-                return
-        time.sleep(0.05)
-    pytest.fail("epoch 2 never started")
+# `gpt-keras ARGS` in a fresh interpreter that SIGKILLs itself (no clean-up of any kind can run) at the end of
+# batch KILL_BATCH (0-based) of the second epoch: a fixed point in the middle of an epoch, no timing involved.
+KILLED_AT = """
+import os, signal, sys
+import keras
+from gpt_keras.tools.cli import main
+
+epoch_index, batch_index = int(sys.argv[1]), int(sys.argv[2])
+
+class KillHere(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+    def on_train_batch_end(self, batch, logs=None):
+        if self.epoch == epoch_index and batch == batch_index:
+            print(f"SIGKILL at epoch {epoch_index + 1}, batch {batch_index + 1}", flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+fit = keras.Model.fit
+keras.Model.fit = lambda self, *args, callbacks=(), **kwargs: fit(self, *args, callbacks=[*callbacks, KillHere()],
+                                                                  **kwargs)
+sys.exit(main(sys.argv[3:]))
+"""
+KILL_BATCH = 12  # of the 25 batches of 16 in an epoch of small_json's 400 reviews
 
 
-def test_sigkill_in_the_middle_of_an_epoch_then_resume_gives_the_uninterrupted_result(tmp_path, shared_csv):
-    config = GPTConfig(**TINY, epochs=3)
-    steps_per_epoch = -(-9_996 // config.batch_size)
-    uninterrupted = train(config, shared_csv, runs_dir=tmp_path, run_name="whole", print_fn=None, verbose=0)
+def test_sigkill_in_the_middle_of_an_epoch_then_resume_gives_the_uninterrupted_result(tmp_path, small_json,
+                                                                                     trained_run):
+    # The uninterrupted run is the session's `trained_run`: the same tiny config, data and (default) precision.
+    uninterrupted = trained_run
+    config = runs.load_run(uninterrupted.run_dir).config
+    steps_per_epoch = -(-400 // config.batch_size)
+    assert config.epochs == 2 and 0 < KILL_BATCH < steps_per_epoch - 1
 
     run_dir = tmp_path / "killed"
-    command = ["train", "--data", shared_csv, "--run", run_dir, *flags(**TINY, epochs=3), "--quiet"]
-    process = subprocess.Popen(cli(*command), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    try:
-        _wait_until_mid_epoch_two(process, run_dir)
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == -signal.SIGKILL
-    assert runs.RunState.read(run_dir).epoch == 1  # epoch 2 was cut short...
-    logged = batch_steps(run_dir)
-    assert steps_per_epoch < max(logged) < 2 * steps_per_epoch  # ...in its middle
+    command = ["train", "--data", small_json, "--run", run_dir, "--preset", "tiny", *tiny_flags(epochs=2), "--quiet"]
+    killed = subprocess.run([sys.executable, "-c", KILLED_AT, "1", str(KILL_BATCH), *map(str, command)],
+                            capture_output=True, text=True, env=_child_env(), timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert f"SIGKILL at epoch 2, batch {KILL_BATCH + 1}" in killed.stdout
+    assert runs.RunState.read(run_dir).epoch == 1  # epoch 2 was cut short, nothing of it saved
     assert not (run_dir / runs.MODEL).exists()
 
-    resumed = run_cli(*command, "--resume")  # the same command, plus --resume
-    assert resumed.returncode == 0, resumed.stderr
-    assert "Run saved in" in resumed.stdout
+    resumed = cli(*command, "--resume")  # the same command, plus --resume
+    assert resumed.code == 0, resumed.err
+    assert "Run saved in" in resumed.out
     state = runs.RunState.read(run_dir)
-    assert state.epoch == 3 and state.global_step == 3 * steps_per_epoch
+    assert state.epoch == 2 and state.global_step == 2 * steps_per_epoch
     history = json.loads((run_dir / runs.HISTORY).read_text())
-    assert len(history["loss"]) == 3
+    assert len(history["loss"]) == 2
     # Same data order per epoch, dropout and sampler states restored: the resumed run is the uninterrupted one.
     np.testing.assert_allclose(history["loss"], uninterrupted.history["loss"], rtol=1e-5)
     assert json.loads((run_dir / runs.STATE).read_text())["rng_state"] == \
         json.loads((uninterrupted.run_dir / runs.STATE).read_text())["rng_state"]
     assert not [path for path in run_dir.rglob(".*") if path.is_file()]  # no temporary file left behind
-    assert runs.load_run(run_dir).config == runs.load_run(uninterrupted.run_dir).config
+    assert runs.load_run(run_dir).config == config
+    # Every batch of both epochs has its TensorBoard point, the resumed ones numbered on from epoch 1's.
+    assert set(batch_steps(run_dir)) == set(range(1, 2 * steps_per_epoch + 1))
 
 
-def test_a_run_directory_in_use_by_another_process_is_refused(tmp_path, small_json):
-    run_dir = tmp_path / "busy"
-    command = ["train", "--data", small_json, "--run", run_dir, *flags(**TINY, epochs=500), "--quiet"]
-    process = subprocess.Popen(cli(*command), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+# A plain process that holds a run's lock, as a training does, until its stdin closes.
+HOLD_THE_LOCK = """
+import sys
+from gpt_keras.runs.lock import RunLock
+
+with RunLock(sys.argv[1]):
+    print("locked", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_a_run_directory_in_use_by_another_process_is_refused(tmp_path, small_json, trained_run):
+    run_dir = copy_run(trained_run, tmp_path, "busy")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOCK, str(run_dir)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_child_env())
     try:
-        deadline = time.monotonic() + 300
-        while not (run_dir / runs.STATE).exists():
-            assert process.poll() is None and time.monotonic() < deadline
-            time.sleep(0.1)
-        again = run_cli(*command, "--resume")
-        fresh = run_cli(*command)
-        assert process.poll() is None  # still training all along
+        assert holder.stdout.readline() == "locked\n", holder.stderr.read()
+        again = cli("train", "--resume", "--run", run_dir, "--epochs", 3, "--quiet")
+        fresh = cli("train", "--data", small_json, "--run", run_dir, *tiny_flags(), "--quiet")
+        assert holder.poll() is None  # held the lock all along
     finally:
-        process.kill()
-        process.wait(timeout=60)
-    assert again.returncode == 2 and f"{run_dir}: in use by another training process (pid {process.pid})" \
-        in again.stderr, again.stderr
-    assert fresh.returncode == 2 and "already exists" in fresh.stderr
-    assert len(messages(again.stderr)) == len(messages(fresh.stderr)) == 1
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    assert holder.returncode == 0
+    assert again.code == 2 and f"{run_dir}: in use by another training process (pid {holder.pid})" \
+        in again.err, again.err
+    assert fresh.code == 2 and "already exists" in fresh.err
+    assert one_error_line(again) and one_error_line(fresh)
+    assert runs.RunState.read(run_dir).epoch == 2  # untouched
 
 
 # --- resume: the same command works, a different one is refused ---------------------------------------
@@ -158,17 +159,13 @@ def one_epoch_run(tmp_path_factory, small_json):
     return result.run_dir
 
 
-def _copy(run_dir: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(run_dir, tmp_path / run_dir.name))
-
-
 @pytest.mark.parametrize("change, named", [
     (dict(embedding_dim=48), "embedding_dim 48 (the run has 32)"),
     (dict(seed=7, dropout_rate=0.2), "dropout_rate 0.2 (the run has 0.1), seed 7 (the run has 42)"),
     (dict(vocab_size=100), "vocab_size 100"),
 ])
 def test_resume_refuses_a_config_it_would_silently_ignore(tmp_path, one_epoch_run, change, named):
-    run_dir = _copy(one_epoch_run, tmp_path)
+    run_dir = copy_run(one_epoch_run, tmp_path, "one")
     with pytest.raises(runs.RunError) as error:
         resume(config=tiny_config(epochs=2, **change), run_dir=run_dir, print_fn=None, verbose=0)
     assert str(run_dir) in str(error.value) and named in str(error.value)
@@ -176,7 +173,7 @@ def test_resume_refuses_a_config_it_would_silently_ignore(tmp_path, one_epoch_ru
 
 
 def test_resume_takes_more_epochs_and_a_new_learning_rate(tmp_path, one_epoch_run, small_json):
-    run_dir = _copy(one_epoch_run, tmp_path)
+    run_dir = copy_run(one_epoch_run, tmp_path, "one")
     result = resume(config=tiny_config(epochs=3, learning_rate=5e-4), data_path=small_json, run_dir=run_dir,
                    print_fn=None, verbose=0)
     assert len(result.history["loss"]) == 3
@@ -184,51 +181,70 @@ def test_resume_takes_more_epochs_and_a_new_learning_rate(tmp_path, one_epoch_ru
     assert runs.read_config(run_dir / runs.CONFIG) == tiny_config(epochs=3, learning_rate=5e-4)
 
 
-def test_resume_with_no_config_continues_the_saved_one(tmp_path, one_epoch_run):
-    run_dir = _copy(one_epoch_run, tmp_path)
-    result = resume(run_dir=run_dir, print_fn=None, verbose=0)
-    assert result.resumed_from_epoch == 1 and len(result.history["loss"]) == 2
-
-
 def test_resume_refuses_other_data(tmp_path, one_epoch_run, shared_csv):
-    run_dir = _copy(one_epoch_run, tmp_path)
+    run_dir = copy_run(one_epoch_run, tmp_path, "one")
     with pytest.raises(runs.RunError, match="trains on the run's saved tokens"):
         resume(config=tiny_config(epochs=2), data_path=shared_csv, run_dir=run_dir, print_fn=None, verbose=0)
 
 
-def test_resume_by_name_continues_that_run_not_the_latest(tmp_path, one_epoch_run):
+def test_resume_by_name_with_no_config_continues_that_run_not_the_latest(tmp_path, one_epoch_run):
     runs_dir = tmp_path / "runs"
-    _copy(one_epoch_run, runs_dir)
-    newer = _copy(one_epoch_run, tmp_path / "other")
-    shutil.move(newer, runs_dir / "newer")
-    result = resume(runs_dir=runs_dir, run_name="one", print_fn=None, verbose=0)
+    copy_run(one_epoch_run, runs_dir, "one")
+    copy_run(one_epoch_run, runs_dir, "newer")
+    result = resume(runs_dir=runs_dir, run_name="one", print_fn=None, verbose=0)  # no config: the saved one
     assert result.run_dir == runs_dir / "one"
+    assert result.resumed_from_epoch == 1 and len(result.history["loss"]) == 2
     assert runs.RunState.read(runs_dir / "newer").epoch == 1
 
 
 def test_cli_resume_with_only_more_epochs_and_refusing_a_changed_flag(tmp_path, one_epoch_run):
-    run_dir = _copy(one_epoch_run, tmp_path)
-    refused = run_cli("train", "--resume", "--run", run_dir, "--max-len", 30, "--quiet")
-    assert refused.returncode == 2 and "max_len 30 (the run has 24)" in refused.stderr
-    assert len(messages(refused.stderr)) == 1
-    more = run_cli("train", "--resume", "--run", run_dir, "--epochs", 3, "--quiet")
-    assert more.returncode == 0, more.stderr
+    run_dir = copy_run(one_epoch_run, tmp_path, "one")
+    refused = cli("train", "--resume", "--run", run_dir, "--max-len", 30, "--quiet")
+    assert refused.code == 2 and "max_len 30 (the run has 24)" in refused.err
+    assert one_error_line(refused)
+    more = cli("train", "--resume", "--run", run_dir, "--epochs", 3, "--quiet")
+    assert more.code == 0, more.err
     assert runs.RunState.read(run_dir).epoch == 3
 
 
 # --- 2. reproducible ------------------------------------------------------------------------------------
 
+# `gpt-keras train` then `gpt-keras generate`, both in one fresh interpreter.
+TRAIN_THEN_GENERATE = """
+import sys
+from gpt_keras.tools.cli import main
+
+run, data, flags = sys.argv[1], sys.argv[2], sys.argv[3:]
+code = main(["train", "--data", data, "--run", run, *flags, "--quiet"])
+print("<<generate>>", flush=True)
+sys.exit(code or main(["generate", "--run", run, "--seed", "3", "--max-tokens", "20", "--temperature", "0.8"]))
+"""
+
+
 def test_same_seed_same_vocabulary_losses_and_text_in_separate_processes(tmp_path, small_json):
+    """This process and a fresh interpreter train the same command and generate with the same seed."""
+    child = subprocess.Popen([sys.executable, "-c", TRAIN_THEN_GENERATE, str(tmp_path / "first"), str(small_json),
+                              *tiny_flags(epochs=2)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=_child_env())
+    try:  # both at once: the child starts TensorFlow while this process trains
+        here = cli("train", "--data", small_json, "--run", tmp_path / "second", *tiny_flags(epochs=2), "--quiet")
+        here_generate = cli("generate", "--run", tmp_path / "second", "--seed", 3, "--max-tokens", 20,
+                            "--temperature", 0.8)
+        child_out, child_err = child.communicate(timeout=600)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert here.code == 0, here.err
+    assert here_generate.code == 0, here_generate.err
+    assert child.returncode == 0, child_err[-3000:]
+    child_train, child_generate = child_out.split("<<generate>>")
     outputs = []
-    for name in ("first", "second"):
-        run_dir = tmp_path / name
-        result = run_cli("train", "--data", small_json, "--run", run_dir, *flags(**TINY, epochs=2), "--quiet")
-        assert result.returncode == 0, result.stderr
-        generated = run_cli("generate", "--run", run_dir, "--seed", 3, "--max-tokens", 20, "--temperature", 0.8)
-        assert generated.returncode == 0, generated.stderr
+    for run_dir, trained, generated in ((tmp_path / "first", child_train, child_generate),
+                                        (tmp_path / "second", here.out, here_generate.out)):
         outputs.append(((run_dir / runs.VOCAB).read_text(), json.loads((run_dir / runs.HISTORY).read_text()),
-                        [chunk.split("\n")[1] for chunk in result.stdout.split("generated text:")[1:]],
-                        generated.stdout.split("generated text:")[1]))
+                        [chunk.split("\n")[1] for chunk in trained.split("generated text:")[1:]],
+                        generated.split("generated text:")[1]))
     (vocab_1, history_1, epoch_texts_1, text_1), (vocab_2, history_2, epoch_texts_2, text_2) = outputs
     assert vocab_1 == vocab_2
     assert history_1 == history_2  # bit for bit
@@ -264,7 +280,7 @@ def test_a_crash_while_saving_a_checkpoint_leaves_the_previous_state_intact(tmp_
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "bad-config-inside"])
 def test_a_corrupt_model_or_checkpoint_is_one_clear_error(tmp_path, trained_run, damage):
-    run_dir = _copy(trained_run.run_dir, tmp_path)
+    run_dir = copy_run(trained_run, tmp_path)
     state = runs.RunState.read(run_dir)
     for path in (run_dir / runs.MODEL, run_dir / state.checkpoint):
         _damage(path, damage)
@@ -277,10 +293,10 @@ def test_a_corrupt_model_or_checkpoint_is_one_clear_error(tmp_path, trained_run,
     assert str(run_dir / state.checkpoint) in str(error.value)
 
     for args in (("generate", "--run", run_dir), ("train", "--resume", "--run", run_dir, "--epochs", 3)):
-        result = run_cli(*args)
-        assert result.returncode == 2, result.stderr
-        assert len(messages(result.stderr)) == 1 and "Traceback" not in result.stderr
-        assert "corrupt" in result.stderr or "not a Keras model archive" in result.stderr
+        result = cli(*args)
+        assert result.code == 2, result.err
+        assert one_error_line(result)
+        assert "corrupt" in result.err or "not a Keras model archive" in result.err
 
 
 def _damage(path: Path, how: str) -> None:
@@ -301,7 +317,7 @@ def _damage(path: Path, how: str) -> None:
 @pytest.mark.parametrize("name, content", [(runs.STATE, "{trunc"), (runs.STATE, '{"epoch": "one"}'),
                                            (runs.CONFIG, "[]"), (runs.VOCAB, '["a"]'), (runs.TOKENS, "zip?")])
 def test_a_corrupt_run_file_is_named_on_resume(tmp_path, one_epoch_run, name, content):
-    run_dir = _copy(one_epoch_run, tmp_path)
+    run_dir = copy_run(one_epoch_run, tmp_path, "one")
     (run_dir / name).write_text(content)
     with pytest.raises((runs.RunError, DataError, ConfigError)) as error:
         resume(run_dir=run_dir, print_fn=None, verbose=0)
@@ -312,14 +328,14 @@ def test_a_corrupt_run_file_is_named_on_resume(tmp_path, one_epoch_run, name, co
 
 def test_a_nan_loss_stops_training_and_the_cli_says_so(tmp_path, small_json):
     run_dir = tmp_path / "nan"
-    result = run_cli("train", "--data", small_json, "--run", run_dir, *flags(**TINY, epochs=2),
-                     "--learning-rate", "1e12", "--quiet")
-    assert result.returncode == 1, result.stderr
-    assert "the loss became NaN at epoch 1, batch" in result.stderr and "Traceback" not in result.stderr
-    assert "No epoch finished" in result.stderr
+    result = cli("train", "--data", small_json, "--run", run_dir, *tiny_flags(epochs=2), "--learning-rate", "1e12",
+                 "--quiet")
+    assert result.code == 1, result.err
+    assert "the loss became NaN at epoch 1, batch" in result.err and "Traceback" not in result.err
+    assert "No epoch finished" in result.err
     assert runs.RunState.read(run_dir) is None and not (run_dir / runs.MODEL).exists()
     assert not list((run_dir / "checkpoints").glob("*.keras")) if (run_dir / "checkpoints").exists() else True
-    assert "generated text" not in result.stdout
+    assert "generated text" not in result.out
 
 
 def test_a_nan_in_a_later_epoch_keeps_the_last_good_state(tmp_path, small_json, monkeypatch):
@@ -398,19 +414,13 @@ def test_train_checks_its_arguments_before_making_anything(tmp_path, small_json,
     (["tensorboard", "--run", "RUN", "--port", "99999"], "argument --port: must be a TCP port from 1 to 65535"),
     (["demo", "--epochs", "0"], "argument --epochs: must be at least 1, got 0"),
 ])
-def test_command_line_errors_name_the_argument(tmp_path, trained_run, capsys, args, named):
-    from gpt_keras.tools import cli
-
-    run_dir = _copy(trained_run.run_dir, tmp_path)
+def test_command_line_errors_name_the_argument(tmp_path, trained_run, args, named):
+    run_dir = copy_run(trained_run, tmp_path)
     (tmp_path / "FILE").write_text("a file")
     places = {"RUN": str(run_dir), "FILE": str(tmp_path / "FILE")}
     args = [places.get(arg, arg) for arg in args]
-    try:
-        code = cli.main(args)
-    except SystemExit as exit_:  # argparse's own errors
-        code = exit_.code
-    error = capsys.readouterr().err
-    assert code == 2 and "Traceback" not in error
-    assert messages(error)[-1].startswith(f"gpt-keras {args[0]}: error: ")
-    assert named.replace("RUN", str(run_dir)).replace("FILE", str(tmp_path / "FILE")) in messages(error)[-1]
+    result = cli(*args)
+    assert result.code == 2 and "Traceback" not in result.err
+    assert result.error_lines[-1].startswith(f"gpt-keras {args[0]}: error: ")
+    assert named.replace("RUN", str(run_dir)).replace("FILE", str(tmp_path / "FILE")) in result.error_lines[-1]
     assert runs.RunState.read(run_dir).epoch == 2 and not (tmp_path / "runs").exists()
