@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -17,6 +18,21 @@ from gpt_keras.core.data import DataError  # noqa: E402
 from gpt_keras.runs.datasets import load_texts  # noqa: E402
 from gpt_keras.core.sampling import Sampler  # noqa: E402
 from tests.conftest import cli  # noqa: E402
+
+
+# Importing Transformers' TensorFlow models sets TF_USE_LEGACY_KERAS=1 in this process's environment (see
+# gpt_keras/tools/gpt2/load.py): tf.keras is Keras 2 from then on, here as in the lecture. Subprocesses that
+# later tests start (in other files) would inherit it, so the setting is put back when this file is done.
+_LEGACY_KERAS_AT_IMPORT = os.environ.get("TF_USE_LEGACY_KERAS")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _legacy_keras_setting_restored_after_this_file():
+    yield
+    if _LEGACY_KERAS_AT_IMPORT is None:
+        os.environ.pop("TF_USE_LEGACY_KERAS", None)
+    else:
+        os.environ["TF_USE_LEGACY_KERAS"] = _LEGACY_KERAS_AT_IMPORT
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +83,8 @@ def tiny_gpt2(tiny_gpt2_dir):
 def test_importing_gpt_keras_does_not_import_transformers():
     code = ("import sys, gpt_keras.tools.gpt2, gpt_keras.tools.cli; "
             "assert 'transformers' not in sys.modules and 'tf_keras' not in sys.modules, 'eager import'")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    env = {name: value for name, value in os.environ.items() if name != "TF_USE_LEGACY_KERAS"}  # as a user starts
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
 
 
