@@ -14,6 +14,7 @@ import pytest
 
 from gpt_keras.runs.batches import ArrayBatches, load_tokens, save_tokens
 from gpt_keras.core.data import DataError
+from tests.conftest import tiny_config, tiny_flags
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,11 +80,9 @@ def test_bad_arrays_are_refused(tokens, batch_size, message):
         ArrayBatches(tokens, batch_size)
 
 
-def _tiny_config():
-    from gpt_keras.core.config import GPTConfig
-
-    return GPTConfig.preset("tiny", vocab_size=30, max_len=12, embedding_dim=32, key_dim=16, feed_forward_dim=64,
-                          dropout_rate=0.0, learning_rate=5e-3)
+def _config():
+    # A vocabulary of 30 counting words; no dropout and a higher learning rate, so that 4 epochs learn them.
+    return tiny_config(vocab_size=30, max_len=12, dropout_rate=0.0, learning_rate=5e-3)
 
 
 @pytest.mark.backend_agnostic
@@ -92,7 +91,7 @@ def test_model_fit_learns_from_array_batches():
 
     from gpt_keras.core.model import build_gpt, compile_gpt
 
-    config = _tiny_config()
+    config = _config()
     keras.utils.set_random_seed(0)
     model = compile_gpt(build_gpt(config), config)
     history = model.fit(ArrayBatches(counting_tokens(), batch_size=16, seed=0), epochs=4, verbose=0)
@@ -100,75 +99,53 @@ def test_model_fit_learns_from_array_batches():
     assert losses[-1] < 0.7 * losses[0], losses
 
 
-# The child: JAX backend, `import tensorflow` fails, trains from the .npz and reports its losses.
-_CHILD = textwrap.dedent("""
-    import json, sys
-    sys.modules["tensorflow"] = None  # any `import tensorflow` now raises ImportError
-    import keras
-    from gpt_keras.core.config import GPTConfig
-    from gpt_keras.runs.batches import ArrayBatches, load_tokens
-    from gpt_keras.core.model import build_gpt, compile_gpt
-
-    assert keras.backend.backend() == "jax", keras.backend.backend()
-    config = GPTConfig.from_dict(json.loads(sys.argv[2]))
-    tokens, vocabulary = load_tokens(sys.argv[1])
-    keras.utils.set_random_seed(0)
-    model = compile_gpt(build_gpt(config.replace(vocab_size=len(vocabulary))), config)
-    history = model.fit(ArrayBatches(tokens, config.batch_size, seed=config.seed), epochs=4, verbose=0)
-    print(json.dumps({"loss": history.history["loss"],
-                      "tensorflow_loaded": sys.modules.get("tensorflow") is not None}))
-""")
-
-
-@pytest.mark.slow
-def test_jax_trains_from_an_npz_without_tensorflow(tmp_path):
-    pytest.importorskip("jax")
+def test_tokens_round_trip_through_an_npz(tmp_path):
     vocabulary = ["", "[UNK]"] + [f"w{i}" for i in range(2, 30)]
-    path = save_tokens(tmp_path / "tokens.npz", counting_tokens(), vocabulary)
-    assert load_tokens(path)[1] == vocabulary
-    config = _tiny_config().replace(batch_size=16)
-    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, "-c", _CHILD, str(path), json.dumps(config.to_dict())],
-                            capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["tensorflow_loaded"] is False
-    losses = report["loss"]
-    assert losses[-1] < 0.7 * losses[0], losses
+    tokens = counting_tokens()
+    path = save_tokens(tmp_path / "tokens.npz", tokens, vocabulary)
+    loaded, words = load_tokens(path)
+    assert words == vocabulary
+    np.testing.assert_array_equal(loaded, tokens)
 
 
-# The command line, with TensorFlow unimportable: train from the .npz, then generate from the run.
+# One fresh interpreter, JAX backend, `import tensorflow` failing (as on a machine without it): the command
+# line trains from the .npz (through `ArrayBatches`), then generates from the run it saved.
 _CLI_CHILD = textwrap.dedent("""
     import sys
-    sys.modules["tensorflow"] = None
+    sys.modules["tensorflow"] = None  # any `import tensorflow` now raises ImportError
+    import keras
     from gpt_keras.tools.cli import main
-    code = main(sys.argv[1:])
+    assert keras.backend.backend() == "jax", keras.backend.backend()
+    train_args, generate_args = sys.argv[1:sys.argv.index("--then")], sys.argv[sys.argv.index("--then") + 1:]
+    code = main(train_args)
+    print("train exit code:", code, flush=True)
+    if code == 0:
+        code = main(generate_args)
+        print("generate exit code:", code)
     print("tensorflow loaded:", sys.modules.get("tensorflow") is not None)
     sys.exit(code)
 """)
 
 
 @pytest.mark.slow
-def test_gpt_keras_train_from_tokens_runs_without_tensorflow(tmp_path):
+def test_gpt_keras_train_from_tokens_and_generate_without_tensorflow(tmp_path):
     pytest.importorskip("jax")
     vocabulary = ["", "[UNK]"] + [f"w{i}" for i in range(2, 30)]
     path = save_tokens(tmp_path / "tokens.npz", counting_tokens(), vocabulary)
-    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT)}
-
-    def gpt_keras(*args):
-        return subprocess.run([sys.executable, "-c", _CLI_CHILD, *map(str, args)], capture_output=True, text=True,
-                              env=env, timeout=300, cwd=tmp_path)
-
-    trained = gpt_keras("train", "--tokens", path, "--runs-dir", "runs", "--name", "jax", "--quiet",
-                        "--vocab-size", 30, "--max-len", 12, "--embedding-dim", 16, "--key-dim", 8,
-                        "--feed-forward-dim", 32, "--batch-size", 16, "--epochs", 3, "--generate-prompt", "w2 w3",
-                        "--generate-max-tokens", 8)
-    assert trained.returncode == 0, trained.stderr[-3000:]
-    assert "without TensorBoard logs" in trained.stdout and "tensorflow loaded: False" in trained.stdout
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    train_args = ("train", "--tokens", path, "--runs-dir", "runs", "--name", "jax", "--quiet",
+                  *tiny_flags(vocab_size=30, max_len=12, epochs=4, generate_max_tokens=8), "--dropout-rate", 0.0,
+                  "--learning-rate", 5e-3, "--generate-prompt", "w2 w3")
+    generate_args = ("generate", "--run", tmp_path / "runs" / "jax", "--prompt", "w5 w6", "--max-tokens", 8,
+                     "--seed", 0)
+    child = subprocess.run([sys.executable, "-c", _CLI_CHILD, *map(str, train_args), "--then",
+                            *map(str, generate_args)], capture_output=True, text=True, env=env, timeout=300,
+                           cwd=tmp_path)
+    assert child.returncode == 0, child.stdout[-2000:] + child.stderr[-3000:]
+    assert "train exit code: 0" in child.stdout and "generate exit code: 0" in child.stdout
+    assert "without TensorBoard logs" in child.stdout and "tensorflow loaded: False" in child.stdout
     run_dir = tmp_path / "runs" / "jax"
     history = json.loads((run_dir / "history.json").read_text())
-    assert len(history["loss"]) == 3 and history["loss"][-1] < 0.8 * history["loss"][0]
+    assert len(history["loss"]) == 4 and history["loss"][-1] < 0.7 * history["loss"][0], history["loss"]
     assert (run_dir / "model.keras").is_file() and not (run_dir / "logs" / "train").exists()
-    generated = gpt_keras("generate", "--run", run_dir, "--prompt", "w5 w6", "--max-tokens", 8, "--seed", 0)
-    assert generated.returncode == 0, generated.stderr[-3000:]
-    assert "generated text:\nw5 w6" in generated.stdout and "tensorflow loaded: False" in generated.stdout
+    assert "generated text:\nw5 w6" in child.stdout

@@ -9,7 +9,6 @@ import math
 import numpy as np
 import pytest
 
-from gpt_keras.tools import cli
 from gpt_keras.core.data import Vocabulary
 from gpt_keras.tools.temperature.calculator import LECTURE_LOGITS, temperature_table
 from gpt_keras.tools.temperature.experiment import (DEFAULT_TEMPERATURES, METRICS, TENSORBOARD_FILE, next_word_table,
@@ -17,6 +16,7 @@ from gpt_keras.tools.temperature.experiment import (DEFAULT_TEMPERATURES, METRIC
 from gpt_keras.tools.temperature.report import write_report, write_tensorboard
 from gpt_keras.core.generation import PromptWarning
 from gpt_keras.core.sampling import SamplingError
+from tests.conftest import cli
 
 WORDS = ("", "[UNK]", "wine", "review", ":", "germany", "mosel", "riesling", "italy", "tuscany", "red", "blend",
          "this", "is", "dry", "crisp", "fruity", "ripe", "and", ",", ".", "cherry", "lemon", "with", "notes", "of")
@@ -93,10 +93,11 @@ def test_calculator_bad_input(logits, temperatures, message):
         temperature_table(logits, temperatures)
 
 
-def test_calculator_on_the_command_line(capsys, tmp_path):
-    assert cli.main(["temperature", "--logits", "pfalz=4.1", "mosel=3.9", "rhein=2.7",
-                     "--temperatures", "0.5", "1", "1.5", "3", "--out", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
+def test_calculator_on_the_command_line(tmp_path):
+    result = cli("temperature", "--logits", "pfalz=4.1", "mosel=3.9", "rhein=2.7",
+                 "--temperatures", "0.5", "1", "1.5", "3", "--out", tmp_path)
+    assert result.code == 0, result.err
+    out = result.out
     assert "softmax(z / T)" in out and "probs ** (1 / T)" in out
     assert "word   logit  p(T=0.5)  p(T=1)  p(T=1.5)  p(T=3)" in out
     assert "pfalz    4.1     0.578   0.484     0.441   0.390" in out
@@ -104,8 +105,8 @@ def test_calculator_on_the_command_line(capsys, tmp_path):
     with open(tmp_path / "temperature_table.csv", encoding="utf-8") as handle:
         assert len(list(csv.DictReader(handle))) == 12
     assert json.loads((tmp_path / "temperature_table.json").read_text())["max_abs_difference"] < 1e-12
-    assert cli.main(["temperature"]) == 0  # the lecture's example by default, with T = 3
-    assert "p(T=3)" in capsys.readouterr().out
+    default = cli("temperature")  # the lecture's example by default, with T = 3
+    assert default.code == 0 and "p(T=3)" in default.out
 
 
 @pytest.mark.parametrize("args, message", [
@@ -124,11 +125,10 @@ def test_calculator_on_the_command_line(capsys, tmp_path):
     (["--samples", "0"], "argument --samples: must be at least 1, got 0"),
     (["--logits", "a=1", "--run", "x"], "argument --run: not allowed with argument --logits"),
 ])
-def test_command_line_bad_flags_name_the_flag(capsys, args, message):
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main(["temperature", *args])
-    assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
+def test_command_line_bad_flags_name_the_flag(args, message):
+    result = cli("temperature", *args)
+    assert result.code == 2
+    assert message in result.err
 
 
 @pytest.mark.parametrize("args, message", [
@@ -137,10 +137,10 @@ def test_command_line_bad_flags_name_the_flag(capsys, args, message):
     (["--prompt", "wine review", "--samples", "3"], "--prompt, --samples: only used with --run"),
     (["--run", "no-such-run"], "no-such-run: run directory not found"),
 ])
-def test_command_line_bad_combinations_give_one_line(capsys, args, message):
-    assert cli.main(["temperature", *args]) == 2
-    err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err
+def test_command_line_bad_combinations_give_one_line(args, message):
+    result = cli("temperature", *args)
+    assert result.code == 2
+    assert len(result.error_lines) == 1 and message in result.error_lines[0], result.err
 
 
 # --- the model's next word -------------------------------------------------------------------------
@@ -339,13 +339,12 @@ def test_next_word_table_bad_input(lab):
 # --- the command line with a run -------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_command_line_experiment_on_a_run(trained_run, tmp_path, capsys):
+def test_command_line_experiment_on_a_run(trained_run, tmp_path):
     out = tmp_path / "lab"
-    args = ["temperature", "--run", str(trained_run.run_dir), "--prompt", "wine review : germany : zzzunknown",
-            "--temperatures", "0.5", "3", "--samples", "3", "--max-tokens", "16", "--seed", "1", "--top-p", "0.95",
-            "--out", str(out)]
-    assert cli.main(args) == 0
-    captured = capsys.readouterr()
+    captured = cli("temperature", "--run", trained_run.run_dir, "--prompt", "wine review : germany : zzzunknown",
+                   "--temperatures", "0.5", "3", "--samples", "3", "--max-tokens", "16", "--seed", "1",
+                   "--top-p", "0.95", "--out", out)
+    assert captured.code == 0, captured.err
     assert "gpt-keras temperature: warning: prompt words not in the vocabulary, read as [UNK]: zzzunknown" \
         in captured.err
     assert "T=0.5" in captured.out and "T=3" in captured.out and "perplexity" in captured.out and "top-p 0.95" in \
@@ -354,5 +353,5 @@ def test_command_line_experiment_on_a_run(trained_run, tmp_path, capsys):
     assert {path.name for path in out.iterdir()} == {"metrics.csv", "report.json", "metrics.png", "tensorboard"}
     saved = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert saved["settings"]["seed"] == 1 and saved["settings"]["top_p"] == 0.95
-    assert cli.main(["temperature", "--run", str(trained_run.run_dir), "--prompt", " ", "--out", str(out)]) == 2
-    assert "the prompt is empty" in capsys.readouterr().err
+    empty = cli("temperature", "--run", trained_run.run_dir, "--prompt", " ", "--out", out)
+    assert empty.code == 2 and "the prompt is empty" in empty.err

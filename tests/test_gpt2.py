@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -16,6 +17,22 @@ from gpt_keras.tools import gpt2 as gpt2_lib  # noqa: E402
 from gpt_keras.core.data import DataError  # noqa: E402
 from gpt_keras.runs.datasets import load_texts  # noqa: E402
 from gpt_keras.core.sampling import Sampler  # noqa: E402
+from tests.conftest import cli  # noqa: E402
+
+
+# Importing Transformers' TensorFlow models sets TF_USE_LEGACY_KERAS=1 in this process's environment (see
+# gpt_keras/tools/gpt2/load.py): tf.keras is Keras 2 from then on, here as in the lecture. Subprocesses that
+# later tests start (in other files) would inherit it, so the setting is put back when this file is done.
+_LEGACY_KERAS_AT_IMPORT = os.environ.get("TF_USE_LEGACY_KERAS")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _legacy_keras_setting_restored_after_this_file():
+    yield
+    if _LEGACY_KERAS_AT_IMPORT is None:
+        os.environ.pop("TF_USE_LEGACY_KERAS", None)
+    else:
+        os.environ["TF_USE_LEGACY_KERAS"] = _LEGACY_KERAS_AT_IMPORT
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +83,8 @@ def tiny_gpt2(tiny_gpt2_dir):
 def test_importing_gpt_keras_does_not_import_transformers():
     code = ("import sys, gpt_keras.tools.gpt2, gpt_keras.tools.cli; "
             "assert 'transformers' not in sys.modules and 'tf_keras' not in sys.modules, 'eager import'")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    env = {name: value for name, value in os.environ.items() if name != "TF_USE_LEGACY_KERAS"}  # as a user starts
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
 
 
@@ -261,14 +279,13 @@ def test_keras3_trains_and_predicts_after_gpt2_is_loaded(tiny_gpt2):
     import tensorflow as tf
     import tf_keras
 
-    from gpt_keras.core.config import GPTConfig
     from gpt_keras.core.model import build_gpt, compile_gpt
+    from tests.conftest import tiny_config
 
     assert keras.__version__.startswith("3.") and isinstance(tiny_gpt2.model, tf_keras.Model)
     assert not isinstance(tiny_gpt2.model, keras.Model)
     assert tf.keras.__name__.startswith("tf_keras")  # transformers routes tf.keras to Keras 2 ...
-    config = GPTConfig(vocab_size=50, max_len=8, embedding_dim=16, key_dim=8, feed_forward_dim=16, batch_size=4,
-                       epochs=1)
+    config = tiny_config(vocab_size=50, max_len=8, batch_size=4)
     model = compile_gpt(build_gpt(config), config)  # ... while `import keras` stays Keras 3
     assert isinstance(model, keras.Model) and type(model).__module__.startswith("keras.")
     tokens = np.random.default_rng(0).integers(2, 50, (16, 9))
@@ -283,23 +300,22 @@ def test_keras3_trains_and_predicts_after_gpt2_is_loaded(tiny_gpt2):
 # --- the command line ----------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_cli_finetune_then_compare_with_the_result(tiny_gpt2_dir, trained_run, small_json, tmp_path, capsys):
-    from gpt_keras.tools.cli import main
-
+def test_cli_finetune_then_compare_with_the_result(tiny_gpt2_dir, trained_run, small_json, tmp_path):
     out = tmp_path / "tuned"
-    code = main(["finetune-gpt2", "--gpt2", str(tiny_gpt2_dir), "--data", str(small_json), "--out", str(out),
-                 "--epochs", "1", "--batch-size", "8", "--max-length", "24", "--limit", "16", "--heldout", "10",
-                 "--mixed-precision", "off", "--quiet"])
-    printed = capsys.readouterr().out
-    assert code == 0 and "dtype policy float32" in printed and "Trained on 16 reviews" in printed
+    tuned = cli("finetune-gpt2", "--gpt2", tiny_gpt2_dir, "--data", small_json, "--out", out,
+                "--epochs", "1", "--batch-size", "8", "--max-length", "24", "--limit", "16", "--heldout", "10",
+                "--mixed-precision", "off", "--quiet")
+    printed = tuned.out
+    assert tuned.code == 0, tuned.err
+    assert "dtype policy float32" in printed and "Trained on 16 reviews" in printed
     assert (out / "config.json").is_file() and (out / gpt2_lib.FINETUNE_INFO).is_file()
 
     report = tmp_path / "side-by-side"
-    code = main(["compare", "--run", str(trained_run.run_dir), "--gpt2", str(out), "--data", str(small_json),
-                 "--heldout", "10", "--prompt", "wine review : Italy", "--temperature", "0.7", "--seed", "1", "2",
-                 "--max-new-tokens", "5", "--top-k", "20", "--report", str(report), "--show-probs", "--heads"])
-    printed = capsys.readouterr().out
-    assert code == 0
+    compared = cli("compare", "--run", trained_run.run_dir, "--gpt2", out, "--data", small_json,
+                   "--heldout", "10", "--prompt", "wine review : Italy", "--temperature", "0.7", "--seed", "1", "2",
+                   "--max-new-tokens", "5", "--top-k", "20", "--report", report, "--show-probs", "--heads")
+    printed = compared.out
+    assert compared.code == 0, compared.err
     assert "perplexity per word" in printed and "parameters" in printed and "device: " in printed
     assert "held-out reviews seen in training" in printed and "0%" in printed  # fine-tuning left them out
     assert "tuned, step by step" in printed and "head 2:" in printed and "-----" in printed
@@ -308,26 +324,23 @@ def test_cli_finetune_then_compare_with_the_result(tiny_gpt2_dir, trained_run, s
     assert saved["models"]["gpt2"]["heldout_seen"] == 0.0 and report.with_suffix(".md").is_file()
 
 
-def test_cli_offline_error_is_one_line(trained_run, tmp_path, monkeypatch, capsys):
-    from gpt_keras.tools.cli import main
-
+def test_cli_offline_error_is_one_line(trained_run, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
-    assert main(["compare", "--run", str(trained_run.run_dir), "--gpt2", "distilgpt2"]) == 2
-    error = capsys.readouterr().err
+    result = cli("compare", "--run", trained_run.run_dir, "--gpt2", "distilgpt2")
+    assert result.code == 2
+    error = result.err
     assert error.startswith("gpt-keras compare: error: GPT-2 'distilgpt2' is not on this machine")
     assert "huggingface-cli download distilgpt2" in error and "Traceback" not in error
 
 
-def test_cli_compare_without_a_run_shows_gpt2_alone(tiny_gpt2_dir, small_json, tmp_path, monkeypatch, capsys):
+def test_cli_compare_without_a_run_shows_gpt2_alone(tiny_gpt2_dir, small_json, tmp_path):
     """The lecture's GPT-2 part needs no trained run: `gpt-keras compare --prompt "Machine learning is"`."""
-    from gpt_keras.tools.cli import main
-
-    monkeypatch.chdir(tmp_path)
-    code = main(["compare", "--gpt2", str(tiny_gpt2_dir), "--data", str(small_json), "--heldout", "6",
-                 "--prompt", "Machine learning is", "--temperature", "1.0", "--max-new-tokens", "4", "--show-probs"])
-    printed = capsys.readouterr().out
-    assert code == 0, printed
+    result = cli("compare", "--gpt2", tiny_gpt2_dir, "--data", small_json, "--heldout", "6",
+                 "--prompt", "Machine learning is", "--temperature", "1.0", "--max-new-tokens", "4", "--show-probs",
+                 cwd=tmp_path)
+    printed = result.out
+    assert result.code == 0, result.err
     assert "prompt 'Machine learning is', T=1, seed 0:" in printed and "perplexity per word" in printed
     assert "ours" not in printed and "step by step" in printed
     saved = json.loads((tmp_path / f"compare-{tiny_gpt2_dir.name}.json").read_text())
@@ -339,11 +352,10 @@ def test_cli_compare_without_a_run_shows_gpt2_alone(tiny_gpt2_dir, small_json, t
     assert markdown.startswith("# GPT-2") and "none (GPT-2 alone)" in markdown
 
 
-def test_cli_compare_without_a_run_offline_is_the_same_one_line(tmp_path, monkeypatch, capsys):
-    from gpt_keras.tools.cli import main
-
+def test_cli_compare_without_a_run_offline_is_the_same_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
-    assert main(["compare", "--prompt", "Machine learning is"]) == 2
-    error = capsys.readouterr().err
+    result = cli("compare", "--prompt", "Machine learning is", cwd=tmp_path)
+    assert result.code == 2
+    error = result.err
     assert error.startswith("gpt-keras compare: error: GPT-2 'gpt2' is not on this machine") and "Traceback" not in error

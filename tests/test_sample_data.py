@@ -41,31 +41,33 @@ def test_sample_name_is_not_a_full_dataset_name():
     assert SAMPLE_NAME not in FULL_DATASET_NAMES
 
 
-def test_committed_sample_equals_a_fresh_generation(tmp_path):
+def test_committed_sample_equals_a_fresh_generation_in_a_new_process():
+    # A new interpreter (another hash seed): the script's own --check, with its real exit code.
+    result = run_script("--check")
+    assert result.returncode == 0, \
+        f"{result.stderr}\ngpt_keras/runs/wine-reviews-sample.json is stale: run `python data/make_sample.py` and commit it"
+    assert "up to date" in result.stdout
+
+
+def test_the_script_writes_the_committed_file(make_sample, tmp_path, capsys):
     output = tmp_path / "sample.json"
-    result = run_script("--output", str(output))
-    assert result.returncode == 0, result.stderr
-    assert output.read_bytes() == SAMPLE.read_bytes(), \
-        "gpt_keras/runs/wine-reviews-sample.json is stale: run `python data/make_sample.py` and commit it"
+    assert make_sample.main(["--output", str(output)]) == 0
+    assert output.read_bytes() == SAMPLE.read_bytes()
+    assert [path.name for path in tmp_path.iterdir()] == ["sample.json"]  # no temporary left
+    assert "wrote" in capsys.readouterr().out
 
 
 def test_generation_is_deterministic_in_process(make_sample):
     assert make_sample.render(make_sample.generate()) == make_sample.render(make_sample.generate())
 
 
-def test_check_passes_on_the_committed_file():
-    result = run_script("--check")
-    assert result.returncode == 0, result.stderr
-
-
-def test_check_fails_on_a_changed_file(tmp_path):
+def test_check_fails_on_a_changed_or_missing_file(make_sample, tmp_path, capsys):
     changed = tmp_path / "sample.json"
     changed.write_bytes(SAMPLE.read_bytes().replace(b"Mosel", b"Moselle", 1))
-    result = run_script("--check", "--output", str(changed))
-    assert result.returncode != 0
-    assert "differs" in result.stderr
-    missing = run_script("--check", "--output", str(tmp_path / "absent.json"))
-    assert missing.returncode != 0
+    assert make_sample.main(["--check", "--output", str(changed)]) == 1
+    assert "differs" in capsys.readouterr().err
+    assert make_sample.main(["--check", "--output", str(tmp_path / "absent.json")]) == 1
+    assert "cannot read" in capsys.readouterr().err
 
 
 def test_sample_is_a_small_utf8_kaggle_json_list(records):

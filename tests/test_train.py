@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import keras
 import numpy as np
@@ -15,7 +16,7 @@ from gpt_keras.core.config import GPTConfig
 from gpt_keras.core.data import DataError
 from gpt_keras.runs.resume import resume
 from gpt_keras.runs.train import train
-from tests.conftest import tiny_config
+from tests.conftest import copy_run, tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -77,22 +78,18 @@ def test_loaded_run_gives_the_trained_models_outputs(trained_run):
     np.testing.assert_array_equal(np.asarray(loaded.model(tokens)[0]), np.asarray(trained_run.model(tokens)[0]))
 
 
-def test_resume_continues_from_the_last_epoch(tmp_path, small_json):
-    first = train(tiny_config(epochs=1), small_json, runs_dir=tmp_path, run_name="r", print_fn=None, verbose=0)
-    state = runs.RunState.read(first.run_dir)
-    assert state.epoch == 1
-    resumed = resume(config=tiny_config(epochs=2), run_dir=first.run_dir, print_fn=None, verbose=0)
-    assert resumed.resumed_from_epoch == 1
-    assert len(resumed.history["loss"]) == 2 and resumed.history["loss"][0] == first.history["loss"][0]
-    final = runs.RunState.read(first.run_dir)
-    assert final.epoch == 2 and final.global_step == 2 * state.global_step
-    assert resumed.history["loss"][1] < resumed.history["loss"][0]
-
-
-def test_resume_without_a_run_picks_the_latest(tmp_path, small_json):
-    train(tiny_config(epochs=1), small_json, runs_dir=tmp_path, run_name="only", print_fn=None, verbose=0)
-    resumed = resume(config=tiny_config(epochs=2), runs_dir=tmp_path, print_fn=None, verbose=0)
-    assert resumed.run_dir == tmp_path / "only" and resumed.resumed_from_epoch == 1
+def test_resume_picks_the_latest_run_and_continues_from_its_last_epoch(trained_run, tmp_path):
+    older, latest = copy_run(trained_run, tmp_path / "runs", "older"), copy_run(trained_run, tmp_path / "runs", "latest")
+    os.utime(older / runs.STATE, (1_000_000_000, 1_000_000_000))  # written long before the other's
+    state = runs.RunState.read(latest)
+    assert state.epoch == 2
+    resumed = resume(config=tiny_config(epochs=3), runs_dir=tmp_path / "runs", print_fn=None, verbose=0)
+    assert resumed.run_dir == latest and resumed.resumed_from_epoch == 2
+    assert len(resumed.history["loss"]) == 3 and resumed.history["loss"][:2] == trained_run.history["loss"]
+    final = runs.RunState.read(latest)
+    assert final.epoch == 3 and final.global_step == state.global_step // 2 * 3
+    assert resumed.history["loss"][2] < resumed.history["loss"][1]
+    assert runs.RunState.read(older).epoch == 2  # the other run is untouched
 
 
 def test_bad_input_leaves_no_run_behind(tmp_path):
@@ -112,13 +109,14 @@ def test_a_failure_before_the_first_epoch_removes_the_run(tmp_path, small_json, 
     assert not (tmp_path / "x").exists()
 
 
-def test_a_run_directory_in_use_is_refused(tmp_path, small_json):
-    first = train(tiny_config(epochs=1), small_json, runs_dir=tmp_path, run_name="busy", print_fn=None, verbose=0)
-    with RunLock(first.run_dir):
+def test_a_run_directory_in_use_is_refused(trained_run, tmp_path, small_json):
+    busy = copy_run(trained_run, tmp_path, "busy")
+    with RunLock(busy):
         with pytest.raises(runs.RunError, match="in use by another training process"):
-            resume(config=tiny_config(epochs=2), run_dir=first.run_dir, print_fn=None, verbose=0)
+            resume(config=tiny_config(epochs=3), run_dir=busy, print_fn=None, verbose=0)
     with pytest.raises(runs.RunError, match="already exists"):
         train(tiny_config(), small_json, runs_dir=tmp_path, run_name="busy", print_fn=None, verbose=0)
+    assert runs.RunState.read(busy).epoch == 2
 
 
 def test_validation_split_reports_loss_and_perplexity(tmp_path, small_json):

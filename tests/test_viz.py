@@ -236,11 +236,11 @@ def test_export_html_is_a_standalone_escaped_page(tmp_path):
 def test_records_from_a_real_model_with_a_sliding_window():
     pytest.importorskip("keras")
     from gpt_keras.core.callbacks import TextGenerator
-    from gpt_keras.core.config import GPTConfig
     from gpt_keras.core.model import build_gpt
+    from tests.conftest import tiny_config
 
     vocab = ["", "[UNK]", "wine", "review", ":", "germany", "mosel"]
-    model = build_gpt(GPTConfig.preset("tiny", vocab_size=len(vocab), max_len=6))
+    model = build_gpt(tiny_config(vocab_size=len(vocab), max_len=6))
     for seed in range(50):  # an untrained model may sample padding and stop; find a text that outgrows the window
         text_generator = TextGenerator(vocab, seed=seed, print_fn=None)
         text_generator.set_model(model)
@@ -259,14 +259,14 @@ def test_records_from_a_real_model_with_a_sliding_window():
 
 
 @pytest.mark.slow
-def test_cli_generate_shows_probs_and_writes_the_views(trained_run, tmp_path, capsys):
-    from gpt_keras.tools import cli
+def test_cli_generate_shows_probs_and_writes_the_views(trained_run, tmp_path):
+    from tests.conftest import cli
 
-    code = cli.main(["generate", "--run", str(trained_run.run_dir), "--prompt", "wine review : us", "--seed", "0",
-                     "--max-tokens", "8", "--samples", "2", "--heads", "--html", str(tmp_path / "gen.html"),
-                     "--heatmap", str(tmp_path / "gen.png")])
-    out = capsys.readouterr().out
-    assert code == 0
+    result = cli("generate", "--run", trained_run.run_dir, "--prompt", "wine review : us", "--seed", "0",
+                 "--max-tokens", "8", "--samples", "2", "--heads", "--html", tmp_path / "gen.html",
+                 "--heatmap", tmp_path / "gen.png")
+    out = result.out
+    assert result.code == 0, result.err
     assert out.count("generated text:") == 2 and "head 2:" in out and "-----" in out
     assert "\x1b" not in out  # captured output is not a terminal: plain text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gen-2.html", "gen-2.png", "gen.html", "gen.png"]
