@@ -163,6 +163,10 @@ class CliResult:
     err: str
 
     @property
+    def code_and_err(self) -> tuple[int, str]:
+        return self.code, self.err
+
+    @property
     def error_lines(self) -> list[str]:
         """stderr's lines that are the command's own (`gpt-keras ...`), TensorFlow's start-up lines left out."""
         return [line for line in self.err.splitlines() if line.startswith("gpt-keras")]

@@ -103,17 +103,26 @@ def test_a_run_saved_by_the_previous_release_loads_and_runs_in_its_own_precision
 # --- generation and looking inside ------------------------------------------------------------------
 
 @pytest.mark.backend_agnostic
-@pytest.mark.parametrize("method", ["cached", "lecture"])
-def test_both_generation_loops_give_the_same_words_on_every_run(run_result, method):
+def test_both_generation_loops_agree_on_every_run(run_result):
+    """Same seed, same words in float32; under mixed precision the two loops round differently (the cached
+    decoder is compiled, the lecture's loop is `model.predict`), so their distributions agree to bfloat16's
+    precision and a near-tie may be drawn differently."""
     from gpt_keras.runs.rundir import load_run
 
     run = load_run(run_result.run_dir)
-    info = run.text_generator(seed=3, print_fn=None, method=method).generate("wine review :", max_tokens=10, temperature=1.0)
-    reference = run.text_generator(seed=3, print_fn=None, method="cached").generate("wine review :", max_tokens=10, temperature=1.0)
-    assert [step["word"] for step in info] == [step["word"] for step in reference]
-    for step in info:
-        assert_distribution(step["word_probs"])
-        assert np.isfinite(step["atts"]).all()
+    steps = {method: run.text_generator(seed=3, print_fn=None, method=method).generate(
+        "wine review :", max_tokens=10, temperature=1.0) for method in ("cached", "lecture")}
+    for info in steps.values():
+        assert info
+        for step in info:
+            assert_distribution(step["word_probs"])
+            assert np.isfinite(step["atts"]).all()
+    first_cached, first_lecture = steps["cached"][0]["word_probs"], steps["lecture"][0]["word_probs"]
+    if expected_policy(run_result) == "float32":
+        assert [s["word"] for s in steps["cached"]] == [s["word"] for s in steps["lecture"]]
+        np.testing.assert_allclose(first_cached, first_lecture, atol=1e-5)
+    else:
+        np.testing.assert_allclose(first_cached, first_lecture, atol=0.02)
 
 
 def test_generate_with_print_probs_html_and_heatmap_on_every_run(run_result, tmp_path):

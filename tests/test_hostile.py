@@ -54,16 +54,6 @@ def replace_with_fifo(path: Path) -> None:
     os.mkfifo(path)
 
 
-def cli_main(args, capsys) -> tuple[int, str]:
-    from gpt_keras.tools import cli
-
-    try:
-        code = cli.main([str(arg) for arg in args])
-    except SystemExit as exit_:  # argparse's own errors
-        code = exit_.code
-    return code, capsys.readouterr().err
-
-
 # --- data lost --------------------------------------------------------------------------------------
 
 def test_finetune_out_never_replaces_a_folder_of_the_users_files(tmp_path, capsys, monkeypatch):
@@ -74,7 +64,7 @@ def test_finetune_out_never_replaces_a_folder_of_the_users_files(tmp_path, capsy
     (folder / "sub").mkdir(parents=True)
     (folder / "thesis.txt").write_text("years of work")
     (folder / "sub" / "notes.md").write_text("notes")
-    code, error = cli_main(["finetune-gpt2", "--out", folder], capsys)
+    code, error = cli("finetune-gpt2", "--out", folder).code_and_err
     assert code == 2 and "not a previous finetune-gpt2 save" in error and "Traceback" not in error
     assert (folder / "thesis.txt").read_text() == "years of work" and (folder / "sub" / "notes.md").exists()
     monkeypatch.chdir(folder)
@@ -237,7 +227,7 @@ def test_control_bytes_from_the_data_never_reach_the_terminal(trained_run):
 
 @pytest.mark.parametrize("name", ["evil\x1b[2Jname", "two\nlines", "bell\x07", "x" * 300])
 def test_run_names_with_control_characters_or_too_long_are_refused(tmp_path, capsys, name):
-    code, error = cli_main(["train", "--runs-dir", tmp_path, "--name", name], capsys)
+    code, error = cli("train", "--runs-dir", tmp_path, "--name", name).code_and_err
     assert code == 2 and "--name" in error and "Traceback" not in error
     assert "\x1b" not in error and not any(tmp_path.iterdir())
 
@@ -269,17 +259,17 @@ def test_a_fifo_in_place_of_a_run_file_is_refused_not_waited_on(tmp_path, traine
 def test_a_fifo_given_as_config_or_tokens_is_refused(tmp_path, capsys, flag):
     os.mkfifo(tmp_path / "fifo")
     with deadline(60):
-        code, error = cli_main(["train", "--runs-dir", tmp_path / "runs", flag, tmp_path / "fifo"], capsys)
+        code, error = cli("train", "--runs-dir", tmp_path / "runs", flag, tmp_path / "fifo").code_and_err
     assert code == 2 and "not a regular file" in error and "Traceback" not in error
 
 
 def test_max_tokens_has_a_named_limit(capsys):
-    from gpt_keras.core.generation import check_max_tokens
+    from gpt_keras.core.checks import check_max_tokens
 
-    code, error = cli_main(["generate", "--run", "RUN", "--max-tokens", "100000000"], capsys)
-    assert code == 2 and "--max-tokens: must be at most 2,048 (MAX_TOKENS" in error
+    code, error = cli("generate", "--run", "RUN", "--max-tokens", "100000000").code_and_err
+    assert code == 2 and "--max-tokens: max_tokens must be at most 2,048 (MAX_TOKENS" in error
     with pytest.raises(SamplingError, match="max_tokens must be at most 2,048"):
-        check_max_tokens(100_000_000)
+        check_max_tokens(100_000_000, error=SamplingError)
 
 
 def test_a_long_prompt_keeps_the_model_input_to_the_window(trained_run):
@@ -308,7 +298,7 @@ def test_a_long_prompt_keeps_the_model_input_to_the_window(trained_run):
     ("--layer-norm-epsilon", "1e-60", "layer_norm_epsilon must be at most 1 and above 0 in float32"),
 ])
 def test_sizes_and_seeds_have_named_limits_checked_before_any_work(tmp_path, capsys, flag, value, named):
-    code, error = cli_main(["train", "--runs-dir", tmp_path / "runs", flag, value], capsys)
+    code, error = cli("train", "--runs-dir", tmp_path / "runs", flag, value).code_and_err
     assert code == 2 and named in error and flag in error
     assert not (tmp_path / "runs").exists()
 
@@ -326,7 +316,7 @@ def test_deeply_nested_json_in_a_run_file_is_one_clear_error(tmp_path, trained_r
 
 def test_deeply_nested_config_flag_is_one_clear_error(tmp_path, capsys):
     (tmp_path / "deep.json").write_text(DEEP)
-    code, error = cli_main(["train", "--runs-dir", tmp_path / "runs", "--config", tmp_path / "deep.json"], capsys)
+    code, error = cli("train", "--runs-dir", tmp_path / "runs", "--config", tmp_path / "deep.json").code_and_err
     assert code == 2 and "deep.json: cannot read the config (JSON nested too deeply)" in error
 
 
@@ -383,7 +373,7 @@ def test_an_unwritable_output_is_refused_before_any_work(tmp_path, trained_run, 
     (tmp_path / "FILE").write_text("mine")
     places = {"RUN": str(trained_run.run_dir), "DIR": str(tmp_path / "DIR"), "FILE": str(tmp_path / "FILE")}
     args = [places.get(arg, arg.replace("DIR/", places["DIR"] + "/")) for arg in args]
-    code, error = cli_main(args, capsys)
+    code, error = cli(*args).code_and_err
     named = named.replace("DIR", places["DIR"]).replace("FILE", places["FILE"])
     assert code == 2 and named in error and "Traceback" not in error
     assert loads == [] and (tmp_path / "FILE").read_text() == "mine"
@@ -463,7 +453,7 @@ def test_a_runs_config_must_hold_every_field(tmp_path, trained_run):
 
 
 def test_error_lines_have_a_length_limit(tmp_path, capsys):
-    code, error = cli_main(["generate", "--run", tmp_path / ("x" * 200) / ("y" * 200) / ("z" * 200)], capsys)
+    code, error = cli("generate", "--run", tmp_path / ("x" * 200) / ("y" * 200) / ("z" * 200)).code_and_err
     line = [line for line in error.splitlines() if "error:" in line][-1]
     assert code == 2 and len(line) <= 530 and line.endswith("...")
 

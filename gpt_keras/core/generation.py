@@ -1,7 +1,8 @@
 """Autoregressive generation: pass the prompt, sample a word, append it, repeat.
 
-Two loops give the same steps (the lecture's `info`: one dict per generated word with the prompt so far,
-the distribution the word was drawn from, and the last position's attention over the prompt, per head):
+Two loops give the same steps in float32 (the lecture's `info`: one dict per generated word with the prompt
+so far, the distribution the word was drawn from, and the last position's attention over the prompt, per
+head; under mixed precision they round differently, so a near-tie may be drawn differently):
 
 - `generate_lecture` is the lecture's loop, kept for teaching: it calls `model.predict` on the whole
   growing sequence for every word.
@@ -180,7 +181,7 @@ class CachedGenerator:
 
     def generate(self, start_prompt: str, max_tokens: int, sampler: Sampler,
                  rng: np.random.Generator) -> tuple[list[dict], str]:
-        """One text with the lecture's per-step `info` (same words as `generate_lecture` for a seed)."""
+        """One text with the lecture's per-step `info` (in float32, the words `generate_lecture` draws for a seed)."""
         max_tokens = check_max_tokens(max_tokens, error=SamplingError)
         tokens = encode_prompt(self.vocab, start_prompt, self.max_len)
         prompt = " ".join(self.vocab.standardize(start_prompt))
