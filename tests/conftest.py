@@ -55,6 +55,12 @@ def tiny_config(**changes):
     return GPTConfig.preset("tiny", **{**TEST_SIZE, **changes})
 
 
+def run_config(**changes):
+    """The config of the shared session runs (`trained_run`, `run_in`): `tiny_config(epochs=2,
+    validation_split=0.1)`, with `changes` (`run_config(epochs=3)` resumes one of them)."""
+    return tiny_config(**{"epochs": 2, "validation_split": 0.1, **changes})
+
+
 def tiny_flags(**changes) -> list[str]:
     """`TEST_SIZE` (with `changes`) as command-line flags: `--vocab-size 400 --max-len 24 ...`."""
     values = {**TEST_SIZE, **changes}
@@ -109,7 +115,7 @@ class _Runs:
 
         if precision not in self._made:
             runs_dir = self._factory.mktemp(f"runs-{precision}")
-            config = tiny_config(epochs=2, mixed_precision=precision, validation_split=0.1)
+            config = run_config(mixed_precision=precision)
             self._made[precision] = train(config, self._data,
                                           runs_dir=runs_dir, run_name="tiny", print_fn=None, verbose=0)
         return self._made[precision]

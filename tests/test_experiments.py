@@ -286,7 +286,7 @@ def test_format_table_for_the_terminal(report):
     (dict(n_samples=0), "n_samples must be an integer of at least 1"),
     (dict(max_tokens=0), "max_tokens must be an integer of at least 1"),
     (dict(max_tokens=4), "more than the prompt's 4 tokens"),
-    (dict(seed=-1), "seed must be a non-negative integer"),
+    (dict(seed=-1), "seed must be a whole number from 0 to 4,294,967,295"),
     (dict(prompt=""), "the prompt is empty"),
     (dict(prompt="   "), "the prompt is empty"),
 ])

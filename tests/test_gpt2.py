@@ -213,7 +213,12 @@ def test_compare_report_side_by_side(tiny_gpt2, trained_run, small_json, tmp_pat
     assert models["ours"]["parameters"] == run.model.count_params()
     assert models["gpt2"]["parameters"] == tiny_gpt2.count_params()
     assert models["ours"]["ms_per_token"] > 0 and models["gpt2"]["ms_per_token"] > 0
-    assert models["ours"]["heldout_seen"] == 1.0  # the run trained on the whole file (no validation split)
+    # The run held a tenth of the file out for validation: of the last 12 reviews, exactly those it trained on count.
+    from gpt_keras.runs.batches import split_tokens
+
+    trained_on, _ = split_tokens(np.arange(400)[:, None], run.config.validation_split, run.config.seed)
+    assert models["ours"]["heldout_seen"] == pytest.approx(np.isin(np.arange(388, 400), trained_on[:, 0]).mean())
+    assert 0 < models["ours"]["heldout_seen"] < 1
     assert models["gpt2"]["heldout_seen"] is None  # not fine-tuned by gpt-keras: unknown
     ours, gpt2 = comparison.perplexity["ours"], comparison.perplexity["gpt2"]
     assert ours.reviews == gpt2.reviews == 12 and ours.words == gpt2.words  # the same words for both

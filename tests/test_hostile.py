@@ -293,7 +293,7 @@ def test_a_long_prompt_keeps_the_model_input_to_the_window(trained_run):
     ("--n-heads", "100000", "n_heads must be at most 256"),
     ("--embedding-dim", "1000000000", "embedding_dim must be at most 65,536"),
     ("--vocab-size", "10000000", "vocab_size must be at most 1,000,000"),
-    ("--seed", "4294967296", "seed must be at most 4,294,967,295"),
+    ("--seed", "4294967296", "seed must be a whole number from 0 to 4,294,967,295"),
     ("--layer-norm-epsilon", "1e300", "layer_norm_epsilon must be at most 1 and above 0 in float32"),
     ("--layer-norm-epsilon", "1e-60", "layer_norm_epsilon must be at most 1 and above 0 in float32"),
 ])

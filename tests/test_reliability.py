@@ -26,7 +26,7 @@ from gpt_keras.core.data import DataError
 from gpt_keras.core.sampling import SamplingError
 from gpt_keras.runs.resume import resume
 from gpt_keras.runs.train import train
-from tests.conftest import REPO, cli, copy_run, tiny_config, tiny_flags
+from tests.conftest import REPO, cli, copy_run, run_config, tiny_config, tiny_flags
 
 pytestmark = pytest.mark.slow
 
@@ -79,7 +79,7 @@ keras.Model.fit = lambda self, *args, callbacks=(), **kwargs: fit(self, *args, c
                                                                   **kwargs)
 sys.exit(main(sys.argv[3:]))
 """
-KILL_BATCH = 12  # of the 25 batches of 16 in an epoch of small_json's 400 reviews
+KILL_BATCH = 12  # of the 23 batches of 16 in an epoch of small_json's 400 reviews less the validation tenth
 
 
 def test_sigkill_in_the_middle_of_an_epoch_then_resume_gives_the_uninterrupted_result(tmp_path, small_json,
@@ -87,11 +87,12 @@ def test_sigkill_in_the_middle_of_an_epoch_then_resume_gives_the_uninterrupted_r
     # The uninterrupted run is the session's `trained_run`: the same tiny config, data and (default) precision.
     uninterrupted = trained_run
     config = runs.load_run(uninterrupted.run_dir).config
-    steps_per_epoch = -(-400 // config.batch_size)
-    assert config.epochs == 2 and 0 < KILL_BATCH < steps_per_epoch - 1
+    steps_per_epoch = -(-360 // config.batch_size)  # 400 reviews, a tenth held out for validation
+    assert config == run_config() and 0 < KILL_BATCH < steps_per_epoch - 1
 
     run_dir = tmp_path / "killed"
-    command = ["train", "--data", small_json, "--run", run_dir, "--preset", "tiny", *tiny_flags(epochs=2), "--quiet"]
+    command = ["train", "--data", small_json, "--run", run_dir, "--preset", "tiny",
+               *tiny_flags(epochs=2, validation_split=0.1), "--quiet"]
     killed = subprocess.run([sys.executable, "-c", KILLED_AT, "1", str(KILL_BATCH), *map(str, command)],
                             capture_output=True, text=True, env=_child_env(), timeout=600)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
@@ -289,7 +290,7 @@ def test_a_corrupt_model_or_checkpoint_is_one_clear_error(tmp_path, trained_run,
         runs.load_run(run_dir)
     assert str(run_dir / runs.MODEL) in str(error.value)
     with pytest.raises(runs.RunError) as error:
-        resume(config=tiny_config(epochs=3), run_dir=run_dir, print_fn=None, verbose=0)
+        resume(config=run_config(epochs=3), run_dir=run_dir, print_fn=None, verbose=0)
     assert str(run_dir / state.checkpoint) in str(error.value)
 
     for args in (("generate", "--run", run_dir), ("train", "--resume", "--run", run_dir, "--epochs", 3)):
@@ -400,8 +401,10 @@ def test_train_checks_its_arguments_before_making_anything(tmp_path, small_json,
 
 
 @pytest.mark.parametrize("args, named", [
-    (["generate", "--run", "RUN", "--max-tokens", "0"], "argument --max-tokens: must be at least 1, got 0"),
-    (["generate", "--run", "RUN", "--seed", "-1"], "argument --seed: must be at least 0, got -1"),
+    (["generate", "--run", "RUN", "--max-tokens", "0"],
+     "argument --max-tokens: max_tokens must be an integer of at least 1, got 0"),
+    (["generate", "--run", "RUN", "--seed", "-1"],
+     "argument --seed: seed must be a whole number from 0 to 4,294,967,295, got -1"),
     (["generate", "--run", "RUN", "--samples", "0"], "argument --samples: must be at least 1"),
     (["generate", "--run", "RUN", "--top-p", "2"], "argument --top-p: top_p must be in (0, 1]"),
     (["generate", "--run", "RUN", "--temperature", "nan"], "argument --temperature: temperature must be"),

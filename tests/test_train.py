@@ -16,7 +16,7 @@ from gpt_keras.core.config import GPTConfig
 from gpt_keras.core.data import DataError
 from gpt_keras.runs.resume import resume
 from gpt_keras.runs.train import train
-from tests.conftest import copy_run, tiny_config
+from tests.conftest import copy_run, run_config, tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +44,7 @@ def test_run_directory_holds_everything_needed(trained_run):
     run_dir = trained_run.run_dir
     for name in (runs.CONFIG, runs.VOCAB, runs.DATA, runs.TOKENS, runs.STATE, runs.MODEL, runs.HISTORY):
         assert (run_dir / name).is_file(), name
-    assert runs.read_config(run_dir / runs.CONFIG) == tiny_config(epochs=2)
+    assert runs.read_config(run_dir / runs.CONFIG) == run_config()
     assert runs.read_vocabulary(run_dir / runs.VOCAB) == trained_run.text_generator.vocab
     state = json.loads((run_dir / runs.STATE).read_text())
     assert state["epoch"] == 2 and (run_dir / state["checkpoint"]).is_file()
@@ -58,7 +58,7 @@ def test_tensorboard_has_loss_per_batch_and_per_epoch_and_the_generated_text(tra
     tags = train_events.Tags()["tensors"]
     assert "epoch_loss" in tags and "batch_loss" in tags
     assert "keras" in tags  # the model's conceptual graph (TensorBoard's Graphs tab); Keras 3 writes no op graph
-    steps_per_epoch = math.ceil(400 / 16)
+    steps_per_epoch = math.ceil(360 / 16)  # 400 reviews, a tenth held out for validation
     assert [event.step for event in train_events.Tensors("epoch_loss")] == [0, 1]
     assert max(event.step for event in train_events.Tensors("batch_loss")) == 2 * steps_per_epoch
     text_events = _event_tags(trained_run.run_dir / "logs" / "text")
@@ -83,7 +83,7 @@ def test_resume_picks_the_latest_run_and_continues_from_its_last_epoch(trained_r
     os.utime(older / runs.STATE, (1_000_000_000, 1_000_000_000))  # written long before the other's
     state = runs.RunState.read(latest)
     assert state.epoch == 2
-    resumed = resume(config=tiny_config(epochs=3), runs_dir=tmp_path / "runs", print_fn=None, verbose=0)
+    resumed = resume(config=run_config(epochs=3), runs_dir=tmp_path / "runs", print_fn=None, verbose=0)
     assert resumed.run_dir == latest and resumed.resumed_from_epoch == 2
     assert len(resumed.history["loss"]) == 3 and resumed.history["loss"][:2] == trained_run.history["loss"]
     final = runs.RunState.read(latest)
@@ -113,7 +113,7 @@ def test_a_run_directory_in_use_is_refused(trained_run, tmp_path, small_json):
     busy = copy_run(trained_run, tmp_path, "busy")
     with RunLock(busy):
         with pytest.raises(runs.RunError, match="in use by another training process"):
-            resume(config=tiny_config(epochs=3), run_dir=busy, print_fn=None, verbose=0)
+            resume(config=run_config(epochs=3), run_dir=busy, print_fn=None, verbose=0)
     with pytest.raises(runs.RunError, match="already exists"):
         train(tiny_config(), small_json, runs_dir=tmp_path, run_name="busy", print_fn=None, verbose=0)
     assert runs.RunState.read(busy).epoch == 2
