@@ -36,8 +36,10 @@ demo: $(RUNTIME)
 test: $(DEV)
 	$(MAKE) --no-print-directory test-tf test-jax
 
+# Both cores: pytest-xdist runs the files on two workers (each trains the shared runs it needs once).
 test-tf: $(DEV)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not release" --durations=15
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not release" -n auto --maxprocesses=4 --dist loadfile \
+		--durations=15
 
 test-jax: $(DEV)
 	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -p no:cacheprovider -m "backend_agnostic and not release"

@@ -196,12 +196,21 @@ def cli(*args, cwd: Path | None = None) -> CliResult:
     return CliResult(code, out.getvalue(), err.getvalue())
 
 
-def cli_process(*args, cwd: Path | None = None, env: dict | None = None, timeout: float = 600,
-                module: str = "gpt_keras.tools.cli") -> CliResult:
-    """Runs `python -m gpt_keras.tools.cli ARGS` in a fresh interpreter (for signals, imports, real exits)."""
-    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
-    done = subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env=environment, timeout=timeout)
+def cli_process(*args, block=(), cwd: Path | None = None, env: dict | None = None, timeout: float = 600) -> CliResult:
+    """Runs `gpt-keras ARGS` in a fresh interpreter, as a user's shell starts it, for tests where the process
+    boundary is the point (imports, signals, TensorFlow's start-up lines: the command quiets them itself, so
+    `TF_CPP_MIN_LOG_LEVEL` is not passed on). Each module in `block` is made unimportable, as if not installed."""
+    code = ("import sys\n"
+            f"for name in {list(block)!r}:\n"
+            "    sys.modules[name] = None\n"
+            "from gpt_keras.tools.cli import main\n"
+            "sys.exit(main())\n")
+    environment = {key: value for key, value in os.environ.items()
+                   if key not in ("TF_CPP_MIN_LOG_LEVEL", "GPT_KERAS_VERBOSE", "TF_USE_LEGACY_KERAS")}
+    environment["PYTHONPATH"] = os.pathsep.join([str(REPO), environment.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    environment.update(env or {})
+    done = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                          env=environment, timeout=timeout)
     return CliResult(done.returncode, done.stdout, done.stderr)
 
 

@@ -20,48 +20,29 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, cli_process, tiny_flags
 
 NATIVE_LOG = re.compile(r"^[IWEF]\d{4} |cuInit|absl::InitializeLog", re.MULTILINE)
-TINY = ("--preset", "tiny", "--vocab-size", "200", "--max-len", "16", "--embedding-dim", "16", "--key-dim", "8",
-        "--feed-forward-dim", "32", "--epochs", "1", "--generate-max-tokens", "8")
 
-
-def blocked_cli(*args, block=(), cwd=None, env=None, timeout=600) -> subprocess.CompletedProcess:
-    """`gpt-keras ARGS` in a new process where importing each module in `block` fails, as if not installed."""
-    code = ("import sys\n"
-            f"for name in {list(block)!r}:\n"
-            "    sys.modules[name] = None\n"
-            "from gpt_keras.tools.cli import main\n"
-            "sys.exit(main())\n")
-    environment = {key: value for key, value in os.environ.items()
-                   if key not in ("TF_CPP_MIN_LOG_LEVEL", "GPT_KERAS_VERBOSE")}
-    environment.update(env or {})
-    environment["PYTHONPATH"] = os.pathsep.join([str(REPO), environment.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                          env=environment, timeout=timeout)
-
-
-# --- no TensorFlow for what does not need it, and checks before it loads --------------------------------
 
 def test_help_version_and_the_calculator_run_without_tensorflow(tmp_path):
     import gpt_keras
 
-    helped = blocked_cli("--help", block=["tensorflow"], cwd=tmp_path)
-    assert helped.returncode == 0, helped.stderr
-    assert "temperature" in helped.stdout and "--version" in helped.stdout and "--verbose" in helped.stdout
-    version = blocked_cli("--version", block=["tensorflow"], cwd=tmp_path)
-    assert version.returncode == 0 and version.stdout.strip() == f"gpt-keras {gpt_keras.__version__}"
-    table = blocked_cli("temperature", "--logits", "pfalz=4.1", "mosel=3.9", "rhein=2.7", "--temperatures", "0.5", "3",
+    helped = cli_process("--help", block=["tensorflow"], cwd=tmp_path)
+    assert helped.code == 0, helped.err
+    assert "temperature" in helped.out and "--version" in helped.out and "--verbose" in helped.out
+    version = cli_process("--version", block=["tensorflow"], cwd=tmp_path)
+    assert version.code == 0 and version.out.strip() == f"gpt-keras {gpt_keras.__version__}"
+    table = cli_process("temperature", "--logits", "pfalz=4.1", "mosel=3.9", "rhein=2.7", "--temperatures", "0.5", "3",
                         block=["tensorflow"], cwd=tmp_path)
-    assert table.returncode == 0, table.stderr
-    assert "pfalz" in table.stdout and "p(T=3)" in table.stdout and table.stderr == ""
+    assert table.code == 0, table.err
+    assert "pfalz" in table.out and "p(T=3)" in table.out and table.err == ""
 
 
 def test_tensorflow_is_really_blocked_in_those_processes(tmp_path):
     """The guard of the test above: a command that needs TensorFlow fails there."""
-    result = blocked_cli("demo", "--epochs", "1", block=["tensorflow"], cwd=tmp_path)
-    assert result.returncode != 0 and "tensorflow" in result.stderr
+    result = cli_process("demo", "--epochs", "1", block=["tensorflow"], cwd=tmp_path)
+    assert result.code != 0 and "tensorflow" in result.err
 
 
 @pytest.mark.parametrize("args, message", [
@@ -73,9 +54,9 @@ def test_tensorflow_is_really_blocked_in_those_processes(tmp_path):
     (("demo", "--epochs", "0"), "--epochs: must be at least 1, got 0"),
 ])
 def test_flags_and_paths_are_checked_before_tensorflow_loads(tmp_path, args, message):
-    result = blocked_cli(*args, block=["tensorflow"], cwd=tmp_path)
-    assert result.returncode == 2, result.stderr
-    assert message in result.stderr and "Traceback" not in result.stderr
+    result = cli_process(*args, block=["tensorflow"], cwd=tmp_path)
+    assert result.code == 2, result.err
+    assert message in result.err and "Traceback" not in result.err
 
 
 @pytest.mark.parametrize("args, blocked, extra", [
@@ -85,9 +66,9 @@ def test_flags_and_paths_are_checked_before_tensorflow_loads(tmp_path, args, mes
     (("notebook",), ["jupyterlab"], "notebook"),
 ])
 def test_a_command_without_its_extra_names_the_extra(tmp_path, args, blocked, extra):
-    result = blocked_cli(*args, block=[*blocked, "tensorflow"], cwd=tmp_path)
-    assert result.returncode == 2, result.stderr
-    assert f'pip install "gpt-keras[{extra}]"' in result.stderr and "Traceback" not in result.stderr
+    result = cli_process(*args, block=[*blocked, "tensorflow"], cwd=tmp_path)
+    assert result.code == 2, result.err
+    assert f'pip install "gpt-keras[{extra}]"' in result.err and "Traceback" not in result.err
     assert not any(tmp_path.iterdir())
 
 
@@ -132,22 +113,23 @@ def test_a_notebook_quiets_tensorflow_with_one_call(tmp_path, verbose):
 
 
 @pytest.mark.slow
-def test_train_generate_and_temperature_print_no_tensorflow_log_lines(tmp_path):
-    trained = blocked_cli("train", *TINY, "--name", "quiet", "--quiet", cwd=tmp_path)
-    assert trained.returncode == 0, trained.stderr
+def test_train_generate_and_temperature_print_no_tensorflow_log_lines(tmp_path, small_json):
+    trained = cli_process("train", "--data", small_json, "--preset", "tiny", *tiny_flags(), "--name", "quiet", "--quiet",
+                          cwd=tmp_path)
+    assert trained.code == 0, trained.err
     run = tmp_path / "runs" / "quiet"
-    generated = blocked_cli("generate", "--run", run, "--max-tokens", "10", "--seed", "0", cwd=tmp_path)
-    assert generated.returncode == 0, generated.stderr
-    lab = blocked_cli("temperature", "--run", run, "--samples", "2", "--max-tokens", "10", "--temperatures", "0.5", "2",
+    generated = cli_process("generate", "--run", run, "--max-tokens", "10", "--seed", "0", cwd=tmp_path)
+    assert generated.code == 0, generated.err
+    lab = cli_process("temperature", "--run", run, "--samples", "2", "--max-tokens", "10", "--temperatures", "0.5", "2",
                       cwd=tmp_path)
-    assert lab.returncode == 0, lab.stderr
+    assert lab.code == 0, lab.err
     for result in (trained, generated, lab):
-        assert not NATIVE_LOG.search(result.stderr), result.stderr
-        assert not NATIVE_LOG.search(result.stdout), result.stdout
+        assert not NATIVE_LOG.search(result.err), result.err
+        assert not NATIVE_LOG.search(result.out), result.out
     # --verbose shows them (TensorFlow writes some on every machine), so the check above can fail.
-    verbose = blocked_cli("generate", "--run", run, "--max-tokens", "10", "--seed", "0", "--verbose", cwd=tmp_path)
-    assert verbose.returncode == 0 and NATIVE_LOG.search(verbose.stderr), verbose.stderr
-    assert generated.stdout == verbose.stdout
+    verbose = cli_process("generate", "--run", run, "--max-tokens", "10", "--seed", "0", "--verbose", cwd=tmp_path)
+    assert verbose.code == 0 and NATIVE_LOG.search(verbose.err), verbose.err
+    assert generated.out == verbose.out
 
 
 # --- the wheel, installed in a fresh environment ------------------------------------------------------------
