@@ -34,7 +34,7 @@ demo: $(RUNTIME)
 ## Run the test suite (at most 8 minutes on two cores): everything but the release tier on TensorFlow,
 ## then the backend-agnostic model tests on JAX; the 15 slowest tests are listed at the end.
 test: $(DEV)
-	$(MAKE) --no-print-directory test-tf test-jax
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-tf test-jax  # side by side: the time is the longer
 
 # Both cores: pytest-xdist runs the files on two workers (each trains the shared runs it needs once).
 test-tf: $(DEV)

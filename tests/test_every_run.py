@@ -55,9 +55,10 @@ def assert_distribution(probs) -> None:
 def run_result(request, run_in):
     import keras
 
-    if keras.backend.backend() == "jax" and request.param in ("off", "float16"):
-        pytest.skip(f"on JAX, {request.param!r} adds no code path to the matrix: 'auto' is float32 there and "
-                    "'bfloat16' covers mixed precision (float16 runs are tested on TensorFlow)")
+    if keras.backend.backend() == "jax" and request.param != "auto":
+        pytest.skip(f"on JAX the matrix trains 'auto' (float32 there) only: a mixed-precision run loads and "
+                    "generates on JAX in test_a_run_saved_by_the_previous_release_... (bfloat16); "
+                    f"{request.param!r} runs are trained and tested on TensorFlow")
     return run_in(request.param)
 
 
