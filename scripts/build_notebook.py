@@ -186,7 +186,7 @@ import os
 import sys
 import warnings
 
-MODE = os.environ.get("GPT_KERAS_NOTEBOOK_MODE", "quick" if os.environ.get("GPT_KERAS_QUICK") == "1" else MODE)
+MODE = os.environ.get("GPT_KERAS_NOTEBOOK_MODE", MODE)
 DATA = os.environ.get("GPT_KERAS_DATA", DATA)
 if MODE not in ("full", "lecture", "quick"):
     raise ValueError(f"MODE debe ser 'full', 'lecture' o 'quick', no {MODE!r}")
@@ -223,7 +223,7 @@ from IPython.display import HTML, display
 import keras
 from keras import callbacks, layers, losses, models, ops
 
-from gpt_keras.runs.callbacks import BatchLossSummary
+from gpt_keras.runs.monitoring import BatchLossSummary
 from gpt_keras.runs.datasets import default_data_path, load_texts
 from gpt_keras.tools.lecture import data_banner, lecture_table, word_percent
 

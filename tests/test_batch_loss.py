@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from gpt_keras.core.model import build_gpt, compile_gpt
-from gpt_keras.runs.callbacks import BatchLossSummary
+from gpt_keras.runs.monitoring import BatchLossSummary
 from tests.conftest import tiny_config
 
 tf = pytest.importorskip("tensorflow")

@@ -161,7 +161,7 @@ def test_resume_without_state_never_overwrites_the_saved_models(tmp_path, traine
 
 
 def test_pruning_old_checkpoints_leaves_a_directory_of_that_name(tmp_path):
-    from gpt_keras.runs.callbacks import RunCheckpoint
+    from gpt_keras.runs.monitoring import RunCheckpoint
 
     folder = tmp_path / runs.CHECKPOINTS
     (folder / "epoch-001.keras").mkdir(parents=True)

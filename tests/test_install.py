@@ -225,7 +225,7 @@ def test_the_wheel_installs_and_runs_from_any_directory(tmp_path):
         "nbformat.write(notebook, sys.argv[1])\n")
     executed = subprocess.run([str(python), "-c", run_notebook, str(work / "notebook" / "gpt_listo_para_entrenar.ipynb"),
                                str(work / "notebook")], capture_output=True, text=True, cwd=work,
-                              env={**environment, "GPT_KERAS_QUICK": "1"}, timeout=1500)
+                              env={**environment, "GPT_KERAS_NOTEBOOK_MODE": "quick"}, timeout=1500)
     timings["notebook"] = time.perf_counter() - started
     assert executed.returncode == 0, executed.stderr[-3000:]
 

@@ -202,7 +202,6 @@ def _execute(tmp_path, monkeypatch, mode: str, data: Path | None = None, gpt2: P
     """Runs the notebook in a kernel (this interpreter, this checkout's gpt_keras) and returns it with the probe."""
     nbclient = pytest.importorskip("nbclient")
     monkeypatch.setenv("GPT_KERAS_NOTEBOOK_MODE", mode)
-    monkeypatch.delenv("GPT_KERAS_QUICK", raising=False)
     if data is None:
         monkeypatch.delenv("GPT_KERAS_DATA", raising=False)
     else:

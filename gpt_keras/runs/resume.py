@@ -20,7 +20,7 @@ from gpt_keras.runs import distribute
 from gpt_keras.runs import precision as precision_lib
 from gpt_keras.runs import rundir
 from gpt_keras.runs.batches import load_tokens, split_tokens
-from gpt_keras.runs.callbacks import restore_seed_generator_states
+from gpt_keras.runs.monitoring import restore_seed_generator_states
 from gpt_keras.runs.files import check_regular_file, read_json, write_json
 from gpt_keras.runs.lock import RunLock
 from gpt_keras.runs.train import (PRECISION, FitJob, PreparedData, TrainResult, announce_precision, build_model,
@@ -48,8 +48,12 @@ def resume(run_dir: str | Path | None = None, config: GPTConfig | None = None, d
     Raises:
         RunError: no such run, it is in use, or its files cannot be read.
     """
-    check_arguments(config, data_path, tokens_path, runs_dir, run_dir, verbose, print_fn)
-    return _resume(config, data_path or tokens_path, runs_dir, run_name, run_dir, strategy, print_fn, verbose)
+    check_arguments(config=config, data_path=data_path, tokens_path=tokens_path, runs_dir=runs_dir, run_dir=run_dir,
+                    verbose=verbose, print_fn=print_fn)
+    target = _resume_target(runs_dir, run_name, run_dir, strategy)
+    if not distribute.is_chief(strategy):
+        return _resume_as_worker(target, config, data_path or tokens_path, strategy, print_fn, verbose)
+    return _resume_in(target, config, data_path or tokens_path, strategy, print_fn, verbose)
 
 
 def _resumed_precision(config: GPTConfig, run_dir: Path, print_fn) -> precision_lib.PrecisionChoice:
@@ -68,18 +72,15 @@ def _resumed_precision(config: GPTConfig, run_dir: Path, print_fn) -> precision_
     return choice
 
 
-def _resume(config, data_path, runs_dir, run_name, run_dir, strategy, print_fn, verbose) -> TrainResult:
-    """Continues a run from its last finished epoch (or from the start if none finished)."""
+def _resume_target(runs_dir, run_name, run_dir, strategy) -> Path:
+    """The run to continue; a worker that cannot see it is told that every worker must."""
     try:
-        target = rundir.resume_target(runs_dir, run_name, run_dir)
+        return rundir.resume_target(runs_dir, run_name, run_dir)
     except rundir.RunError as error:
         if distribute.is_chief(strategy):
             raise
         raise rundir.RunError(f"{error} (every worker must see the run at the same path, e.g. on a shared "
-                            "file system)") from None
-    if not distribute.is_chief(strategy):
-        return _resume_as_worker(target, config, data_path, strategy, print_fn, verbose)
-    return _resume_in(target, config, data_path, strategy, print_fn, verbose)
+                              "file system)") from None
 
 
 def _resume_in(target: Path, config, data_path, strategy, print_fn, verbose) -> TrainResult:

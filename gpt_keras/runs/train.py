@@ -32,7 +32,7 @@ from gpt_keras.runs import precision as precision_lib
 from gpt_keras.runs import rundir
 from gpt_keras.runs.lock import RunLock
 from gpt_keras.runs.batches import ArrayBatches, load_tokens, save_tokens, split_tokens, training_batches
-from gpt_keras.runs.callbacks import BatchLossSummary, GeneratedTextSummary, RunCheckpoint, StopOnNaN
+from gpt_keras.runs.monitoring import BatchLossSummary, GeneratedTextSummary, RunCheckpoint, StopOnNaN
 from gpt_keras.runs.datasets import LoadReport, default_data_path, load_texts
 from gpt_keras.runs.metrics import RealTokenPerplexity
 from gpt_keras.runs.files import check_output_path, open_regular, write_json
@@ -168,7 +168,8 @@ def train(config: GPTConfig | None = None, data_path: str | Path | None = None, 
         DataError, ConfigError: bad input, raised before any run directory is created.
         RunError: the run directory is in use, or cannot be resumed.
     """
-    check_arguments(config, data_path, tokens_path, runs_dir, run_dir, verbose, print_fn)
+    check_arguments(config=config, data_path=data_path, tokens_path=tokens_path, runs_dir=runs_dir, run_dir=run_dir,
+                    verbose=verbose, print_fn=print_fn)
     rundir.check_run_name(run_name)
     config = GPTConfig() if config is None else config
     prepared = prepare_data(config, data_path, tokens_path, print_fn)
@@ -251,7 +252,7 @@ def _remove_lock_and_dir(target: Path, created: bool) -> None:
             target.rmdir()
 
 
-def check_arguments(config, data_path, tokens_path, runs_dir, run_dir, verbose, print_fn) -> None:
+def check_arguments(*, config, data_path, tokens_path, runs_dir, run_dir, verbose, print_fn) -> None:
     """Wrong types and impossible paths fail first, naming the argument, before anything is read or made."""
     if config is not None and not isinstance(config, GPTConfig):
         raise ConfigError(f"config must be a GPTConfig (GPTConfig.from_dict reads a dict), got {type(config).__name__}")
@@ -372,7 +373,8 @@ def _run_callbacks(job: FitJob, text_generator: TextGenerator, with_tensorflow: 
     stop_on_nan = StopOnNaN()
     batch_losses = BatchLossSummary(log_dir / "train", initial_step=(state.global_step if state else 0) or 0) \
         if with_tensorflow else None
-    checkpoint = RunCheckpoint(job.run_dir, CHECKPOINT_PATTERN, text_generator, batch_losses, stop_on_nan,
+    checkpoint = RunCheckpoint(job.run_dir, CHECKPOINT_PATTERN, text_generator=text_generator,
+                               batch_losses=batch_losses, stop_on_nan=stop_on_nan,
                                history=state.history if state else None)
     if not with_tensorflow:
         return [stop_on_nan, text_generator, checkpoint], checkpoint, stop_on_nan

@@ -148,7 +148,7 @@ class RunCheckpoint(keras.callbacks.ModelCheckpoint):
     Older checkpoints beyond `keep` are deleted.
     """
 
-    def __init__(self, run_dir, checkpoint_pattern: str, text_generator: TextGenerator | None = None,
+    def __init__(self, run_dir, checkpoint_pattern: str, *, text_generator: TextGenerator | None = None,
                  batch_losses: BatchLossSummary | None = None, stop_on_nan: StopOnNaN | None = None,
                  history: dict | None = None, keep: int = 2):
         super().__init__(str(Path(run_dir) / checkpoint_pattern), save_weights_only=False, save_freq="epoch")
