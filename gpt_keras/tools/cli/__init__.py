@@ -18,7 +18,7 @@ The package, by group of subcommands (each imports only `flags` and the library 
 
 from __future__ import annotations
 
-from gpt_keras.tools.quiet import quiet_tensorflow  # first: nothing below may have imported TensorFlow yet
+from gpt_keras.tools.quiet import quiet_tensorflow, verbose_requested  # first: before anything imports TensorFlow
 
 import argparse
 import sys
@@ -69,8 +69,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from gpt_keras.tools.quiet import verbose_requested
-
     args = build_parser().parse_args(argv)
     args.verbose = args.verbose or verbose_requested()
     quiet_tensorflow(verbose=args.verbose)

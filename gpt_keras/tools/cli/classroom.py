@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import shutil
 import sys
+import warnings
 from pathlib import Path
 
 from gpt_keras.core.sampling import check_temperature, check_top_k, check_top_p
@@ -56,8 +59,6 @@ _LAB_DEFAULTS = dict(prompt="wine review : germany", samples=8, max_tokens=80, s
 
 
 def run_temperature(args) -> int:
-    import warnings
-
     from gpt_keras.tools.temperature import calculator
 
     temperatures = args.temperatures
@@ -108,8 +109,6 @@ def run_temperature(args) -> int:
 
 
 def _logit_arg(text: str) -> tuple[str, float]:
-    import math
-
     word, separator, number = text.rpartition("=")
     try:
         logit = float(number)
@@ -168,8 +167,6 @@ def add_notebook_parser(subparsers) -> None:
 
 
 def run_notebook(args) -> int:
-    import shutil
-
     if not args.copy_only:
         require_extra("notebook", "jupyterlab", purpose="gpt-keras notebook")
     source = notebook_path()

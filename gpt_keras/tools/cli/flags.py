@@ -18,7 +18,7 @@ from typing import Callable
 from gpt_keras.core.checks import GPTKerasError, check_max_tokens, check_seed
 from gpt_keras.core.config import PRESETS, ConfigError, GPTConfig
 from gpt_keras.core.sampling import check_temperature, check_top_k, check_top_p
-from gpt_keras.runs.files import one_line
+from gpt_keras.runs.files import check_output_path, one_line
 
 
 class UsageError(GPTKerasError, ValueError):
@@ -90,8 +90,6 @@ def _max_tokens(value: int) -> int:
 def _output(path: Path | None, flag: str, kind: str = "file") -> None:
     """An output path is checked before any work starts (see `gpt_keras.runs.files.check_output_path`)."""
     if path is not None:
-        from gpt_keras.runs.files import check_output_path
-
         check_output_path(path, flag, kind)
 
 

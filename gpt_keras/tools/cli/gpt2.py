@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
+import warnings
 from pathlib import Path
 
+from gpt_keras.core.checks import check_config_field
 from gpt_keras.core.sampling import check_temperature
 from gpt_keras.runs.files import printable
 from gpt_keras.tools.cli.flags import (_at_least, _checked_arg, _max_tokens, _output, _prompt_warning_printer, _seed,
@@ -49,8 +50,6 @@ def add_compare_parser(subparsers) -> None:
 
 
 def run_compare(args) -> int:
-    import warnings
-
     require_extra("gpt2", "transformers", "tf_keras", purpose="gpt-keras compare")
     existing_run(args.run)
     existing_file(args.data, "--data")
@@ -103,7 +102,7 @@ def add_finetune_gpt2_parser(subparsers) -> None:
     parser.add_argument("--batch-size", type=_checked_arg(int, _at_least(1)), default=8, help="default 8")
     parser.add_argument("--max-length", type=_checked_arg(int, _at_least(2)), default=128,
                         help="tokens per review, longer ones are cut (default 128)")
-    parser.add_argument("--learning-rate", type=_checked_arg(float, _positive), default=5e-5,
+    parser.add_argument("--learning-rate", type=_checked_arg(float, _learning_rate), default=5e-5,
                         help="Adam's learning rate (default 5e-5)")
     parser.add_argument("--limit", type=_checked_arg(int, _at_least(1)), metavar="N",
                         help="train on the first N reviews only (default: all but the held-out ones)")
@@ -137,9 +136,7 @@ def run_finetune_gpt2(args) -> int:
     return 0
 
 
-def _positive(value: float) -> float:
-    import math
-
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number greater than 0, got {value}")
+def _learning_rate(value: float) -> float:
+    """The learning rate's one rule, the config's: `train --learning-rate` gives the same message."""
+    check_config_field("learning_rate", value, "float")
     return value
