@@ -59,31 +59,37 @@ _LAB_DEFAULTS = dict(prompt="wine review : germany", samples=8, max_tokens=80, s
 
 
 def run_temperature(args) -> int:
-    from gpt_keras.tools.temperature import calculator
-
+    """Without --run, the lecture's calculator; with --run, the experiment on the run's model."""
     temperatures = args.temperatures
     repeated = sorted({t for t in temperatures or () if temperatures.count(t) > 1})
     if repeated:
         raise UsageError(f"--temperatures: {', '.join(f'{t:g}' for t in repeated)} given more than once")
-    if args.run is None:
-        given = [_flag(name) for name in _LAB_DEFAULTS if getattr(args, name) is not None]
-        if given:
-            raise UsageError(f"{', '.join(given)}: only used with --run (the calculator takes --logits, "
-                             "--temperatures and --out)")
-        words = [word for word, _ in args.logits or ()]
-        repeated = sorted({word for word in words if words.count(word) > 1})
-        if repeated:
-            raise UsageError(f"--logits: {', '.join(repeated)} given more than once")
-        table = calculator.temperature_table(dict(args.logits or calculator.LECTURE_LOGITS.items()),
-                                              temperatures or (*calculator.LECTURE_TEMPERATURES, 3.0))
-        print(printable(table.format(), keep_newlines=True))
-        if args.out is not None:
-            from gpt_keras.tools.temperature import report as reports
+    return _run_calculator(args) if args.run is None else _run_experiment(args)
 
-            written = reports.write_table(table, args.out)
-            print(f"\nWrote {written[0]} and {written[1]}")
-        return 0
 
+def _run_calculator(args) -> int:
+    from gpt_keras.tools.temperature import calculator
+
+    given = [_flag(name) for name in _LAB_DEFAULTS if getattr(args, name) is not None]
+    if given:
+        raise UsageError(f"{', '.join(given)}: only used with --run (the calculator takes --logits, "
+                         "--temperatures and --out)")
+    words = [word for word, _ in args.logits or ()]
+    repeated = sorted({word for word in words if words.count(word) > 1})
+    if repeated:
+        raise UsageError(f"--logits: {', '.join(repeated)} given more than once")
+    table = calculator.temperature_table(dict(args.logits or calculator.LECTURE_LOGITS.items()),
+                                          args.temperatures or (*calculator.LECTURE_TEMPERATURES, 3.0))
+    print(printable(table.format(), keep_newlines=True))
+    if args.out is not None:
+        from gpt_keras.tools.temperature import report as reports
+
+        written = reports.write_table(table, args.out)
+        print(f"\nWrote {written[0]} and {written[1]}")
+    return 0
+
+
+def _run_experiment(args) -> int:
     options = {name: default if getattr(args, name) is None else getattr(args, name)
                for name, default in _LAB_DEFAULTS.items()}
     existing_run(args.run)
@@ -97,7 +103,7 @@ def run_temperature(args) -> int:
         warnings.simplefilter("always", PromptWarning)  # unknown prompt words, a prompt too long: one line each
         warnings.showwarning = _prompt_warning_printer("temperature", warnings.showwarning)
         report = experiment.temperature_experiment(
-            run.model, run.vocab, options["prompt"], temperatures or experiment.DEFAULT_TEMPERATURES,
+            run.model, run.vocab, options["prompt"], args.temperatures or experiment.DEFAULT_TEMPERATURES,
             n_samples=options["samples"], max_tokens=options["max_tokens"], seed=options["seed"],
             top_k=options["top_k"], top_p=options["top_p"], n_words=options["top_words"])
     print(printable(report.format_table(samples=options["show_samples"], width=None), keep_newlines=True))

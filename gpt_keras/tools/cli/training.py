@@ -96,6 +96,11 @@ def run_train(args) -> int:
         result = train(config_from_args(args), args.data, runs_dir=args.runs_dir, run_name=args.name,
                        run_dir=args.run, tokens_path=args.tokens, strategy=make_strategy(args.strategy),
                        verbose=verbose)
+    return _report_training(result)
+
+
+def _report_training(result) -> int:
+    """Where the run is and what to do next; exit code 1 when the loss became NaN."""
     if result.stopped_on_nan is not None:
         epoch, batch = result.stopped_on_nan
         kept = (f"The last good epoch is kept in {result.run_dir}: resume it with a lower --learning-rate and "
