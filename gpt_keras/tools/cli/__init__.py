@@ -1,0 +1,89 @@
+"""The `gpt-keras` command line: download, tokenize, train, generate, tensorboard (and the classroom tools).
+
+Each subcommand is a small `add_*_parser` function that declares its flags and a `run_*` function that
+calls the library and prints. Bad input ends with one line on stderr naming the problem and exit code 2.
+Flags, paths and config values are checked before TensorFlow is imported (`--help`, `--version` and the
+temperature calculator never import it), and TensorFlow's own log lines are hidden unless `--verbose`.
+
+The package, by group of subcommands (each imports only `flags` and the library below it):
+
+- `flags.py`: the flags several subcommands share and their checks (`add_config_flags`, `config_from_args`,
+  `add_sampling_flags`, `existing_file`, `existing_run`, `require_extra`, `UsageError`).
+- `training.py`: download, tokenize, train, demo.
+- `generating.py`: generate, tensorboard.
+- `classroom.py`: temperature, lab, notebook.
+- `gpt2.py`: compare, finetune-gpt2.
+- here: the parser assembled from `SUBCOMMANDS`, `main`, and the one-line handling of the user's errors.
+"""
+
+from __future__ import annotations
+
+from gpt_keras.tools.quiet import quiet_tensorflow, verbose_requested  # first: before anything imports TensorFlow
+
+import argparse
+import sys
+from typing import Sequence
+
+from gpt_keras.core.checks import GPTKerasError
+from gpt_keras.runs.files import one_line
+from gpt_keras.tools.cli.classroom import (NOTEBOOK_NAME, add_lab_parser, add_notebook_parser, add_temperature_parser,
+                                           notebook_path, run_lab, run_notebook, run_temperature)
+from gpt_keras.tools.cli.flags import (UsageError, add_config_flags, add_sampling_flags, config_from_args,
+                                       existing_file, existing_run, progress_verbosity, require_extra)
+from gpt_keras.tools.cli.generating import add_generate_parser, add_tensorboard_parser, run_generate, run_tensorboard
+from gpt_keras.tools.cli.gpt2 import add_compare_parser, add_finetune_gpt2_parser, run_compare, run_finetune_gpt2
+from gpt_keras.tools.cli.training import (DEMO_PROMPTS, add_demo_parser, add_download_parser, add_tokenize_parser,
+                                          add_train_parser, make_strategy, run_demo, run_download, run_tokenize,
+                                          run_train)
+
+__all__ = [
+    "main", "build_parser", "SUBCOMMANDS", "VERBOSE_HELP", "UsageError", "add_config_flags", "add_sampling_flags",
+    "config_from_args", "existing_file", "existing_run", "progress_verbosity", "require_extra", "make_strategy",
+    "DEMO_PROMPTS", "NOTEBOOK_NAME", "notebook_path",
+    "add_download_parser", "add_tokenize_parser", "add_train_parser", "add_demo_parser", "add_generate_parser",
+    "add_tensorboard_parser", "add_temperature_parser", "add_lab_parser", "add_notebook_parser",
+    "add_compare_parser", "add_finetune_gpt2_parser",
+    "run_download", "run_tokenize", "run_train", "run_demo", "run_generate", "run_tensorboard", "run_temperature",
+    "run_lab", "run_notebook", "run_compare", "run_finetune_gpt2",
+]
+
+# --- main -----------------------------------------------------------------------------------------------
+
+SUBCOMMANDS = [add_download_parser, add_tokenize_parser, add_train_parser, add_generate_parser,
+               add_demo_parser, add_tensorboard_parser, add_temperature_parser, add_compare_parser,
+               add_finetune_gpt2_parser, add_lab_parser, add_notebook_parser]
+VERBOSE_HELP = "show TensorFlow's own log lines (also GPT_KERAS_VERBOSE=1)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gpt-keras", description=__doc__.splitlines()[0])
+    # gpt_keras/__init__.py holds the version (pyproject.toml reads it); Python always imports it before this module.
+    parser.add_argument("--version", action="version", version=f"gpt-keras {sys.modules['gpt_keras'].__version__}")
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for add_parser in SUBCOMMANDS:
+        add_parser(subparsers)
+    for subparser in subparsers.choices.values():  # `gpt-keras train --verbose` as well as `gpt-keras --verbose train`
+        subparser.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.verbose = args.verbose or verbose_requested()
+    quiet_tensorflow(verbose=args.verbose)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("gpt-keras: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # only the project's own "bad input" errors become one-line messages
+        if not _is_user_error(error):
+            raise
+        print(f"gpt-keras {args.command}: error: {one_line(error)}", file=sys.stderr)
+        return 2
+
+
+def _is_user_error(error: Exception) -> bool:
+    """The project's own "bad input" errors, which all derive from `GPTKerasError`, become one line."""
+    return isinstance(error, GPTKerasError)

@@ -1,0 +1,190 @@
+"""The classroom subcommands: temperature (the calculator and the experiment), lab and notebook."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shutil
+import sys
+import warnings
+from pathlib import Path
+
+from gpt_keras.core.sampling import check_temperature, check_top_k, check_top_p
+from gpt_keras.runs.files import printable
+from gpt_keras.tools.cli.flags import (UsageError, _at_least, _checked_arg, _flag, _max_tokens, _output, _port,
+                                       _prompt_warning_printer, _seed, existing_run, require_extra)
+
+
+# --- temperature lab --------------------------------------------------------------------------------
+
+def add_temperature_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "temperature", help="the temperature lab: the lecture's table from logits, or a run's samples per T",
+        description="Without --run: the lecture's calculator, each word's probability at each temperature as "
+                    "softmax(z / T) and as probs ** (1 / T) renormalised. With --run: the model's next-word "
+                    "distribution after --prompt at each temperature, --samples texts per temperature and "
+                    "their metrics (entropy, distinct-1/2, repetition, [UNK] share, perplexity), saved as "
+                    "CSV, JSON, a PNG and TensorBoard logs in --out.")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--logits", nargs="+", type=_logit_arg, metavar="WORD=LOGIT",
+                        help="the calculator's words and logits (default: pfalz=4.1 mosel=3.9 rhein=2.7)")
+    source.add_argument("--run", type=Path, help="a run directory written by `gpt-keras train`")
+    parser.add_argument("--temperatures", nargs="+", metavar="T",
+                        type=_checked_arg(float, lambda value: check_temperature(value, "temperature")),
+                        help="each > 0 (default: 1 0.5 1.5 3 for the calculator, 0.2 0.5 1 1.5 2 3 with --run)")
+    parser.add_argument("--out", type=Path,
+                        help="folder for the files (with --run, default RUN/temperature-lab: metrics.csv, "
+                             "report.json, metrics.png, tensorboard/; the calculator writes only with --out)")
+    group = parser.add_argument_group("with --run")
+    group.add_argument("--prompt", help="start of every sample (default 'wine review : germany')")
+    group.add_argument("--samples", type=_checked_arg(int, _at_least(1)), help="texts per temperature (default 8)")
+    group.add_argument("--max-tokens", type=_checked_arg(int, _max_tokens),
+                       help="length of each text, prompt included (default 80, at most 2048)")
+    group.add_argument("--seed", type=_checked_arg(int, _seed), help="seed of the samples (default 0)")
+    group.add_argument("--top-words", type=_checked_arg(int, _at_least(1)),
+                       help="words in the next-word table (default 5)")
+    group.add_argument("--show-samples", type=_checked_arg(int, _at_least(0)),
+                       help="texts printed per temperature (default 1; all of them are in report.json)")
+    filters = group.add_mutually_exclusive_group()
+    filters.add_argument("--top-k", type=_checked_arg(int, check_top_k),
+                         help="after temperature, keep only the k most likely words")
+    filters.add_argument("--top-p", type=_checked_arg(float, check_top_p),
+                         help="after temperature, keep the smallest set of words whose probability reaches p")
+    parser.set_defaults(handler=run_temperature)
+
+
+_LAB_DEFAULTS = dict(prompt="wine review : germany", samples=8, max_tokens=80, seed=0, top_words=5, show_samples=1,
+                     top_k=None, top_p=None)
+
+
+def run_temperature(args) -> int:
+    """Without --run, the lecture's calculator; with --run, the experiment on the run's model."""
+    temperatures = args.temperatures
+    repeated = sorted({t for t in temperatures or () if temperatures.count(t) > 1})
+    if repeated:
+        raise UsageError(f"--temperatures: {', '.join(f'{t:g}' for t in repeated)} given more than once")
+    return _run_calculator(args) if args.run is None else _run_experiment(args)
+
+
+def _run_calculator(args) -> int:
+    from gpt_keras.tools.temperature import calculator
+
+    given = [_flag(name) for name in _LAB_DEFAULTS if getattr(args, name) is not None]
+    if given:
+        raise UsageError(f"{', '.join(given)}: only used with --run (the calculator takes --logits, "
+                         "--temperatures and --out)")
+    words = [word for word, _ in args.logits or ()]
+    repeated = sorted({word for word in words if words.count(word) > 1})
+    if repeated:
+        raise UsageError(f"--logits: {', '.join(repeated)} given more than once")
+    table = calculator.temperature_table(dict(args.logits or calculator.LECTURE_LOGITS.items()),
+                                          args.temperatures or (*calculator.LECTURE_TEMPERATURES, 3.0))
+    print(printable(table.format(), keep_newlines=True))
+    if args.out is not None:
+        from gpt_keras.tools.temperature import report as reports
+
+        written = reports.write_table(table, args.out)
+        print(f"\nWrote {written[0]} and {written[1]}")
+    return 0
+
+
+def _run_experiment(args) -> int:
+    options = {name: default if getattr(args, name) is None else getattr(args, name)
+               for name, default in _LAB_DEFAULTS.items()}
+    existing_run(args.run)
+    _output(args.out if args.out is not None else args.run / "temperature-lab", "--out", "dir")
+    from gpt_keras.core.generation import PromptWarning
+    from gpt_keras.runs.rundir import load_run
+    from gpt_keras.tools.temperature import experiment, report as reports
+
+    run = load_run(args.run)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", PromptWarning)  # unknown prompt words, a prompt too long: one line each
+        warnings.showwarning = _prompt_warning_printer("temperature", warnings.showwarning)
+        report = experiment.temperature_experiment(
+            run.model, run.vocab, options["prompt"], args.temperatures or experiment.DEFAULT_TEMPERATURES,
+            n_samples=options["samples"], max_tokens=options["max_tokens"], seed=options["seed"],
+            top_k=options["top_k"], top_p=options["top_p"], n_words=options["top_words"])
+    print(printable(report.format_table(samples=options["show_samples"], width=None), keep_newlines=True))
+    out = args.out if args.out is not None else args.run / "temperature-lab"
+    written = reports.write_report(report, out)
+    print(f"\nWrote {', '.join(path.name + ('/' if path.is_dir() else '') for path in written.values())} in {out}")
+    print(f"  TensorBoard: gpt-keras tensorboard --run {written['tensorboard']}")
+    return 0
+
+
+def _logit_arg(text: str) -> tuple[str, float]:
+    word, separator, number = text.rpartition("=")
+    try:
+        logit = float(number)
+    except ValueError:
+        logit = math.nan
+    if not separator or not word or not math.isfinite(logit):
+        raise argparse.ArgumentTypeError(f"expected WORD=LOGIT with a finite number, e.g. pfalz=4.1, got {text!r}")
+    return word, logit
+
+
+
+# --- the live temperature lab ---------------------------------------------------------------------------
+
+def add_lab_parser(subparsers) -> None:
+    parser = subparsers.add_parser("lab", help="open the live temperature lab (a local web page; needs gpt-keras[lab])")
+    parser.add_argument("--run", type=Path, required=True, help="a trained run directory")
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this computer only)")
+    parser.add_argument("--port", type=_checked_arg(int, _port), default=None,
+                        help="1 to 65535 (default: the first free port from 7860)")
+    parser.set_defaults(handler=run_lab)
+
+
+def run_lab(args) -> int:
+    require_extra("lab", "gradio", purpose="gpt-keras lab")
+    existing_run(args.run)
+    from gpt_keras.tools.lab import import_gradio, launch_lab
+    from gpt_keras.runs.rundir import load_run
+
+    import_gradio()  # a missing extra is reported before the model is loaded
+    run = load_run(args.run)
+    launch_lab(run, host=args.host, port=args.port)
+    return 0
+
+
+# --- the lecture notebook ---------------------------------------------------------------------------------
+
+NOTEBOOK_NAME = "gpt_listo_para_entrenar.ipynb"
+
+
+def notebook_path() -> Path:
+    """The lecture notebook: inside the installed package (a wheel), else the checkout's notebooks/."""
+    package = Path(__file__).resolve().parents[2]
+    for candidate in (package / "notebooks" / NOTEBOOK_NAME, package.parent / "notebooks" / NOTEBOOK_NAME):
+        if candidate.is_file():
+            return candidate
+    raise UsageError(f"the lecture notebook {NOTEBOOK_NAME} is missing from the installed package; reinstall gpt-keras")
+
+
+def add_notebook_parser(subparsers) -> None:
+    parser = subparsers.add_parser("notebook", help="copy the lecture notebook here and open it in JupyterLab "
+                                                    "(needs gpt-keras[notebook])")
+    parser.add_argument("--dir", type=Path, default=Path("."),
+                        help="folder to copy it into (default: here); an existing copy is opened, not replaced")
+    parser.add_argument("--copy-only", action="store_true", help="copy it, print where, and do not start JupyterLab")
+    parser.set_defaults(handler=run_notebook)
+
+
+def run_notebook(args) -> int:
+    if not args.copy_only:
+        require_extra("notebook", "jupyterlab", purpose="gpt-keras notebook")
+    source = notebook_path()
+    target = args.dir / NOTEBOOK_NAME
+    if target.exists():
+        print(f"Opening the existing {target} (delete it to get a fresh copy)")
+    else:
+        args.dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        print(f"Copied the lecture notebook to {target}")
+    if args.copy_only:
+        return 0
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "jupyterlab", str(target)])
+    return 0  # not reached
