@@ -153,7 +153,7 @@ def test_auto_mode(monkeypatch):
 def test_auto_mode_in_a_notebook_displays_html(monkeypatch):
     display = pytest.importorskip("IPython.display")
     shown = []
-    monkeypatch.setattr(viz, "in_notebook", lambda: True)
+    monkeypatch.setattr(viz.text, "in_notebook", lambda: True)  # where print_probs looks it up
     monkeypatch.setattr(display, "display", lambda obj, raw=False: shown.append((obj, raw)))
     result = print_probs([STEP], WORDS, heads=True)
     (bundle, raw), = shown

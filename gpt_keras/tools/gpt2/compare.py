@@ -62,20 +62,71 @@ def compare(run, gpt2: GPT2, data_path: str | Path | None = None, *, prompts: Se
     if not prompts or not samplers or not seeds:
         raise DataError("give at least one prompt, temperature and seed")
 
-    ours_generator = CachedGenerator(run.model, run.vocab) if run is not None else None
     gpt2_generator = GPT2Generator(gpt2)
+    ours_generate = _our_generate(run, max_new_tokens) if run is not None else None
+    generations, info = _generate_all(ours_generate, gpt2_generator, prompts=prompts, samplers=samplers, seeds=seeds,
+                                      max_new_tokens=max_new_tokens)
     max_words = run.config.max_len + 1 if run is not None else LECTURE_WINDOW
+    windows = word_windows([texts[i] for i in indices], max_words, gpt2)
+    if not windows:
+        raise DataError(f"{data_path}: no held-out review has two words to score")
+    timed = (prompts[0], samplers[0], np.random.default_rng(seeds[0]))  # one rng: GPT-2 is timed first, then ours
+    seen = dict(data_path=data_path, n_texts=len(texts), indices=indices)
+    row, gpt2_perplexity = _measure_gpt2(gpt2, gpt2_generator, windows, timed, max_new_tokens=max_new_tokens,
+                                         batch_size=batch_size, **seen)
+    models, perplexity = {"gpt2": row}, {"gpt2": gpt2_perplexity}
+    if run is not None:
+        row, ours_perplexity = _measure_ours(run, ours_generate, windows, timed, max_new_tokens=max_new_tokens, **seen)
+        models, perplexity = {"ours": row, **models}, {"ours": ours_perplexity, **perplexity}
+    settings = {"run": str(run.path) if run is not None else None, "gpt2": gpt2.source, "data": str(data_path),
+                "heldout": int(heldout), "max_words": max_words, "prompts": list(prompts),
+                "temperatures": [float(t) for t in temperatures], "seeds": [int(s) for s in seeds],
+                "top_k": top_k, "top_p": top_p, "greedy": greedy, "max_new_tokens": max_new_tokens,
+                "device": device_description()}
+    return Comparison(settings, models, perplexity, generations, info)
 
-    def ours_generate(prompt, sampler, rng, n_new=max_new_tokens):
+
+def _measure_gpt2(gpt2: GPT2, generator: GPT2Generator, windows, timed: tuple, *, max_new_tokens: int,
+                  batch_size: int, data_path, n_texts: int, indices) -> tuple[dict, float]:
+    """GPT-2's row (speed of one timed generation, held-out reviews it saw) and its held-out perplexity."""
+    prompt, sampler, rng = timed
+    ms = _time_per_token(lambda: generator.generate(prompt, max_new_tokens, sampler, rng, stop=False), max_new_tokens)
+    perplexity = score_gpt2(gpt2, windows, batch_size).perplexity()
+    return {"name": gpt2.name, "parameters": gpt2.count_params(), "ms_per_token": ms, "tokens_timed": max_new_tokens,
+            "heldout_seen": seen_by_gpt2(gpt2, data_path, n_texts, indices)}, perplexity
+
+
+def _measure_ours(run, ours_generate, windows, timed: tuple, *, max_new_tokens: int, data_path, n_texts: int,
+                  indices) -> tuple[dict, float]:
+    """Our run's row (speed of one timed generation, held-out reviews it trained on) and its held-out perplexity."""
+    prompt, sampler, rng = timed
+    ms = _time_per_token(lambda: ours_generate(prompt, NoStop(sampler, PAD_ID), rng), max_new_tokens)
+    perplexity = score_ours(run.model, run.vocab, windows).perplexity()
+    return {"name": f"ours ({Path(str(run.path)).name})", "parameters": int(run.model.count_params()),
+            "ms_per_token": ms, "tokens_timed": max_new_tokens,
+            "heldout_seen": seen_by_our_run(run, data_path, n_texts, indices)}, perplexity
+
+
+def _our_generate(run, max_new_tokens: int):
+    """Our run's generation of `max_new_tokens` new tokens after a prompt: (prompt, sampler, rng) -> (steps, text)."""
+    generator = CachedGenerator(run.model, run.vocab)
+
+    def generate(prompt, sampler, rng):
         n_prompt = len(encode_prompt(run.vocab, prompt, run.config.max_len))
-        return ours_generator.generate(prompt, n_prompt + n_new, sampler, rng)
+        return generator.generate(prompt, n_prompt + max_new_tokens, sampler, rng)
+    return generate
 
+
+def _generate_all(ours_generate, gpt2_generator: GPT2Generator, *, prompts: Sequence[str], samplers: Sequence[Sampler],
+                  seeds: Sequence[int], max_new_tokens: int) -> tuple[list[dict], dict]:
+    """Every prompt, sampler and seed by both models (ours only when `ours_generate` is given); returns the
+    generations and the steps of the first one (for `gpt_keras.tools.viz`)."""
     generations, info = [], {}
     for prompt in prompts:
         for sampler in samplers:
             for seed in seeds:
                 steps, generation = {}, {"prompt": prompt, "sampler": sampler.describe(), "seed": int(seed)}
-                if run is not None:
+                if ours_generate is not None:
                     steps["ours"], text = ours_generate(prompt, sampler, np.random.default_rng(seed))
                     generation["ours"] = {"text": text, "tokens": len(steps["ours"])}
                 steps["gpt2"], text = gpt2_generator.generate(prompt, max_new_tokens, sampler,
@@ -84,28 +135,4 @@ def compare(run, gpt2: GPT2, data_path: str | Path | None = None, *, prompts: Se
                 if not info:
                     info = steps
                 generations.append(generation)
-
-    timed_sampler, rng = samplers[0], np.random.default_rng(seeds[0])
-    gpt2_ms = _time_per_token(lambda: gpt2_generator.generate(prompts[0], max_new_tokens, timed_sampler, rng,
-                                                              stop=False), max_new_tokens)
-
-    windows = word_windows([texts[i] for i in indices], max_words, gpt2)
-    if not windows:
-        raise DataError(f"{data_path}: no held-out review has two words to score")
-    perplexity = {"gpt2": score_gpt2(gpt2, windows, batch_size).perplexity()}
-    models = {"gpt2": {"name": gpt2.name, "parameters": gpt2.count_params(), "ms_per_token": gpt2_ms,
-                       "tokens_timed": max_new_tokens,
-                       "heldout_seen": seen_by_gpt2(gpt2, data_path, len(texts), indices)}}
-    if run is not None:
-        ours_ms = _time_per_token(lambda: ours_generate(prompts[0], NoStop(timed_sampler, PAD_ID), rng),
-                                  max_new_tokens)
-        perplexity = {"ours": score_ours(run.model, run.vocab, windows).perplexity(), **perplexity}
-        models = {"ours": {"name": f"ours ({Path(str(run.path)).name})", "parameters": int(run.model.count_params()),
-                           "ms_per_token": ours_ms, "tokens_timed": max_new_tokens,
-                           "heldout_seen": seen_by_our_run(run, data_path, len(texts), indices)}, **models}
-    settings = {"run": str(run.path) if run is not None else None, "gpt2": gpt2.source, "data": str(data_path),
-                "heldout": int(heldout), "max_words": max_words, "prompts": list(prompts),
-                "temperatures": [float(t) for t in temperatures], "seeds": [int(s) for s in seeds],
-                "top_k": top_k, "top_p": top_p, "greedy": greedy, "max_new_tokens": max_new_tokens,
-                "device": device_description()}
-    return Comparison(settings, models, perplexity, generations, info)
+    return generations, info

@@ -16,7 +16,7 @@ import numpy as np
 
 from gpt_keras.core.checks import check_int_at_least
 from gpt_keras.core.data import DataError
-from gpt_keras.runs.datasets import load_texts
+from gpt_keras.runs.datasets import default_data_path, load_texts
 from gpt_keras.runs.files import UnsafePathError, check_output_path, one_line, write_json
 from gpt_keras.tools.gpt2.load import FINETUNE_INFO, GPT2, GPT2Error, device_description, load_gpt2, precision_policy, tf_keras_policy
 
@@ -76,10 +76,31 @@ def finetune_gpt2(name_or_path: str | Path, data_path: str | Path | None, out_di
     Raises:
         GPT2Unavailable, GPT2Error: the model cannot be loaded. DataError: bad data or settings.
     """
-    import tensorflow as tf
+    _check_settings(epochs=epochs, batch_size=batch_size, max_length=max_length, heldout=heldout, limit=limit,
+                    learning_rate=learning_rate)
+    out_dir = Path(check_finetune_out(out_dir))
+    if data_path is None:
+        data_path, _ = default_data_path()
+    texts, _ = load_texts(data_path)
+    end = _train_end(len(texts), heldout, limit)
+    policy = precision_policy(mixed_precision)
+    device = device_description()
+    started = time.perf_counter()
+    with tf_keras_policy(policy):
+        gpt2 = load_gpt2(name_or_path, cache_dir=cache_dir)
+        history = _fit(gpt2, texts[:end], epochs=epochs, batch_size=batch_size, max_length=max_length,
+                       learning_rate=learning_rate, seed=seed, verbose=verbose)
+    seconds = time.perf_counter() - started
+    info = {"base": gpt2.source, "data": str(data_path), "reviews_in_file": len(texts), "train_range": [0, end],
+            "heldout": heldout, "epochs": epochs, "batch_size": batch_size, "max_length": max_length,
+            "learning_rate": learning_rate, "policy": policy, "device": device, "seed": seed,
+            "seconds": seconds, "history": history}
+    _save_pretrained(gpt2, out_dir, info)
+    return FinetuneResult(out_dir, history, policy, device, end, seconds, info)
 
-    from gpt_keras.runs.datasets import default_data_path
 
+def _check_settings(*, epochs, batch_size, max_length, heldout, limit, learning_rate) -> None:
+    """The fine-tuning settings, each checked with the command line's name for it (a `DataError`)."""
     for name, value, minimum in (("--epochs", epochs, 1), ("--batch-size", batch_size, 1),
                                  ("--max-length", max_length, 2), ("--heldout", heldout, 0)):
         check_int_at_least(value, name, minimum, DataError)
@@ -87,37 +108,30 @@ def finetune_gpt2(name_or_path: str | Path, data_path: str | Path | None, out_di
         raise DataError(f"--limit must be a positive number of reviews, got {limit!r}")
     if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0):
         raise DataError(f"--learning-rate must be a finite number greater than 0, got {learning_rate!r}")
-    out_dir = check_finetune_out(out_dir)
-    if data_path is None:
-        data_path, _ = default_data_path()
-    texts, _ = load_texts(data_path)
-    end = len(texts) - heldout
-    if end < 1:
-        raise DataError(f"--heldout {heldout}: the file has only {len(texts)} reviews, none left to train on")
-    end = min(end, limit) if limit is not None else end
-    policy = precision_policy(mixed_precision)
-    device = device_description()
-    out_dir = Path(out_dir)
-    started = time.perf_counter()
-    with tf_keras_policy(policy):
-        gpt2 = load_gpt2(name_or_path, cache_dir=cache_dir)
-        import tf_keras
 
-        tf_keras.utils.set_random_seed(seed)
-        arrays = encode_reviews(gpt2, texts[:end], max_length)
-        labels = arrays.pop("labels")
-        dataset = (tf.data.Dataset.from_tensor_slices((arrays, labels)).shuffle(end, seed=seed)
-                   .batch(batch_size).prefetch(tf.data.AUTOTUNE))
-        gpt2.model.compile(optimizer=tf_keras.optimizers.Adam(learning_rate), loss=masked_lm_loss)
-        history = gpt2.model.fit(dataset, epochs=epochs, verbose=verbose).history
-    seconds = time.perf_counter() - started
-    history = {key: [float(v) for v in values] for key, values in history.items()}
-    info = {"base": gpt2.source, "data": str(data_path), "reviews_in_file": len(texts), "train_range": [0, end],
-            "heldout": heldout, "epochs": epochs, "batch_size": batch_size, "max_length": max_length,
-            "learning_rate": learning_rate, "policy": policy, "device": device, "seed": seed,
-            "seconds": seconds, "history": history}
-    _save_pretrained(gpt2, out_dir, info)
-    return FinetuneResult(out_dir, history, policy, device, end, seconds, info)
+
+def _train_end(n_reviews: int, heldout: int, limit: int | None) -> int:
+    """How many reviews from the start of the file to train on: all but the last `heldout`, at most `limit`."""
+    end = n_reviews - heldout
+    if end < 1:
+        raise DataError(f"--heldout {heldout}: the file has only {n_reviews} reviews, none left to train on")
+    return min(end, limit) if limit is not None else end
+
+
+def _fit(gpt2: GPT2, texts: Sequence[str], *, epochs: int, batch_size: int, max_length: int,
+         learning_rate: float, seed: int, verbose: int | str) -> dict[str, list[float]]:
+    """Trains `gpt2` on `texts` with `fit` (inside the caller's precision policy); returns the history."""
+    import tensorflow as tf
+    import tf_keras
+
+    tf_keras.utils.set_random_seed(seed)
+    arrays = encode_reviews(gpt2, texts, max_length)
+    labels = arrays.pop("labels")
+    dataset = (tf.data.Dataset.from_tensor_slices((arrays, labels)).shuffle(len(texts), seed=seed)
+               .batch(batch_size).prefetch(tf.data.AUTOTUNE))
+    gpt2.model.compile(optimizer=tf_keras.optimizers.Adam(learning_rate), loss=masked_lm_loss)
+    history = gpt2.model.fit(dataset, epochs=epochs, verbose=verbose).history
+    return {key: [float(v) for v in values] for key, values in history.items()}
 
 
 def check_finetune_out(out_dir: str | Path) -> Path:

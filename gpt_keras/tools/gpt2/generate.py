@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from gpt_keras.core.generation import make_step
-from gpt_keras.core.sampling import Sampler, softmax
+from gpt_keras.core.sampling import Sampler, SamplingError, softmax
 from gpt_keras.tools.gpt2.load import GPT2
 
 
@@ -67,8 +67,6 @@ class GPT2Generator:
 
         words = pad_punctuation(prompt).split()
         if not words:
-            from gpt_keras.core.sampling import SamplingError
-
             raise SamplingError("the prompt is empty; give at least one word, e.g. 'wine review'")
         return [self.gpt2.bos_id] + [i for word in words for i in self.gpt2.word_ids(word)]
 

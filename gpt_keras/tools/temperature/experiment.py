@@ -133,7 +133,7 @@ class NextWordTable:
 
 
 def _next_words(probs: np.ndarray, vocab: Vocabulary, prompt: str, temperatures: Sequence[float],
-                n_words: int, top_k: int | None = None, top_p: float | None = None) -> NextWordTable:
+                n_words: int, *, top_k: int | None = None, top_p: float | None = None) -> NextWordTable:
     """A `NextWordTable` from the model's untempered distribution `probs` [vocab]."""
     check_int_at_least(n_words, "n_words (words shown)", 1, SamplingError)
     probs = np.asarray(probs, np.float64)
@@ -233,7 +233,7 @@ class TemperatureReport:
 
 
 def temperature_experiment(model, vocab: Vocabulary, prompt: str,
-                           temperatures: Iterable[float] = DEFAULT_TEMPERATURES, n_samples: int = 8,
+                           temperatures: Iterable[float] = DEFAULT_TEMPERATURES, *, n_samples: int = 8,
                            max_tokens: int = 80, seed: int = 0, top_k: int | None = None,
                            top_p: float | None = None, n_words: int = 5,
                            generator: CachedGenerator | None = None) -> TemperatureReport:
@@ -276,7 +276,7 @@ def temperature_experiment(model, vocab: Vocabulary, prompt: str,
             batch = sample_batch(generator, prompt, n_samples, max_tokens, sampler, rng)
         first_step = batch.step_distributions[0][0]
         results.append(_measure(temperature, batch, sampler))
-    next_words = _next_words(first_step, vocab, prompt, temperatures, n_words, top_k, top_p)
+    next_words = _next_words(first_step, vocab, prompt, temperatures, n_words, top_k=top_k, top_p=top_p)
     settings = {"n_samples": int(n_samples), "max_tokens": max_tokens, "seed": int(seed), "top_k": top_k,
                 "top_p": top_p, "prompt_tokens": len(prompt_ids), "context_window": generator.max_len,
                 "vocab_size": len(vocab)}

@@ -1,0 +1,236 @@
+"""The lab's views: pure functions from a model's next word to values and escaped HTML (no Gradio).
+
+The model runs once per prompt (`read_prompt`); moving the slider only re-applies temperature to
+those cached probabilities (`distribution_at`). Every text that comes from the data or the user is
+HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import math
+from typing import Sequence
+
+import numpy as np
+
+from gpt_keras.core.checks import GPTKerasError, check_seed
+from gpt_keras.core.sampling import Sampler, SamplingError
+from gpt_keras.runs.files import one_line
+from gpt_keras.runs.rundir import RunError
+from gpt_keras.tools.temperature.experiment import entropy
+from gpt_keras.tools.viz import SHADE_RGB, percent
+
+DEFAULT_PROMPT = "wine review : germany :"
+COMPARE_TEMPERATURES = (0.5, 1.0, 3.0)
+DEFAULT_SEED = 0
+DEFAULT_MAX_TOKENS = 80  # the lecture's max_tokens, prompt included
+TOP_WORDS = 10
+_RGB = ",".join(map(str, SHADE_RGB))
+
+
+class LabError(GPTKerasError, ValueError):
+    """Something on the page cannot be shown (an empty prompt, no known word, a bad number); shown as a message."""
+
+
+
+# --- the model's next word, computed once per prompt ------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class PromptView:
+    """One forward pass over a prompt: what every slider position is computed from.
+
+    Attributes:
+        words: the prompt's words as the model reads them (standardised).
+        probs: the model's next-word distribution (temperature 1), [vocab].
+        attention: the last position's attention over the words it saw, per head, [heads, words].
+        unknown: prompt words not in the vocabulary (read as `[UNK]`).
+        cut: how many words from the start fell outside the context window.
+    """
+
+    words: tuple[str, ...]
+    probs: np.ndarray
+    attention: np.ndarray
+    unknown: tuple[str, ...] = ()
+    cut: int = 0
+
+
+def read_prompt(model, vocab, prompt: str) -> PromptView:
+    """Runs the model once over `prompt` and keeps its next-word distribution and attention.
+
+    Raises:
+        LabError: the prompt is empty, or none of its words is in the vocabulary.
+    """
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise LabError("the prompt is empty: type at least one word, e.g. 'wine review : germany :'")
+    ids, unknown = vocab.encode(prompt)
+    if not ids:
+        raise LabError("the prompt has no words the model can read")
+    if all(index == 1 for index in ids):
+        raise LabError(f"none of the prompt's words is in the vocabulary ({', '.join(unknown)}); try words from "
+                       "the reviews, e.g. 'wine review : germany :'")
+    max_len = model.get_layer("embedding").max_len
+    seen = ids[-max_len:]
+    probs, attention = model(np.asarray([seen], np.int32), training=False)
+    return PromptView(words=tuple(vocab.standardize(prompt)), probs=np.asarray(probs, np.float64)[0, -1],
+                      attention=np.asarray(attention, np.float64)[0, :, -1, :], unknown=tuple(unknown),
+                      cut=len(ids) - len(seen))
+
+
+def sampler_for(temperature: float, top_k: int | None = None, top_p: float | None = None) -> Sampler:
+    """The page's settings as a `Sampler`: top-k 0 and top-p 1 mean "off"."""
+    top_k = None if top_k in (None, 0) else top_k
+    top_p = None if top_p is None or top_p >= 1 else top_p
+    if isinstance(top_k, float) and top_k.is_integer():
+        top_k = int(top_k)
+    return Sampler(temperature=temperature, top_k=top_k, top_p=top_p)
+
+
+def distribution_at(probs: np.ndarray, temperature: float, top_k: int | None = None,
+                    top_p: float | None = None) -> np.ndarray:
+    """The distribution the next word would be drawn from at `temperature` (then top-k or top-p)."""
+    return sampler_for(temperature, top_k, top_p).distribution(probs)
+
+
+@dataclasses.dataclass(frozen=True)
+class Bars:
+    """A distribution as the page draws it: the top words, what the rest share, the entropy."""
+
+    top: tuple[tuple[str, float], ...]
+    rest: float
+    rest_count: int
+    entropy: float
+    vocab_size: int
+
+
+def top_bars(distribution: np.ndarray, vocab, n_words: int = TOP_WORDS) -> Bars:
+    """The `n_words` most likely words (ties: lower id first) and the probability all others share."""
+    distribution = np.asarray(distribution, np.float64)
+    order = np.argsort(-distribution, kind="stable")[:n_words]
+    top = tuple((_label(vocab[int(i)]), float(distribution[i])) for i in order)
+    rest = float(max(0.0, 1.0 - sum(p for _, p in top)))
+    return Bars(top, rest, len(distribution) - len(top), float(entropy(distribution)), len(distribution))
+
+
+def _label(word: str) -> str:
+    return "<end>" if word == "" else word
+
+
+# --- HTML (every text escaped) -----------------------------------------------------------------------
+
+def bars_html(bars: Bars, caption: str = "") -> str:
+    """Bars with percentages, "the rest" summed, and the entropy, as an HTML fragment.
+
+    The entropy and the top word's share are also in `data-` attributes, for scripts and tests.
+    """
+    top_share = bars.top[0][1] if bars.top else 0.0
+    rows = "".join(
+        f'<tr class="lab-bar"><td class="lab-word">{html.escape(word)}</td>'
+        f'<td class="lab-track"><span class="lab-fill" style="width:{100 * p:.2f}%"></span></td>'
+        f'<td class="lab-pct">{html.escape(percent(p))}</td></tr>'
+        for word, p in bars.top)
+    rows += (f'<tr class="lab-rest"><td class="lab-word">the rest ({bars.rest_count:,} words)</td>'
+             f'<td class="lab-track"><span class="lab-fill lab-fill-rest" style="width:{100 * bars.rest:.2f}%">'
+             f'</span></td><td class="lab-pct">{html.escape(percent(bars.rest))}</td></tr>')
+    uniform = math.log(bars.vocab_size) if bars.vocab_size > 1 else 0.0
+    caption_html = f'<div class="lab-caption">{html.escape(caption)}</div>' if caption else ""
+    return (f'<div class="lab-distribution" data-entropy="{bars.entropy:.6f}" data-top-share="{top_share:.6f}">'
+            f"{caption_html}<table class=\"lab-bars\">{rows}</table>"
+            f'<div class="lab-entropy">entropy <b class="lab-entropy-value">{bars.entropy:.3f}</b> nats '
+            f"(0 = certain, {uniform:.2f} = every word equally likely)</div></div>")
+
+
+def attention_html(words: Sequence[str], attention: np.ndarray, head: int | None = None) -> str:
+    """The prompt with each word shaded by attention, as `print_probs` shades it.
+
+    `attention` is [heads, visible words] (the last `visible` words of `words`); `head` None shades
+    by the mean of heads, else by that head (0-based). The most attended word is fully shaded; words
+    outside the context window are grey.
+    """
+    attention = np.atleast_2d(np.asarray(attention, np.float64))
+    if head is not None and not 0 <= head < attention.shape[0]:
+        raise LabError(f"head must be 1 to {attention.shape[0]}, got {head + 1}")
+    weights = attention.mean(axis=0) if head is None else attention[head]
+    peak = weights.max() if weights.size else 0.0
+    shades = weights / peak if peak > 0 else np.zeros_like(weights)
+    first_visible = len(words) - len(shades)
+    pieces = []
+    for position, word in enumerate(words):
+        visible = position - first_visible
+        if visible < 0:
+            pieces.append(f'<span class="lab-outside" title="outside the context window">{html.escape(word)}</span>')
+        else:
+            pieces.append(f'<span class="lab-att" style="background-color:rgba({_RGB},{shades[visible]:.3f})" '
+                          f'title="attention {weights[visible]:.3f}">{html.escape(word)}</span>')
+    which = "mean of heads" if head is None else f"head {head + 1}"
+    return (f'<div class="lab-prompt"><span class="lab-caption">attention ({html.escape(which)}):</span> '
+            + " ".join(pieces) + "</div>")
+
+
+def message_html(text: str, kind: str = "error") -> str:
+    """A message box on the page (kind "error" or "note"); empty text gives nothing."""
+    return f'<div class="lab-message lab-{kind}">{html.escape(text)}</div>' if text else ""
+
+
+def prompt_note(view: PromptView) -> str:
+    """What the page should say about a prompt the model read differently than typed."""
+    notes = []
+    if view.unknown:
+        notes.append(f"not in the vocabulary, read as [UNK]: {', '.join(view.unknown)}")
+    if view.cut:
+        notes.append(f"the first {view.cut} words are outside the context window")
+    return "; ".join(notes)
+
+
+# --- sampling word by word ---------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One sampled word and what the model saw and offered at that step (small, for the page's state)."""
+
+    word: str
+    prompt: tuple[str, ...]
+    attention: np.ndarray
+    bars: Bars
+
+
+def sample_steps(generator, vocab, prompt: str, temperature: float, seed: int = DEFAULT_SEED, *,
+                 max_tokens: int = DEFAULT_MAX_TOKENS, top_k: int | None = None,
+                 top_p: float | None = None) -> list[Step]:
+    """A seeded generation from `prompt` (a `CachedGenerator`), one `Step` per word.
+
+    `max_tokens` counts the prompt, as in the lecture. The same seed and settings give the same words.
+    """
+    seed = check_seed(seed, error=LabError)
+    sampler = sampler_for(temperature, top_k, top_p)
+    records, _ = generator.generate(prompt, max_tokens, sampler, np.random.default_rng(seed))
+    return [Step(_label(record["word"]), tuple(record["prompt"].split()), np.asarray(record["atts"], np.float64),
+                 top_bars(record["word_probs"], vocab)) for record in records]
+
+
+def sampled_text(steps: Sequence[Step]) -> str:
+    """The generated words, space-separated (the end token adds no word)."""
+    return " ".join(step.word for step in steps if step.word != "<end>")
+
+
+def compare_html(prompt: str, runs: Sequence[tuple[float, Sequence[Step]]]) -> str:
+    """Three (or any number of) samples side by side, each with its temperature and mean entropy."""
+    columns = []
+    for temperature, steps in runs:
+        mean_entropy = float(np.mean([step.bars.entropy for step in steps])) if steps else float("nan")
+        columns.append(
+            f'<div class="lab-compare-column" data-temperature="{temperature:g}">'
+            f"<h4>T = {temperature:g}</h4><p class=\"lab-compare-meta\">{len(steps)} words, mean entropy "
+            f"{mean_entropy:.2f} nats</p><p class=\"lab-compare-text\"><span class=\"lab-muted\">"
+            f"{html.escape(prompt)}</span> {html.escape(sampled_text(steps))}</p></div>")
+    return '<div class="lab-compare">' + "".join(columns) + "</div>"
+
+
+
+def error_message(error: Exception) -> str:
+    """The one plain line the page shows for an error: the user's own mistake as it is, anything else
+    (a model that fails on this input, say) as what failed, so a panel is never left blank."""
+    if isinstance(error, (LabError, SamplingError, RunError)):
+        return one_line(error)
+    return f"the model could not answer ({type(error).__name__}: {one_line(error, 300)})"
+
