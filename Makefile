@@ -36,13 +36,14 @@ demo: $(RUNTIME)
 test: $(DEV)
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-tf test-jax  # side by side: the time is the longer
 
-# Both cores: pytest-xdist runs the files on two workers (each trains the shared runs it needs once).
+# Both cores: pytest-xdist shares the tests out over two workers (each trains the shared runs it needs once);
+# the JAX pass runs beside it at a lower priority, on what the TensorFlow pass leaves free.
 test-tf: $(DEV)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not release" -n auto --maxprocesses=4 --dist loadfile \
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not release" -n auto --maxprocesses=4 --dist worksteal \
 		--durations=15
 
 test-jax: $(DEV)
-	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -p no:cacheprovider -m "backend_agnostic and not release"
+	KERAS_BACKEND=jax nice -n 10 $(BIN)/python -m pytest -q -p no:cacheprovider -m "backend_agnostic and not release"
 
 ## The quick edit loop: the tests marked neither `slow` (training end to end, subprocesses) nor `release`.
 test-fast: $(DEV)

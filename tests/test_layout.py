@@ -156,7 +156,7 @@ def test_the_suite_starts_without_the_shared_reviews(tmp_path):
 
     env = {**os.environ, "GPT_KERAS_SHARED": str(tmp_path / "no-shared"), "TF_CPP_MIN_LOG_LEVEL": "3"}
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
-                             "tests/test_data.py", "tests/test_sample_data.py"],
+                             "tests/test_data.py"],
                             cwd=PACKAGE.parent, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:]
     assert "needs the real reviews" in result.stdout and " passed" in result.stdout
