@@ -57,7 +57,7 @@ test-release: $(DEV)
 ## The suite in a random order (pytest-random-order, in the [dev] extra; the seed is printed,
 ## `--random-order-seed=N` repeats it): no test may depend on another having run first.
 test-random: $(DEV)
-	$(BIN)/python -m pytest -q -p no:cacheprovider --random-order -m "not release"
+	$(BIN)/python -m pytest -q -p no:cacheprovider --random-order -m "not release" -n auto --maxprocesses=4 --dist worksteal
 
 ## Open the lecture notebook in JupyterLab (installs the [notebook] extra once).
 notebook: $(NOTEBOOK)
