@@ -351,7 +351,7 @@ def drag_slider(page, selector: str, to_fraction: float) -> None:
 
 @pytest.mark.slow
 def test_the_page_in_a_browser(served_lab, browser, tmp_path):
-    page = browser.new_page(viewport={"width": 1280, "height": 1000}, device_scale_factor=1)
+    page = browser.new_page(viewport={"width": 1024, "height": 768}, device_scale_factor=1)  # a projector
     requests = []
     page.on("request", lambda request: requests.append(request.url))
     page.goto(served_lab)
