@@ -61,8 +61,9 @@ def test_top_k_in_order_with_the_lecture_percentages():
 def test_percentages_are_printed_cleanly():
     assert viz.percent(np.float32(0.9243)) == "92.43%"
     assert viz.percent(np.float32(0.0021)) == "0.21%"
-    assert viz.percent(1.0) == "100.0%"
-    assert viz.percent(0.0) == "0.0%"
+    assert viz.percent(0.111) == "11.10%"
+    assert viz.percent(1.0) == "100.00%"
+    assert viz.percent(0.0) == "0.00%"
 
 
 def test_plain_has_no_escape_codes_and_ansi_has_shading_and_bars():

@@ -141,8 +141,12 @@ def step_view(step: Mapping, vocab: Vocab, n_words: int = 5,
 
 
 def percent(probability: float) -> str:
-    """The lecture's `np.round(100 * p, 2)`, printed cleanly: 0.9243 -> '92.43%', 1.0 -> '100.0%'."""
-    return f"{round(100.0 * float(probability), 2)}%"
+    """The lecture's two decimals, always both, so a column of them lines up: 0.9243 -> '92.43%', 0.111 -> '11.10%'.
+
+    The one rule for a probability shown to a person: the terminal, the HTML export, the lab and the
+    notebook's package cells all print through this function.
+    """
+    return f"{100.0 * float(probability):.2f}%"
 
 
 def generated_text(info: Any) -> str:
