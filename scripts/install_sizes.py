@@ -1,7 +1,7 @@
 """Measures what installing gpt-keras puts on disk: the core, then the core plus each extra.
 
 Each figure is the size of `site-packages` in a fresh virtual environment (pip's cache may serve the
-downloads), built in a temporary folder that is deleted afterwards. Prints the README's table column.
+downloads), built in a temporary folder that is deleted afterwards. Prints the size column of docs/install.md's table.
 Takes many minutes: TensorFlow alone unpacks to about 2 GB. Needs Python 3.11+ (tomllib).
 
 Usage:

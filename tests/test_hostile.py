@@ -1,6 +1,6 @@
 """Issue 14: nothing a user can type or a disk can do crashes, hangs, or deletes what it did not write.
 
-One test per cause found when the tiny run was attacked as a hostile user would (README, Reliability).
+One test per cause found when the tiny run was attacked as a hostile user would (docs/reliability.md).
 Damaged runs are copies of the session's `trained_run`, which stays read-only.
 """
 
@@ -588,7 +588,7 @@ def _call(function, *args, **kwargs) -> None:
         raise
 
 
-# The property run's length: a short one in `make test`, the long one (the figures README quotes) in the
+# The property run's length: a short one in `make test`, the long one (the figures docs/reliability.md quotes) in the
 # release tier. GPT_KERAS_PROPERTY_EXAMPLES sets the short run's count (e.g. 150 to repeat the long one here).
 PROPERTY_EXAMPLES = int(os.environ.get("GPT_KERAS_PROPERTY_EXAMPLES", 20))
 RELEASE_PROPERTY_EXAMPLES = 150

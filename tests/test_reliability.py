@@ -1,4 +1,4 @@
-"""The reliability guarantees of the README, each checked the hard way.
+"""The reliability guarantees of docs/reliability.md, each checked the hard way.
 
 Resume after SIGKILL in the middle of an epoch, same seed -> same results in separate processes,
 atomic files, a run directory in use refused, corrupt models and checkpoints named in one clear

@@ -130,7 +130,7 @@ def make_strategy(name: str):
     try:
         return makers[name]()
     except distribute.DistributeError as error:
-        raise UsageError(f"--strategy {name}: {error} (see the README)") from None
+        raise UsageError(f"--strategy {name}: {error} (see docs/distributed.md)") from None
 
 
 # --- demo ------------------------------------------------------------------------------------------------
