@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import os
 import shutil
 import signal
@@ -117,8 +118,11 @@ def test_calculator_equals_the_lecture_table():
         np.testing.assert_allclose(table.softmax[i], LECTURE_TABLE[temperature], atol=1.5e-3)
         np.testing.assert_allclose(table.lecture[i], table.softmax[i], atol=1e-12)
     page = lab_lib.calculator_html(table)
-    for value in ("0.484", "0.396", "0.119", "0.441", "0.386", "0.173"):
-        assert value in page
+    for i in range(len(table.temperatures)):  # both formulas in percent, by the one rule
+        for j in range(len(table.words)):
+            assert lab_lib.percent(table.softmax[i, j]) in page and lab_lib.percent(table.lecture[i, j]) in page
+    assert page.count('<th colspan="2" class="lab-calc-t">') == 3  # each temperature over its two columns
+    assert "48.42%" in page  # pfalz at T = 1: the slide's 0.484, in the lab's two decimals
 
 
 def test_calculator_reads_edited_logits_and_rejects_bad_ones():
@@ -141,14 +145,29 @@ def test_every_text_from_the_data_or_the_user_is_escaped():
         assert "<script>" not in page and "&lt;script&gt;" in page
 
 
-def test_attention_is_shaded_as_print_probs_does(run, lab):
+def test_attention_is_shaded_as_print_probs_does_in_colours_a_projector_shows(run, lab):
+    import re
+
     view = lab.view(PROMPT)
     page = lab_lib.attention_html(view.words, view.attention)
-    shades = view.attention.mean(axis=0) / view.attention.mean(axis=0).max()
-    for shade in shades:
-        assert f"rgba(135,206,250,{shade:.3f})" in page
+    weights = view.attention.mean(axis=0)
+    shown = [float(v) for v in re.findall(r'data-shade="([0-9.]+)"', page)]
+    np.testing.assert_allclose(shown, weights / weights.max(), atol=5e-4)  # print_probs' shade: attention / max
+    for shade in shown:  # every word readable on its shade, and the shades far apart
+        background, text = lab_lib.shade_colours(shade)
+        assert f"background-color:{background};color:{text}" in page
+    rgb = lambda colour: [int(v) for v in re.findall(r"\d+", colour)]  # noqa: E731
+    darkest, text = lab_lib.shade_colours(1.0)
+    assert lab_lib.contrast(rgb(darkest), (255, 255, 255)) >= 7  # the most attended word against the page
+    for shade in np.linspace(0, 1, 21):
+        background, text = lab_lib.shade_colours(shade)
+        assert lab_lib.contrast(rgb(background), (255, 255, 255) if text == "#ffffff" else (0, 0, 0)) >= 4.5
+    assert "lab-legend" in page and page.count("lab-swatch") == 5
+    top = int(np.argmax(weights))  # the most attended words, with their share of attention in percent
+    assert re.search(rf'lab-attended"><tr class="lab-bar"><td class="lab-word">{re.escape(view.words[top])}</td>'
+                     rf'.*?{re.escape(lab_lib.percent(weights[top]))}', page)
     head = lab_lib.attention_html(view.words, view.attention, head=1)
-    assert "head 2" in head and "rgba(135,206,250,1.000)" in head
+    assert "head 2" in head and 'data-shade="1.000"' in head
 
 
 def test_bad_prompts_are_messages_not_tracebacks(lab):
@@ -156,10 +175,50 @@ def test_bad_prompts_are_messages_not_tracebacks(lab):
         lab.redraw("   ", 1.0)
     with pytest.raises(lab_lib.LabError, match="none of the prompt's words"):
         lab.redraw("zzqx qqzx", 1.0)
-    with pytest.raises(lab_lib.LabError, match="max tokens counts the prompt"):
+    with pytest.raises(lab_lib.LabError, match="max tokens must be more than the prompt's 5 tokens"):
         lab.sample(PROMPT, 1.0, seed=0, max_tokens=len(PROMPT.split()))
     note = lab.redraw("wine review : zzqx", 1.0)[2]
     assert "zzqx" in note and "lab-note" in note
+
+
+def test_a_prompt_longer_than_the_context_is_read_as_the_model_reads_it(run, lab):
+    """Past `max_len` words the model sees only the last `max_len`: the page says so in one line, samples from
+    those words (no advice to raise max tokens past its cap), and stays short for a 2,000-word prompt."""
+    from gpt_keras.core.checks import MAX_TOKENS
+
+    max_len = run.config.max_len
+    long_prompt = " ".join([PROMPT] * (MAX_TOKENS // len(PROMPT.split()) + 2))  # > MAX_TOKENS words
+    n_words = len(long_prompt.split())
+    bars, attention, note = lab.redraw(long_prompt, 1.0)
+    assert html.escape(f"the model reads only the last {max_len} of the prompt's {n_words:,} words") in note
+    assert "\n" not in note and note.count("lab-message") == 1
+    assert attention.count('class="lab-att"') == max_len
+    assert attention.count("lab-outside") == 1 and f"{n_words - max_len:,} earlier words" in attention
+    assert len(attention) < 20_000 and len(bars) < 5_000  # the page's height does not grow with the prompt
+    steps = lab.sample(long_prompt, 1.0, seed=0, max_tokens=max_len + 4)
+    assert len(steps) >= 1 and steps[0].prompt == tuple(long_prompt.split()[-max_len:])
+    assert lab.shown_prompt(long_prompt) == "\u2026 " + " ".join(long_prompt.split()[-max_len:])
+    with pytest.raises(lab_lib.LabError, match=f"more than the prompt's {max_len} tokens"):
+        lab.sample(long_prompt, 1.0, seed=0, max_tokens=max_len)
+
+
+def test_no_advice_to_raise_max_tokens_past_its_cap(trained_run):
+    """A prompt of MAX_TOKENS tokens or more: every command says to shorten the prompt, in one line (exit 2)."""
+    from gpt_keras.core.checks import MAX_TOKENS, ConfigError, check_room_after_prompt
+
+    with pytest.raises(ConfigError, match="more than the prompt's 12 tokens") as small:
+        check_room_after_prompt(12, 12)
+    assert "shorten" not in str(small.value)
+    with pytest.raises(ConfigError, match=f"shorten the prompt to fewer than {MAX_TOKENS:,} tokens") as big:
+        check_room_after_prompt(2400, 80)
+    assert "more than" not in str(big.value)
+    long_prompt = " ".join(["wine review"] * 1200)  # 2,400 tokens, as the issue's teacher typed
+    for command in (["generate"], ["temperature", "--samples", "1", "--temperatures", "1"]):
+        result = cli(*command, "--run", trained_run.run_dir, "--prompt", long_prompt)
+        assert result.code == 2, result.err
+        errors = [line for line in result.error_lines if ": error: " in line]  # after the window's warning
+        assert len(errors) == 1 and "shorten the prompt" in errors[0], result.err
+        assert "2400 max tokens" not in result.err and "more than the prompt" not in result.err
 
 
 def test_sampling_is_seeded_and_each_step_keeps_its_distribution(run, lab):
