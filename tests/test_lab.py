@@ -547,6 +547,12 @@ def test_the_page_in_a_browser(served_lab, browser, tmp_path):
     prompt_box, message = page.locator("#lab-prompt").bounding_box(), page.locator("#lab-message").bounding_box()
     assert 0 <= message["y"] - (prompt_box["y"] + prompt_box["height"]) < 40  # right under the prompt
 
+    # one rule for percentages: every one on the page has the lecture's two decimals (lab_lib.percent)
+    import re
+
+    shown = re.findall(r"[\d.]+%", page.inner_text("body"))
+    assert shown and [p for p in shown if not re.fullmatch(r"\d+\.\d\d%", p)] == []
+
     # offline: every request went to the lab's own server
     assert [url for url in requests if not url.startswith((served_lab, "data:", "blob:"))] == []
     page.close()

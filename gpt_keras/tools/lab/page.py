@@ -235,7 +235,7 @@ def _sample_section(gr, lab: Lab, controls: dict) -> None:
         return sampled_words(shown, steps), (shown, steps), "", "", ""
 
     def show_step(state, head_choice, event: gr.SelectData):
-        shown, steps = state
+        shown, steps = state or ("", [])  # a failed sample leaves the state empty
         index = event.index[0] if isinstance(event.index, (list, tuple)) else event.index
         if not steps or index is None or index < 1 or index > len(steps):
             return (gr.skip(), "", "",
