@@ -510,7 +510,8 @@ def test_the_page_in_a_browser(served_lab, browser, tmp_path):
     formulas = calculator.locator("th.lab-calc-formula").all()
     assert len(formulas) == 2 * len(headers) == 8
     for index, header in enumerate(headers):
-        over, left, right = header.bounding_box(), formulas[2 * index].bounding_box(), formulas[2 * index + 1].bounding_box()
+        over = header.bounding_box()
+        left, right = formulas[2 * index].bounding_box(), formulas[2 * index + 1].bounding_box()
         assert abs(over["x"] - left["x"]) <= 1.5 and abs(over["x"] + over["width"] - right["x"] - right["width"]) <= 1.5
     assert smallest_font_px(page, "#lab-calculator th.lab-calc-formula") >= 14
     assert smallest_font_px(page, "#lab-calculator td") >= LARGE_PX

@@ -219,7 +219,8 @@ def _sample_section(gr, lab: Lab, controls: dict) -> None:
         controls["max_tokens"] = gr.Number(DEFAULT_MAX_TOKENS, label="max tokens (prompt included)", precision=0,
                                            minimum=1, elem_id="lab-max-tokens")
         sample_button = gr.Button("sample", variant="primary", elem_id="lab-sample")
-    message = gr.HTML("", elem_id="lab-sample-message", elem_classes="lab-html-box")  # beside the button: what went wrong with this sample
+    # beside the button: what went wrong with this sample
+    message = gr.HTML("", elem_id="lab-sample-message", elem_classes="lab-html-box")
     sample_state = gr.State(("", []))  # (the prompt as shown, the steps)
     sampled = gr.HighlightedText(label="generated (click a word)", elem_id="lab-sampled", combine_adjacent=False,
                                  show_inline_category=False, show_legend=False, color_map=SAMPLED_COLOURS)
