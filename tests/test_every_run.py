@@ -168,7 +168,7 @@ def test_the_labs_handlers_on_every_run(run_result):
 
     lab = lab_lib.Lab.from_run(load_run(run_result.run_dir))
     bars, attention, message = lab.redraw("wine review : germany :", 1.5)
-    assert "lab-bar" in bars and "rgba(" in attention and "lab-error" not in message
+    assert "lab-bar" in bars and 'data-shade="1.000"' in attention and "lab-error" not in message
     steps = lab.sample("wine review : germany :", 1.0, seed=0, max_tokens=10)
     assert steps and all(np.isfinite(step.attention).all() and step.bars for step in steps)
     compared = lab_lib.compare_html("wine review", [(t, lab.sample("wine review", t, 0, 8)) for t in (0.5, 3.0)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import os
 import shutil
 import signal
@@ -117,8 +118,11 @@ def test_calculator_equals_the_lecture_table():
         np.testing.assert_allclose(table.softmax[i], LECTURE_TABLE[temperature], atol=1.5e-3)
         np.testing.assert_allclose(table.lecture[i], table.softmax[i], atol=1e-12)
     page = lab_lib.calculator_html(table)
-    for value in ("0.484", "0.396", "0.119", "0.441", "0.386", "0.173"):
-        assert value in page
+    for i in range(len(table.temperatures)):  # both formulas in percent, by the one rule
+        for j in range(len(table.words)):
+            assert lab_lib.percent(table.softmax[i, j]) in page and lab_lib.percent(table.lecture[i, j]) in page
+    assert page.count('<th colspan="2" class="lab-calc-t">') == 3  # each temperature over its two columns
+    assert "48.42%" in page  # pfalz at T = 1: the slide's 0.484, in the lab's two decimals
 
 
 def test_calculator_reads_edited_logits_and_rejects_bad_ones():
@@ -141,14 +145,29 @@ def test_every_text_from_the_data_or_the_user_is_escaped():
         assert "<script>" not in page and "&lt;script&gt;" in page
 
 
-def test_attention_is_shaded_as_print_probs_does(run, lab):
+def test_attention_is_shaded_as_print_probs_does_in_colours_a_projector_shows(run, lab):
+    import re
+
     view = lab.view(PROMPT)
     page = lab_lib.attention_html(view.words, view.attention)
-    shades = view.attention.mean(axis=0) / view.attention.mean(axis=0).max()
-    for shade in shades:
-        assert f"rgba(135,206,250,{shade:.3f})" in page
+    weights = view.attention.mean(axis=0)
+    shown = [float(v) for v in re.findall(r'data-shade="([0-9.]+)"', page)]
+    np.testing.assert_allclose(shown, weights / weights.max(), atol=5e-4)  # print_probs' shade: attention / max
+    for shade in shown:  # every word readable on its shade, and the shades far apart
+        background, text = lab_lib.shade_colours(shade)
+        assert f"background-color:{background};color:{text}" in page
+    rgb = lambda colour: [int(v) for v in re.findall(r"\d+", colour)]  # noqa: E731
+    darkest, text = lab_lib.shade_colours(1.0)
+    assert lab_lib.contrast(rgb(darkest), (255, 255, 255)) >= 7  # the most attended word against the page
+    for shade in np.linspace(0, 1, 21):
+        background, text = lab_lib.shade_colours(shade)
+        assert lab_lib.contrast(rgb(background), (255, 255, 255) if text == "#ffffff" else (0, 0, 0)) >= 4.5
+    assert "lab-legend" in page and page.count("lab-swatch") == 5
+    top = int(np.argmax(weights))  # the most attended words, with their share of attention in percent
+    assert re.search(rf'lab-attended"><tr class="lab-bar"><td class="lab-word">{re.escape(view.words[top])}</td>'
+                     rf'.*?{re.escape(lab_lib.percent(weights[top]))}', page)
     head = lab_lib.attention_html(view.words, view.attention, head=1)
-    assert "head 2" in head and "rgba(135,206,250,1.000)" in head
+    assert "head 2" in head and 'data-shade="1.000"' in head
 
 
 def test_bad_prompts_are_messages_not_tracebacks(lab):
@@ -156,10 +175,50 @@ def test_bad_prompts_are_messages_not_tracebacks(lab):
         lab.redraw("   ", 1.0)
     with pytest.raises(lab_lib.LabError, match="none of the prompt's words"):
         lab.redraw("zzqx qqzx", 1.0)
-    with pytest.raises(lab_lib.LabError, match="max tokens counts the prompt"):
+    with pytest.raises(lab_lib.LabError, match="max tokens must be more than the prompt's 5 tokens"):
         lab.sample(PROMPT, 1.0, seed=0, max_tokens=len(PROMPT.split()))
     note = lab.redraw("wine review : zzqx", 1.0)[2]
     assert "zzqx" in note and "lab-note" in note
+
+
+def test_a_prompt_longer_than_the_context_is_read_as_the_model_reads_it(run, lab):
+    """Past `max_len` words the model sees only the last `max_len`: the page says so in one line, samples from
+    those words (no advice to raise max tokens past its cap), and stays short for a 2,000-word prompt."""
+    from gpt_keras.core.checks import MAX_TOKENS
+
+    max_len = run.config.max_len
+    long_prompt = " ".join([PROMPT] * (MAX_TOKENS // len(PROMPT.split()) + 2))  # > MAX_TOKENS words
+    n_words = len(long_prompt.split())
+    bars, attention, note = lab.redraw(long_prompt, 1.0)
+    assert html.escape(f"the model reads only the last {max_len} of the prompt's {n_words:,} words") in note
+    assert "\n" not in note and note.count("lab-message") == 1
+    assert attention.count('class="lab-att"') == max_len
+    assert attention.count("lab-outside") == 1 and f"{n_words - max_len:,} earlier words" in attention
+    assert len(attention) < 20_000 and len(bars) < 5_000  # the page's height does not grow with the prompt
+    steps = lab.sample(long_prompt, 1.0, seed=0, max_tokens=max_len + 4)
+    assert len(steps) >= 1 and steps[0].prompt == tuple(long_prompt.split()[-max_len:])
+    assert lab.shown_prompt(long_prompt) == "\u2026 " + " ".join(long_prompt.split()[-max_len:])
+    with pytest.raises(lab_lib.LabError, match=f"more than the prompt's {max_len} tokens"):
+        lab.sample(long_prompt, 1.0, seed=0, max_tokens=max_len)
+
+
+def test_no_advice_to_raise_max_tokens_past_its_cap(trained_run):
+    """A prompt of MAX_TOKENS tokens or more: every command says to shorten the prompt, in one line (exit 2)."""
+    from gpt_keras.core.checks import MAX_TOKENS, ConfigError, check_room_after_prompt
+
+    with pytest.raises(ConfigError, match="more than the prompt's 12 tokens") as small:
+        check_room_after_prompt(12, 12)
+    assert "shorten" not in str(small.value)
+    with pytest.raises(ConfigError, match=f"shorten the prompt to fewer than {MAX_TOKENS:,} tokens") as big:
+        check_room_after_prompt(2400, 80)
+    assert "more than" not in str(big.value)
+    long_prompt = " ".join(["wine review"] * 1200)  # 2,400 tokens, as the issue's teacher typed
+    for command in (["generate"], ["temperature", "--samples", "1", "--temperatures", "1"]):
+        result = cli(*command, "--run", trained_run.run_dir, "--prompt", long_prompt)
+        assert result.code == 2, result.err
+        errors = [line for line in result.error_lines if ": error: " in line]  # after the window's warning
+        assert len(errors) == 1 and "shorten the prompt" in errors[0], result.err
+        assert "2400 max tokens" not in result.err and "more than the prompt" not in result.err
 
 
 def test_sampling_is_seeded_and_each_step_keeps_its_distribution(run, lab):
@@ -349,15 +408,55 @@ def drag_slider(page, selector: str, to_fraction: float) -> None:
     page.mouse.up()
 
 
+VIEWPORT = {"width": 1024, "height": 768}  # a classroom projector
+LARGE_PX = 18  # words and percentages, read from the back of the room
+
+
+def boxes_outside_the_screen(page, selector: str) -> list[dict]:
+    """The boxes of `selector`'s elements that do not lie wholly inside the viewport as it is scrolled now."""
+    boxes = [element.bounding_box() for element in page.locator(selector).all()]
+    assert boxes, f"nothing matches {selector}"
+    return [box for box in boxes if box is None or box["x"] < 0 or box["y"] < 0
+            or box["x"] + box["width"] > VIEWPORT["width"] + 0.5 or box["y"] + box["height"] > VIEWPORT["height"] + 0.5]
+
+
+def smallest_font_px(page, selector: str) -> float:
+    sizes = page.locator(selector).evaluate_all("es => es.map(e => parseFloat(getComputedStyle(e).fontSize))")
+    assert sizes, f"nothing matches {selector}"
+    return min(sizes)
+
+
+def rgb_of(css_colour: str) -> tuple[int, ...]:
+    import re
+
+    return tuple(int(float(v)) for v in re.findall(r"[\d.]+", css_colour)[:3])
+
+
+def check_the_first_screen(page) -> None:
+    """Without scrolling: the prompt, the temperature, every bar with "the rest", the entropy and the attention's
+    legend are inside the viewport; words and percentages are at least 18 px."""
+    assert page.evaluate("window.scrollY") == 0
+    for selector in ("#lab-prompt textarea", "#lab-temperature", "#lab-distribution .lab-bar",
+                     "#lab-distribution .lab-rest", "#lab-distribution .lab-entropy", "#lab-attention .lab-att",
+                     "#lab-attention .lab-legend"):
+        assert boxes_outside_the_screen(page, selector) == [], selector
+    for selector in ("#lab-distribution .lab-word", "#lab-distribution .lab-pct", "#lab-distribution .lab-entropy",
+                     "#lab-attention .lab-att", "#lab-attention .lab-pct"):
+        assert smallest_font_px(page, selector) >= LARGE_PX, selector
+
+
 @pytest.mark.slow
 def test_the_page_in_a_browser(served_lab, browser, tmp_path):
-    page = browser.new_page(viewport={"width": 1024, "height": 768}, device_scale_factor=1)  # a projector
+    """One page load at a projector's 1024x768: what the class must see on the first screen, the slider, a sampled
+    word clicked and marked, compare, the calculator's headers over their columns, a 2,000-word prompt."""
+    page = browser.new_page(viewport=VIEWPORT, device_scale_factor=1)
     requests = []
     page.on("request", lambda request: requests.append(request.url))
     page.goto(served_lab)
     page.wait_for_selector("#lab-distribution .lab-distribution", timeout=60_000)
+    check_the_first_screen(page)
 
-    # the slider from 0.5 to 3: entropy rises, the top word's share falls
+    # the slider from 0.5 to 3: entropy rises, the top word's share falls; at T = 3 it all still fits
     page.click("#lab-mark-0\\.5")
     cold_entropy, cold_top = shown_distribution(page, "0.5")
     drag_slider(page, "#lab-temperature input[type=range]", 1.0)
@@ -365,20 +464,38 @@ def test_the_page_in_a_browser(served_lab, browser, tmp_path):
     assert page.locator("#lab-temperature input[type=range]").input_value() == "3"
     assert hot_entropy > cold_entropy
     assert hot_top < cold_top
+    check_the_first_screen(page)
+    page.screenshot(path=str(tmp_path / "lab-1024x768.png"))
+    # the attention's shades: the most attended word stands out from the page (a projector washes colours out)
+    darkest = page.locator('#lab-attention .lab-att[data-shade="1.000"]').first
+    background = rgb_of(darkest.evaluate("e => getComputedStyle(e).backgroundColor"))
+    assert lab_lib.contrast(background, (255, 255, 255)) >= 7
+    assert lab_lib.contrast(background, rgb_of(darkest.evaluate("e => getComputedStyle(e).color"))) >= 4.5
 
-    # sample: words appear; clicking one shows that step's distribution and attention
+    # sample: words appear; clicking one marks it and shows that step's distribution and attention
     page.click("#lab-sample")
     words = page.locator("#lab-sampled .token.highlighted")
     words.first.wait_for(timeout=30_000)
     assert words.count() >= 1
     chosen = min(2, words.count() - 1)
     word = words.nth(chosen).inner_text().strip()
+    unmarked = words.nth(chosen).evaluate("e => getComputedStyle(e).backgroundColor")
     words.nth(chosen).click()
     caption = page.locator("#lab-step-distribution .lab-caption")
     caption.wait_for(timeout=20_000)
     assert caption.inner_text().startswith(f"step {chosen + 1}: the model chose \u201c{word}\u201d")
     assert page.locator("#lab-step-distribution .lab-bar").count() >= 1
     assert page.locator("#lab-step-attention .lab-att").count() >= len(PROMPT.split())
+    page.wait_for_function("([i, before]) => getComputedStyle(document.querySelectorAll("
+                           "'#lab-sampled .token.highlighted')[i]).backgroundColor !== before", arg=[chosen, unmarked],
+                           timeout=20_000)
+    backgrounds = words.evaluate_all("es => es.map(e => getComputedStyle(e).backgroundColor)")
+    marked = [i for i, colour in enumerate(backgrounds) if colour == backgrounds[chosen]]
+    assert marked == [chosen], backgrounds  # the clicked word, and only it, in its own colour
+    assert words.nth(chosen).inner_text().strip() == word
+    assert smallest_font_px(page, "#lab-sampled .token .text") >= LARGE_PX
+    page.locator("#lab-sampled").scroll_into_view_if_needed()
+    page.screenshot(path=str(tmp_path / "lab-sample-1024x768.png"))
 
     # compare temperatures: three columns
     page.click("#lab-compare")
@@ -386,20 +503,56 @@ def test_the_page_in_a_browser(served_lab, browser, tmp_path):
     assert [c.get_attribute("data-temperature") for c in page.locator(".lab-compare-column").all()] == \
         ["0.5", "1", "3"]
 
-    # the calculator: the lecture's numbers, and an edited word shown as text, not markup
-    assert "0.484" in page.locator("#lab-calculator").inner_text()
+    # the calculator: the lecture's numbers; each p(T=...) over its own two columns; nothing tiny
+    calculator = page.locator("#lab-calculator")
+    assert "48.42%" in calculator.inner_text()  # the slide's 0.484, in the lab's two decimals
+    headers = calculator.locator("th.lab-calc-t").all()
+    formulas = calculator.locator("th.lab-calc-formula").all()
+    assert len(formulas) == 2 * len(headers) == 8
+    for index, header in enumerate(headers):
+        over = header.bounding_box()
+        left, right = formulas[2 * index].bounding_box(), formulas[2 * index + 1].bounding_box()
+        assert abs(over["x"] - left["x"]) <= 1.5 and abs(over["x"] + over["width"] - right["x"] - right["width"]) <= 1.5
+    assert smallest_font_px(page, "#lab-calculator th.lab-calc-formula") >= 14
+    assert smallest_font_px(page, "#lab-calculator td") >= LARGE_PX
+    calculator.scroll_into_view_if_needed()
+    page.screenshot(path=str(tmp_path / "lab-calculator-1024x768.png"))
     page.fill("#lab-logits textarea", "pfalz 4.1, mosel 3.9, <b>rhein</b> 2.7")
     page.locator("#lab-calculator", has_text="<b>rhein</b>").wait_for(timeout=20_000)
     assert page.locator("#lab-calculator b").count() == 0
 
-    page.screenshot(path=str(tmp_path / "lab.png"), full_page=True)
-    # bad prompts: a message on the page
+    # a 2,000-word prompt: one line says what the model reads; the first screen still holds the bars; the page
+    # grows by less than a screen; sampling starts from the words the model reads
+    height = page.evaluate("document.documentElement.scrollHeight")
+    long_prompt = " ".join([PROMPT] * 400)
+    page.fill("#lab-prompt textarea", long_prompt)
+    page.press("#lab-prompt textarea", "Enter")
+    note = page.locator("#lab-message", has_text="the model reads only the last")
+    note.wait_for(timeout=20_000)
+    assert note.inner_text().count("\n") == 0 and "2,000 words" in note.inner_text()
+    page.evaluate("window.scrollTo(0, 0)")
+    check_the_first_screen(page)
+    assert page.evaluate("document.documentElement.scrollHeight") - height < VIEWPORT["height"]
+    page.click("#lab-sample")
+    page.locator("#lab-sampled .token.highlighted").first.wait_for(timeout=30_000)
+    assert page.locator("#lab-sample-message .lab-message").count() == 0
+    assert page.locator("#lab-sampled").bounding_box()["height"] < VIEWPORT["height"]
+
+    # bad prompts: a message beside the prompt
     page.fill("#lab-prompt textarea", "")
     page.press("#lab-prompt textarea", "Enter")
     page.locator("#lab-message", has_text="the prompt is empty").wait_for(timeout=20_000)
     page.fill("#lab-prompt textarea", "zzqx qqzx")
     page.press("#lab-prompt textarea", "Enter")
     page.locator("#lab-message", has_text="none of the prompt's words").wait_for(timeout=20_000)
+    prompt_box, message = page.locator("#lab-prompt").bounding_box(), page.locator("#lab-message").bounding_box()
+    assert 0 <= message["y"] - (prompt_box["y"] + prompt_box["height"]) < 40  # right under the prompt
+
+    # one rule for percentages: every one on the page has the lecture's two decimals (lab_lib.percent)
+    import re
+
+    shown = re.findall(r"[\d.]+%", page.inner_text("body"))
+    assert shown and [p for p in shown if not re.fullmatch(r"\d+\.\d\d%", p)] == []
 
     # offline: every request went to the lab's own server
     assert [url for url in requests if not url.startswith((served_lab, "data:", "blob:"))] == []

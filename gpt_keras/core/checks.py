@@ -59,6 +59,22 @@ def check_max_tokens(value: Any, name: str = "max_tokens", error: type[Exception
     return int(value)
 
 
+def check_room_after_prompt(prompt_tokens: int, max_tokens: int, name: str = "max_tokens",
+                            error: type[Exception] = ConfigError) -> None:
+    """`max_tokens` counts the prompt (the lecture's rule), so it must leave room for one word.
+
+    The advice is one the user can follow: a prompt of MAX_TOKENS tokens or more leaves no `max_tokens`
+    that would do, so then it says to shorten the prompt instead.
+    """
+    if max_tokens > prompt_tokens:
+        return
+    if prompt_tokens >= MAX_TOKENS:
+        raise error(f"the prompt has {prompt_tokens:,} tokens and {name} (which counts the prompt) is at most "
+                    f"{MAX_TOKENS:,}: shorten the prompt to fewer than {MAX_TOKENS:,} tokens")
+    raise error(f"{name} must be more than the prompt's {prompt_tokens:,} tokens (it counts the prompt, as in the "
+                f"lecture), got {max_tokens:,}")
+
+
 def check_config_field(name: str, value: Any, annotation: Any) -> None:
     """Type and range check of one field; the error names the field and the value."""
     kind = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))

@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+from gpt_keras.core.checks import check_room_after_prompt
 from gpt_keras.tools.cli.flags import (UsageError, _at_least, _checked_arg, _max_tokens, _output, _port, _seed,
                                        add_sampling_flags, existing_run)
 
@@ -39,6 +40,8 @@ def run_generate(args) -> int:
     _output(args.html, "--html")
     _output(args.heatmap, "--heatmap")
     run = load_run(args.run)
+    # max_tokens counts the prompt: say so now rather than print the prompt back with no word after it
+    check_room_after_prompt(len(run.vocab.encode(args.prompt)[0]), args.max_tokens, "--max-tokens", UsageError)
     generator = run.text_generator(seed=args.seed, method=args.method)
     infos = []
     for _ in range(args.samples):

@@ -4,9 +4,10 @@ The page (Gradio, from the `[lab]` extra) shows, for a prompt:
 
 - the model's next-word distribution at the slider's temperature, top words as bars with
   percentages and "the rest" summed, and its entropy;
-- the prompt shaded by attention as `print_probs` shades it (mean of heads, or one head);
-- "sample": a seeded generation, word by word; clicking a generated word shows that step's
-  distribution and attention;
+- the prompt shaded by attention as `print_probs` shades it (mean of heads, or one head), in colours a
+  projector shows, with a legend and the most attended words in percent;
+- "sample": a seeded generation, word by word; clicking a generated word marks it and shows that
+  step's distribution and attention;
 - "compare temperatures": the same prompt and seed at three temperatures side by side;
 - the lecture's calculator (pfalz 4.1, mosel 3.9, rhein 2.7), which needs no run.
 
@@ -29,17 +30,19 @@ from gpt_keras.tools.lab.page import (DEFAULT_HOST, INSTALL_HINT, TEMPERATURE_MA
                                       LabUnavailable, _guarded, build_lab, import_gradio, lab, lab_theme, launch_lab)
 from gpt_keras.tools.lab.state import PROMPT_CACHE_SIZE, Lab
 from gpt_keras.tools.lab.views import (COMPARE_TEMPERATURES, DEFAULT_MAX_TOKENS, DEFAULT_PROMPT, DEFAULT_SEED,
-                                       TOP_WORDS, Bars, LabError, PromptView, Step, attention_html, bars_html,
-                                       compare_html, distribution_at, error_message, message_html, prompt_note,
-                                       read_prompt, sample_steps, sampled_text, sampler_for, top_bars)
+                                       SHADE_DARKEST, TOP_WORDS, Bars, LabError, PromptView, Step, attention_html,
+                                       bars_html, compare_html, contrast, distribution_at, error_message,
+                                       message_html, prompt_note, read_prompt, sample_steps, sampled_text,
+                                       sampler_for, seen_prompt, shade_colours, shown_prompt, top_bars)
 from gpt_keras.tools.viz import percent
 
 __all__ = [
     "COMPARE_TEMPERATURES", "DEFAULT_HOST", "DEFAULT_MAX_TOKENS", "DEFAULT_PROMPT", "DEFAULT_SEED", "INSTALL_HINT",
-    "PROMPT_CACHE_SIZE", "TEMPERATURE_MARKS", "TEMPERATURE_RANGE", "TOP_WORDS", "Bars", "Lab", "LabError",
-    "LabUnavailable", "PromptView", "Step", "attention_html", "bars_html", "build_lab", "calculator",
-    "calculator_html", "compare_html", "distribution_at", "error_message", "import_gradio", "lab", "lab_theme",
-    "launch_lab", "lecture_logits_text", "message_html", "parse_logits", "parse_temperatures", "percent",
-    "prompt_note", "read_prompt", "sample_steps", "sampled_text", "sampler_for", "top_bars",
+    "PROMPT_CACHE_SIZE", "SHADE_DARKEST", "TEMPERATURE_MARKS", "TEMPERATURE_RANGE", "TOP_WORDS", "Bars", "Lab",
+    "LabError", "LabUnavailable", "PromptView", "Step", "attention_html", "bars_html", "build_lab", "calculator",
+    "calculator_html", "compare_html", "contrast", "distribution_at", "error_message", "import_gradio", "lab",
+    "lab_theme", "launch_lab", "lecture_logits_text", "message_html", "parse_logits", "parse_temperatures", "percent",
+    "prompt_note", "read_prompt", "sample_steps", "sampled_text", "sampler_for", "seen_prompt", "shade_colours",
+    "shown_prompt", "top_bars",
     "_guarded",  # private, but the tests check the page's error handling through it
 ]

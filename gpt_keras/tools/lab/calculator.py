@@ -9,6 +9,7 @@ import re
 from gpt_keras.core.sampling import SamplingError, check_temperature
 from gpt_keras.tools.lab.views import LabError
 from gpt_keras.tools.temperature.calculator import LECTURE_LOGITS, TemperatureTable, temperature_table
+from gpt_keras.tools.viz import percent
 
 
 def parse_logits(text: str) -> dict[str, float]:
@@ -61,12 +62,16 @@ def calculator(logits_text: str, temperatures_text: str) -> TemperatureTable:
 
 
 def calculator_html(table: TemperatureTable) -> str:
-    """Both formulas side by side for every word and temperature, and how far apart they are."""
-    head = "".join(f"<th>p(T={t:g})<br><small>softmax(z/T)</small></th><th><br><small>p**(1/T), renorm.</small></th>"
-                   for t in table.temperatures)
+    """Both formulas side by side for every word and temperature, in percent, and how far apart they are.
+
+    Each temperature's header spans its two columns; the row under it names the formula of each.
+    """
+    temperatures = "".join(f'<th colspan="2" class="lab-calc-t">p(T={t:g})</th>' for t in table.temperatures)
+    formulas = "".join('<th class="lab-calc-formula">softmax(z/T)</th><th class="lab-calc-formula">'
+                       "p**(1/T), renorm.</th>" for _ in table.temperatures)
     rows = "".join(
-        f"<tr><td>{html.escape(word)}</td><td>{logit:g}</td>"
-        + "".join(f'<td class="lab-softmax">{table.softmax[i, j]:.3f}</td><td class="lab-lecture">'
+        f'<tr><td class="lab-calc-word">{html.escape(word)}</td><td>{logit:g}</td>'
+        + "".join(f'<td class="lab-softmax">{html.escape(percent(table.softmax[i, j]))}</td><td class="lab-lecture">'
                   f"{_cell(table.lecture[i, j])}</td>" for i in range(len(table.temperatures)))
         + "</tr>"
         for j, (word, logit) in enumerate(zip(table.words, table.logits)))
@@ -74,12 +79,13 @@ def calculator_html(table: TemperatureTable) -> str:
     verdict = ("the lecture's formula underflowed (0 / 0) at a very small T; softmax(z / T) did not"
                if math.isnan(difference) else
                f"largest difference between the two formulas: {difference:.1e} (rounding only: they agree)")
-    return (f'<table class="lab-calculator"><tr><th>word</th><th>logit</th>{head}</tr>{rows}</table>'
+    return (f'<table class="lab-calculator"><thead><tr><th rowspan="2">word</th><th rowspan="2">logit</th>'
+            f"{temperatures}</tr><tr>{formulas}</tr></thead><tbody>{rows}</tbody></table>"
             f'<p class="lab-verdict">{html.escape(verdict)}</p>')
 
 
 def _cell(value: float) -> str:
-    return "0/0" if math.isnan(value) else f"{value:.3f}"
+    return "0/0" if math.isnan(value) else html.escape(percent(value))
 
 
 def lecture_logits_text() -> str:

@@ -31,29 +31,51 @@ class LabUnavailable(RunError):
 
 
 
+# Made for a projector at 1024x768: the controls, the bars with "the rest" and the entropy fit the first
+# screen; words and percentages are 20 px; the attention's shades run from white to a dark blue.
 _CSS = """
-.lab-bars { border-collapse: collapse; width: 100%; }
-.lab-bars, .lab-bars td, .lab-bars tr { border: none !important; padding: 2px 6px; background: none; }
-.lab-word { white-space: nowrap; font-family: ui-monospace, monospace; width: 1%; }
+.gradio-container .main { padding-top: 8px !important; }
+.gradio-container .html-container { padding: 0 4px !important; }
+#lab-marks { align-self: center; }
+#lab-title h1 { font-size: 26px; margin: 0; display: inline; }
+#lab-title p { display: inline; margin: 0 0 0 12px; font-size: 16px; color: #444; }
+.lab-bars { border-collapse: collapse; width: 100%; font-size: 20px; margin: 0 !important; }
+.lab-bars, .lab-bars td, .lab-bars tr { border: none !important; padding: 0 6px !important; background: none !important;
+  line-height: 1.3; }
+.lab-word { white-space: nowrap; width: 1%; }
 .lab-track { width: 100%; }
-.lab-fill { display: inline-block; height: 1em; background: rgb(135,206,250); vertical-align: middle; }
-.lab-fill-rest { background: #ccc; }
-.lab-pct { text-align: right; font-family: ui-monospace, monospace; white-space: nowrap; width: 1%; }
-.lab-entropy { margin-top: 0.5em; }
-.lab-caption, .lab-muted { color: #666; }
-.lab-prompt { line-height: 2; font-size: 1.15em; }
-.lab-att { padding: 1px 3px; border-radius: 3px; }
-.lab-outside { color: #999; }
-.lab-message { padding: 0.5em 0.8em; border-radius: 4px; margin: 0.3em 0; }
+.lab-fill { display: inline-block; height: 0.85em; background: rgb(33,113,181); vertical-align: middle; }
+.lab-fill-rest { background: #8c8c8c; }
+.lab-fill-attention { background: rgb(8,69,148); }
+.lab-pct { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; width: 1%; }
+.lab-caption { font-size: 18px; color: #333; margin: 0 0 2px 0; }
+.lab-entropy { font-size: 18px; margin-top: 4px; }
+.lab-entropy .lab-muted { font-size: 16px; }
+.lab-muted { color: #666; }
+.lab-prompt { font-size: 20px; line-height: 2; max-height: 45vh; overflow-y: auto; }
+.lab-att { padding: 2px 5px; border-radius: 4px; border: 1px solid rgba(8,69,148,0.4); }
+.lab-outside { color: #555; font-style: italic; }
+.lab-legend { font-size: 15px; margin: 4px 0 10px 0; }
+.lab-swatch { display: inline-block; width: 1.6em; height: 1em; vertical-align: middle; margin: 0 1px;
+  border: 1px solid rgba(8,69,148,0.4); }
+.lab-message { padding: 0.4em 0.8em; border-radius: 4px; margin: 0; font-size: 17px; }
 .lab-error { background: #fde8e8; color: #8a1c1c; }
 .lab-note { background: #fff7dd; color: #6b5200; }
+.lab-html-box:not(:has(.lab-message)) { display: none; }
+#lab-sampled .text { font-size: 20px !important; }
+#lab-sampled .token[style*="245, 158, 11"] { background-color: rgb(245,158,11) !important; font-weight: bold;
+  outline: 2px solid rgb(146,64,14); }  /* the clicked word (Gradio draws its category at half opacity) */
 .lab-compare { display: flex; gap: 1em; }
-.lab-compare-column { flex: 1; border: 1px solid #ddd; border-radius: 4px; padding: 0.5em; }
-.lab-calculator td, .lab-calculator th { padding: 2px 8px; text-align: right; }
+.lab-compare-column { flex: 1; border: 1px solid #ddd; border-radius: 4px; padding: 0.5em; font-size: 18px; }
+.lab-calculator { border-collapse: collapse; font-size: 18px; font-variant-numeric: tabular-nums; }
+.lab-calculator td, .lab-calculator th { padding: 3px 8px; text-align: right; border: 1px solid #ccc; }
+.lab-calculator th.lab-calc-t { text-align: center; }
+.lab-calculator th.lab-calc-formula { font-size: 15px; font-weight: normal; color: #333; }
+.lab-calculator td.lab-calc-word { text-align: left; }
+.lab-verdict { font-size: 16px; }
 """
 
-_INTRO = ("Type a prompt, drag the temperature, and watch the model's next-word distribution sharpen (T < 1) "
-          "or flatten (T > 1). The model runs once per prompt; the slider only re-applies temperature.")
+_INTRO = "Drag T: the distribution of the next word sharpens (T < 1) or flattens (T > 1)."
 
 
 def import_gradio():
@@ -98,8 +120,8 @@ def build_lab(run_dir: str | Path | Any | None = None, warm_up: bool = True):
     if lab is not None and warm_up:
         lab.warm_up()
     with gr.Blocks(title="gpt-keras temperature lab", analytics_enabled=False) as app:
-        gr.Markdown("# The temperature lab\n" + _INTRO)
-        gr.HTML(message_html(problem), elem_id="lab-run-message")
+        gr.HTML(f'<div id="lab-title"><h1>The temperature lab</h1><p>{_INTRO}</p></div>')
+        gr.HTML(message_html(problem), elem_id="lab-run-message", elem_classes="lab-html-box")
         if lab is not None:
             redraw, inputs, outputs = _model_sections(gr, lab)
             app.load(redraw, inputs, outputs, show_progress="hidden", queue=False)  # the default prompt at once
@@ -136,23 +158,32 @@ def _model_sections(gr, lab: Lab):
 
 
 def _next_word_section(gr, lab: Lab):
-    """Prompt, temperature, top-k/top-p and head; the distribution and attention redrawn live."""
+    """Prompt, temperature, top-k/top-p and head; the distribution and attention redrawn live.
+
+    Laid out for one projector screen: the prompt (its message under it), the slider with the lecture's
+    temperatures beside it, then the bars and the attention side by side.
+    """
     heads = ["mean of heads"] + [f"head {h + 1}" for h in range(lab.n_heads)]
-    gr.Markdown("## Next word")
-    with gr.Row():
-        prompt = gr.Textbox(DEFAULT_PROMPT, label="prompt", elem_id="lab-prompt", scale=3)
-        head = gr.Dropdown(heads, value=heads[0], label="attention", elem_id="lab-head", scale=1)
-    with gr.Row():
+    with gr.Row(equal_height=True):
+        prompt = gr.Textbox(DEFAULT_PROMPT, label="prompt (Enter to read it)", elem_id="lab-prompt", scale=5,
+                            lines=1, max_lines=2)
+        head = gr.Dropdown(heads, value=heads[0], label="attention", elem_id="lab-head", scale=3, min_width=170)
+        top_k = gr.Number(0, label="top-k (0 = off)", precision=0, minimum=0, elem_id="lab-top-k", scale=2,
+                          min_width=120)
+        top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="top-p (1 = off)", elem_id="lab-top-p", scale=3,
+                          min_width=160, buttons=[])
+    message = gr.HTML("", elem_id="lab-message", elem_classes="lab-html-box")  # under the prompt it is about
+    with gr.Row(equal_height=True):
         temperature = gr.Slider(*TEMPERATURE_RANGE, value=1.0, step=0.05, label="temperature T",
-                                elem_id="lab-temperature", scale=4)
-        top_k = gr.Number(0, label="top-k (0 = off)", precision=0, minimum=0, elem_id="lab-top-k", scale=1)
-        top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="top-p (1 = off)", elem_id="lab-top-p", scale=2)
+                                elem_id="lab-temperature", scale=3, buttons=[])
+        with gr.Row(scale=2, elem_id="lab-marks"):
+            marks = [gr.Button(f"T = {t:g}", size="md", elem_id=f"lab-mark-{t:g}", min_width=60)
+                     for t in TEMPERATURE_MARKS]
     with gr.Row():
-        marks = [gr.Button(f"T = {t:g}", size="sm", elem_id=f"lab-mark-{t:g}") for t in TEMPERATURE_MARKS]
-    message = gr.HTML("", elem_id="lab-message")
-    with gr.Row():
-        distribution = gr.HTML(elem_id="lab-distribution")
-        attention = gr.HTML(elem_id="lab-attention")
+        with gr.Column(scale=3, min_width=300):
+            distribution = gr.HTML(elem_id="lab-distribution")
+        with gr.Column(scale=2, min_width=240):
+            attention = gr.HTML(elem_id="lab-attention")
 
     redraw_inputs = [prompt, temperature, top_k, top_p, head]
     redraw_outputs = [distribution, attention, message]
@@ -170,42 +201,57 @@ def _next_word_section(gr, lab: Lab):
     return controls, message, (guarded_redraw, redraw_inputs, redraw_outputs)
 
 
+def sampled_words(shown_prompt: str, steps, clicked: int | None = None) -> list[tuple[str, str | None]]:
+    """The sampled text as the page's highlighted words: the prompt (not clickable), then one entry per
+    step, the clicked one (1-based) in its own colour so the class sees which step is drawn below."""
+    return [(shown_prompt, None)] + [(" " + step.word, "clicked" if index == clicked else "sampled")
+                                     for index, step in enumerate(steps, start=1)]
+
+
+SAMPLED_COLOURS = {"sampled": "#dbeafe", "clicked": "#f59e0b"}  # pale blue words; the clicked one amber
+
+
 def _sample_section(gr, lab: Lab, controls: dict) -> None:
-    """"sample": a seeded generation word by word; clicking a word shows that step."""
+    """"sample": a seeded generation word by word; clicking a word shows that step (and marks the word)."""
     gr.Markdown("## Sample word by word\nClick a generated word to see that step's distribution and attention.")
     with gr.Row():
         controls["seed"] = gr.Number(DEFAULT_SEED, label="seed", precision=0, minimum=0, elem_id="lab-seed")
         controls["max_tokens"] = gr.Number(DEFAULT_MAX_TOKENS, label="max tokens (prompt included)", precision=0,
                                            minimum=1, elem_id="lab-max-tokens")
         sample_button = gr.Button("sample", variant="primary", elem_id="lab-sample")
-    message = gr.HTML("", elem_id="lab-sample-message")  # beside the button: what went wrong with this sample
-    steps_state = gr.State([])
+    # beside the button: what went wrong with this sample
+    message = gr.HTML("", elem_id="lab-sample-message", elem_classes="lab-html-box")
+    sample_state = gr.State(("", []))  # (the prompt as shown, the steps)
     sampled = gr.HighlightedText(label="generated (click a word)", elem_id="lab-sampled", combine_adjacent=False,
-                                 show_inline_category=False, show_legend=False, color_map={"sampled": "#e8f4fd"})
+                                 show_inline_category=False, show_legend=False, color_map=SAMPLED_COLOURS)
     with gr.Row():
-        step_distribution = gr.HTML(elem_id="lab-step-distribution")
-        step_attention = gr.HTML(elem_id="lab-step-attention")
+        with gr.Column(scale=3, min_width=300):
+            step_distribution = gr.HTML(elem_id="lab-step-distribution")
+        with gr.Column(scale=2, min_width=240):
+            step_attention = gr.HTML(elem_id="lab-step-attention")
 
     def sample(prompt_text, t, k, p, seed_value, tokens):
         steps = lab.sample(prompt_text, t, seed_value, tokens, top_k=_optional_top_k(k), top_p=p)
-        words = [(" ".join(lab.vocab.standardize(prompt_text)), None)] + [(" " + s.word, "sampled") for s in steps]
-        return words, steps, "", "", ""
+        shown = lab.shown_prompt(prompt_text)
+        return sampled_words(shown, steps), (shown, steps), "", "", ""
 
-    def show_step(steps, head_choice, event: gr.SelectData):
+    def show_step(state, head_choice, event: gr.SelectData):
+        shown, steps = state or ("", [])  # a failed sample leaves the state empty
         index = event.index[0] if isinstance(event.index, (list, tuple)) else event.index
         if not steps or index is None or index < 1 or index > len(steps):
-            return "", "", message_html("click one of the generated words (not the prompt)", "note")
+            return (gr.skip(), "", "",
+                    message_html("click one of the generated words (not the prompt)", "note"))
         step = steps[index - 1]
         caption = f"step {index}: the model chose \u201c{step.word}\u201d from"
-        return (bars_html(step.bars, caption), attention_html(step.prompt, step.attention, _head_index(head_choice)),
-                "")
+        return (sampled_words(shown, steps, clicked=index), bars_html(step.bars, caption),
+                attention_html(step.prompt, step.attention, _head_index(head_choice)), "")
 
     show_step.__annotations__["event"] = gr.SelectData  # Gradio finds the click's data by this (a real type)
     inputs = [controls[name] for name in ("prompt", "temperature", "top_k", "top_p", "seed", "max_tokens")]
-    sample_button.click(_guarded(sample, 5, 4), inputs, [sampled, steps_state, step_distribution, step_attention,
+    sample_button.click(_guarded(sample, 5, 4), inputs, [sampled, sample_state, step_distribution, step_attention,
                                                           message], concurrency_limit=1)
-    sampled.select(_guarded(show_step, 3, 2), [steps_state, controls["head"]],
-                   [step_distribution, step_attention, message])
+    sampled.select(_guarded(show_step, 4, 3), [sample_state, controls["head"]],
+                   [sampled, step_distribution, step_attention, message])
 
 
 def _compare_section(gr, lab: Lab, controls: dict) -> None:
@@ -215,13 +261,13 @@ def _compare_section(gr, lab: Lab, controls: dict) -> None:
         compare_ts = [gr.Number(t, label=f"T{i + 1}", minimum=0.01, elem_id=f"lab-compare-t{i + 1}")
                       for i, t in enumerate(COMPARE_TEMPERATURES)]
         compare_button = gr.Button("compare temperatures", elem_id="lab-compare")
-    message = gr.HTML("", elem_id="lab-compare-message")  # beside the button
+    message = gr.HTML("", elem_id="lab-compare-message", elem_classes="lab-html-box")  # beside it
     compared = gr.HTML(elem_id="lab-compared")
 
     def compare(prompt_text, k, p, seed_value, tokens, *temperatures):
         runs = [(float(t), lab.sample(prompt_text, float(t), seed_value, tokens, top_k=_optional_top_k(k), top_p=p))
                 for t in temperatures]
-        return compare_html(" ".join(lab.vocab.standardize(prompt_text)), runs), ""
+        return compare_html(lab.shown_prompt(prompt_text), runs), ""
 
     inputs = [controls[name] for name in ("prompt", "top_k", "top_p", "seed", "max_tokens")]
     compare_button.click(_guarded(compare, 2, 1), [*inputs, *compare_ts], [compared, message], concurrency_limit=1)

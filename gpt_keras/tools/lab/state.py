@@ -8,11 +8,12 @@ from typing import Any
 
 import numpy as np
 
-from gpt_keras.core.checks import check_int_at_least
+from gpt_keras.core.checks import check_int_at_least, check_room_after_prompt
 from gpt_keras.core.generation import CachedGenerator
 from gpt_keras.core.sampling import Sampler
 from gpt_keras.tools.lab.views import (LabError, PromptView, Step, attention_html, bars_html, distribution_at,
-                                       message_html, prompt_note, read_prompt, sample_steps, top_bars)
+                                       message_html, prompt_note, read_prompt, sample_steps, seen_prompt,
+                                       shown_prompt, top_bars)
 
 PROMPT_CACHE_SIZE = 64
 
@@ -51,27 +52,38 @@ class Lab:
         """What the slider redraws: (distribution with entropy, shaded prompt, message) as HTML."""
         view = self.view(prompt)
         bars = top_bars(distribution_at(view.probs, temperature, top_k, top_p), self.vocab)
-        caption = f"next word after \u201c{' '.join(view.words)}\u201d at T = {temperature:g}"
+        caption = f"next word after \u201c{_tail(view.words)}\u201d at T = {temperature:g}"
         return (bars_html(bars, caption), attention_html(view.words, view.attention, head),
                 message_html(prompt_note(view), "note"))
 
     def sample(self, prompt: str, temperature: float, seed: int, max_tokens: int, *, top_k=None, top_p=None
                ) -> list[Step]:
+        """A seeded generation from the words the model reads of `prompt` (the last `max_len`).
+
+        A longer prompt starts from its last `max_len` words, the only ones the model sees; `max_tokens`
+        counts those, so every prompt leaves room to sample (`prompt_note` says so on the page).
+        """
         max_tokens = _whole(max_tokens, "max tokens", 1)
         view = self.view(prompt)  # checks the prompt (empty, unknown) with the page's messages
-        n_prompt = len(view.words)
-        if max_tokens <= n_prompt:
-            raise LabError(f"max tokens counts the prompt, as in the lecture: the prompt has {n_prompt} tokens, "
-                           f"so give more than {n_prompt}")
+        check_room_after_prompt(len(view.words) - view.cut, max_tokens, "max tokens", LabError)
         with self._lock:
-            return sample_steps(self.generator, self.vocab, prompt, temperature, seed, max_tokens=max_tokens,
-                                top_k=top_k, top_p=top_p)
+            return sample_steps(self.generator, self.vocab, seen_prompt(view), temperature, seed,
+                                max_tokens=max_tokens, top_k=top_k, top_p=top_p)
+
+    def shown_prompt(self, prompt: str) -> str:
+        """The prompt as the page prints it before sampled words (`views.shown_prompt`)."""
+        return shown_prompt(self.view(prompt))
 
     def warm_up(self) -> None:
         """Compiles the generator's step and window once, so the first "sample" click is not slow."""
         with self._lock:
             word = next((w for w in self.vocab.words[2:] if w), "wine")
             self.generator.generate(word, self.generator.max_len + 2, Sampler(1.0), np.random.default_rng(0))
+
+
+def _tail(words, n_words: int = 8) -> str:
+    """The last words of a prompt for a one-line caption (the whole prompt is in its box above)."""
+    return ("\u2026 " if len(words) > n_words else "") + " ".join(words[-n_words:])
 
 
 def _whole(value: Any, what: str, minimum: int) -> int:

@@ -19,14 +19,13 @@ from gpt_keras.core.sampling import Sampler, SamplingError
 from gpt_keras.runs.files import one_line
 from gpt_keras.runs.rundir import RunError
 from gpt_keras.tools.temperature.experiment import entropy
-from gpt_keras.tools.viz import SHADE_RGB, percent
+from gpt_keras.tools.viz import percent
 
 DEFAULT_PROMPT = "wine review : germany :"
 COMPARE_TEMPERATURES = (0.5, 1.0, 3.0)
 DEFAULT_SEED = 0
 DEFAULT_MAX_TOKENS = 80  # the lecture's max_tokens, prompt included
 TOP_WORDS = 10
-_RGB = ",".join(map(str, SHADE_RGB))
 
 
 class LabError(GPTKerasError, ValueError):
@@ -137,15 +136,17 @@ def bars_html(bars: Bars, caption: str = "") -> str:
     return (f'<div class="lab-distribution" data-entropy="{bars.entropy:.6f}" data-top-share="{top_share:.6f}">'
             f"{caption_html}<table class=\"lab-bars\">{rows}</table>"
             f'<div class="lab-entropy">entropy <b class="lab-entropy-value">{bars.entropy:.3f}</b> nats '
-            f"(0 = certain, {uniform:.2f} = every word equally likely)</div></div>")
+            f'<span class="lab-muted">(0 = certain, {uniform:.2f} = every word equally likely)</span></div></div>')
 
 
 def attention_html(words: Sequence[str], attention: np.ndarray, head: int | None = None) -> str:
-    """The prompt with each word shaded by attention, as `print_probs` shades it.
+    """The prompt with each word shaded by attention, a legend, and the most attended words in percent.
 
     `attention` is [heads, visible words] (the last `visible` words of `words`); `head` None shades
-    by the mean of heads, else by that head (0-based). The most attended word is fully shaded; words
-    outside the context window are grey.
+    by the mean of heads, else by that head (0-based). Each word's shade is its attention divided by
+    the largest, as `print_probs` computes it, drawn from white to dark blue (`shade_colours`) so that
+    the steps still tell apart on a projector. The words outside the context window are summed up in
+    one grey line, so a long prompt keeps the page short.
     """
     attention = np.atleast_2d(np.asarray(attention, np.float64))
     if head is not None and not 0 <= head < attention.shape[0]:
@@ -155,16 +156,56 @@ def attention_html(words: Sequence[str], attention: np.ndarray, head: int | None
     shades = weights / peak if peak > 0 else np.zeros_like(weights)
     first_visible = len(words) - len(shades)
     pieces = []
-    for position, word in enumerate(words):
-        visible = position - first_visible
-        if visible < 0:
-            pieces.append(f'<span class="lab-outside" title="outside the context window">{html.escape(word)}</span>')
-        else:
-            pieces.append(f'<span class="lab-att" style="background-color:rgba({_RGB},{shades[visible]:.3f})" '
-                          f'title="attention {weights[visible]:.3f}">{html.escape(word)}</span>')
+    if first_visible > 0:
+        pieces.append(f'<span class="lab-outside">\u2026 {first_visible:,} earlier '
+                      f'{"word" if first_visible == 1 else "words"} outside the context window</span>')
+    for word, weight, shade in zip(words[first_visible:], weights, shades):
+        background, text = shade_colours(shade)
+        pieces.append(f'<span class="lab-att" data-shade="{shade:.3f}" style="background-color:{background};'
+                      f'color:{text}" title="attention {html.escape(percent(weight))}">{html.escape(word)}</span>')
     which = "mean of heads" if head is None else f"head {head + 1}"
-    return (f'<div class="lab-prompt"><span class="lab-caption">attention ({html.escape(which)}):</span> '
-            + " ".join(pieces) + "</div>")
+    return (f'<div class="lab-attention"><div class="lab-caption">attention ({html.escape(which)}): where the '
+            f'model looks to choose the next word</div><div class="lab-prompt">{" ".join(pieces)}</div>'
+            f"{_legend()}{_most_attended(words[first_visible:], weights)}</div>")
+
+
+SHADE_DARKEST = (8, 69, 148)  # the most attended word: a dark blue that still reads on a washed-out projector
+MOST_ATTENDED = 5
+
+
+def shade_colours(shade: float) -> tuple[str, str]:
+    """(background, text colour) of a word shaded `shade` (0 to 1): white to `SHADE_DARKEST`, and
+    whichever of black or white text reads better on that background (either way a contrast of at least 4.5)."""
+    shade = min(max(float(shade), 0.0), 1.0)
+    rgb = tuple(round(255 + (dark - 255) * shade) for dark in SHADE_DARKEST)
+    text = "#ffffff" if contrast(rgb, (255, 255, 255)) >= contrast(rgb, (0, 0, 0)) else "#000000"
+    return f"rgb({rgb[0]},{rgb[1]},{rgb[2]})", text
+
+
+def contrast(first: Sequence[int], second: Sequence[int]) -> float:
+    """The WCAG contrast ratio of two sRGB colours (1 = the same, 21 = black on white)."""
+    def luminance(rgb):
+        linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in (v / 255 for v in rgb)]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    light, dark = sorted((luminance(first), luminance(second)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def _legend() -> str:
+    swatches = "".join(f'<span class="lab-swatch" style="background-color:{shade_colours(s)[0]}"></span>'
+                       for s in (0.0, 0.25, 0.5, 0.75, 1.0))
+    return (f'<div class="lab-legend">little {swatches} the most attended word '
+            f'<span class="lab-muted">(shade = attention / the largest)</span></div>')
+
+
+def _most_attended(words: Sequence[str], weights: np.ndarray) -> str:
+    """The words the model attends to most, with their share of the attention (it sums to 100%)."""
+    order = np.argsort(-weights, kind="stable")[:MOST_ATTENDED]
+    rows = "".join(
+        f'<tr class="lab-bar"><td class="lab-word">{html.escape(words[i])}</td>'
+        f'<td class="lab-track"><span class="lab-fill lab-fill-attention" style="width:{100 * weights[i]:.2f}%">'
+        f'</span></td><td class="lab-pct">{html.escape(percent(weights[i]))}</td></tr>' for i in order)
+    return f'<div class="lab-caption">most attended</div><table class="lab-bars lab-attended">{rows}</table>'
 
 
 def message_html(text: str, kind: str = "error") -> str:
@@ -172,13 +213,26 @@ def message_html(text: str, kind: str = "error") -> str:
     return f'<div class="lab-message lab-{kind}">{html.escape(text)}</div>' if text else ""
 
 
+def seen_prompt(view: PromptView) -> str:
+    """The prompt as the model reads it: its words, the last `max_len` of them (what sampling starts from)."""
+    return " ".join(view.words[view.cut:])
+
+
+def shown_prompt(view: PromptView) -> str:
+    """The prompt as the page prints it before generated words: the words the model reads, after an
+    ellipsis when earlier ones were left out (so a 2,000-word prompt does not fill the page)."""
+    return ("\u2026 " if view.cut else "") + seen_prompt(view)
+
+
 def prompt_note(view: PromptView) -> str:
-    """What the page should say about a prompt the model read differently than typed."""
+    """One line on a prompt the model read differently than typed (unknown words, a cut to its context)."""
     notes = []
     if view.unknown:
-        notes.append(f"not in the vocabulary, read as [UNK]: {', '.join(view.unknown)}")
+        more = f" \u2026 ({len(view.unknown):,} in all)" if len(view.unknown) > 10 else ""
+        notes.append(f"not in the vocabulary, read as [UNK]: {', '.join(view.unknown[:10])}{more}")
     if view.cut:
-        notes.append(f"the first {view.cut} words are outside the context window")
+        notes.append(f"the model reads only the last {len(view.words) - view.cut:,} of the prompt's "
+                     f"{len(view.words):,} words (its context window), here and when sampling")
     return "; ".join(notes)
 
 

@@ -44,7 +44,7 @@ import numpy as np
 
 from gpt_keras.core.checks import check_int_at_least
 from gpt_keras.core.data import PAD_ID, UNK_ID, Vocabulary
-from gpt_keras.core.checks import check_max_tokens, check_seed
+from gpt_keras.core.checks import check_max_tokens, check_room_after_prompt, check_seed
 from gpt_keras.core.generation import CachedGenerator, PromptWarning, encode_prompt
 from gpt_keras.core.sampling import Sampler, SamplingError, check_temperature
 from gpt_keras.tools.batch_sampling import sample_batch
@@ -265,9 +265,7 @@ def temperature_experiment(model, vocab: Vocabulary, prompt: str,
     samplers = [Sampler(t, top_k=top_k, top_p=top_p) for t in temperatures]  # checks top_k and top_p
     generator = generator if generator is not None else CachedGenerator(model, vocab)
     prompt_ids = encode_prompt(vocab, prompt, generator.max_len)  # warns once, here
-    if len(prompt_ids) >= max_tokens:
-        raise SamplingError(f"max_tokens must be more than the prompt's {len(prompt_ids)} tokens (it counts the "
-                            f"prompt, as in the lecture), got {max_tokens}")
+    check_room_after_prompt(len(prompt_ids), max_tokens, error=SamplingError)
     results, first_step = [], None
     for temperature, sampler in zip(temperatures, samplers):
         rng = np.random.default_rng([int(seed), int(np.float64(temperature).view(np.uint64))])
