@@ -255,8 +255,10 @@ def _load_hub(name: str, cache_dir) -> GPT2:
 
 
 def _first_line(error: BaseException) -> str:
+    """The error's first line, at most 300 characters, found without splitting a long message into lines."""
     text = str(error).strip()
-    return (text.splitlines()[0] if text else type(error).__name__)[:300]
+    end = text.find("\n", 0, 300)
+    return text[:end if end >= 0 else 300] or type(error).__name__
 
 
 def gpu_details() -> list[dict]:
