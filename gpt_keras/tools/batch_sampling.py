@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from gpt_keras.core.checks import check_int_at_least
+from gpt_keras.core.checks import MAX_SAMPLES, check_count
 from gpt_keras.core.data import PAD_ID
 from gpt_keras.core.checks import check_max_tokens
 from gpt_keras.core.generation import CachedGenerator, encode_prompt
@@ -39,7 +39,7 @@ def sample_batch(generator: CachedGenerator, start_prompt: str, n_samples: int, 
                  rng: np.random.Generator) -> BatchResult:
     """`n_samples` texts from one prompt in one batch: each step decodes all of them together."""
     max_tokens = check_max_tokens(max_tokens, error=SamplingError)
-    n_samples = check_int_at_least(n_samples, "n_samples", 1, SamplingError)
+    n_samples = check_count(n_samples, "n_samples", 1, MAX_SAMPLES, SamplingError)
     prompt_ids = encode_prompt(generator.vocab, start_prompt, generator.max_len)
     n_new = max(max_tokens - len(prompt_ids), 0)
     tokens = np.zeros((n_samples, n_new), np.int64)

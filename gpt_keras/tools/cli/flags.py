@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from gpt_keras.core.checks import GPTKerasError, check_max_tokens, check_seed
+from gpt_keras.core.checks import MAX_COUNT, GPTKerasError, check_max_tokens, check_seed
 from gpt_keras.core.config import PRESETS, ConfigError, GPTConfig
 from gpt_keras.core.sampling import check_temperature, check_top_k, check_top_p
 from gpt_keras.runs.files import check_output_path, one_line
@@ -71,10 +71,13 @@ def _unchecked(value):
     return value
 
 
-def _at_least(minimum: int) -> Callable[[int], int]:
+def _count(minimum: int, maximum: int = MAX_COUNT) -> Callable[[int], int]:
+    """A count flag's range: every count has an upper bound, so 10**30 fails here, not as an int64 overflow."""
     def check(value: int) -> int:
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum:,}, got {value:,}")
         return value
     return check
 

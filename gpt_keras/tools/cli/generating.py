@@ -6,7 +6,8 @@ import os
 import sys
 from pathlib import Path
 
-from gpt_keras.tools.cli.flags import (UsageError, _at_least, _checked_arg, _max_tokens, _output, _port, _seed,
+from gpt_keras.core.checks import MAX_SAMPLES
+from gpt_keras.tools.cli.flags import (UsageError, _count, _checked_arg, _max_tokens, _output, _port, _seed,
                                        add_sampling_flags, existing_run)
 
 
@@ -18,7 +19,8 @@ def add_generate_parser(subparsers) -> None:
                         help="length of the text, prompt included (default 80, at most 2048)")
     parser.add_argument("--seed", type=_checked_arg(int, _seed), default=None,
                         help="seed of the sampler (same seed, same text)")
-    parser.add_argument("--samples", type=_checked_arg(int, _at_least(1)), default=1, help="how many texts (default 1)")
+    parser.add_argument("--samples", type=_checked_arg(int, _count(1, MAX_SAMPLES)), default=1,
+                        help=f"how many texts (default 1, at most {MAX_SAMPLES:,})")
     parser.add_argument("--method", choices=("cached", "lecture"), default="cached",
                         help="cached: key/value cache (fast); lecture: model.predict per word, as taught")
     add_sampling_flags(parser)
