@@ -14,7 +14,8 @@ from gpt_keras.core.sampling import check_temperature, check_top_k, check_top_p
 from gpt_keras.runs.files import printable
 from gpt_keras.core.checks import MAX_SAMPLES
 from gpt_keras.tools.cli.flags import (UsageError, _count, _checked_arg, _flag, _max_tokens, _output, _port,
-                                       _prompt_warning_printer, _seed, existing_run, require_extra)
+                                       _prompt_warning_printer, _seed, check_sampling_fits, existing_run,
+                                       require_extra)
 
 
 # --- temperature lab --------------------------------------------------------------------------------
@@ -103,6 +104,7 @@ def _run_experiment(args) -> int:
     from gpt_keras.runs.rundir import load_run
     from gpt_keras.tools.temperature import experiment, report as reports
 
+    check_sampling_fits(args.run, options["max_tokens"], options["samples"], keep_steps=False)
     run = load_run(args.run)
     with warnings.catch_warnings():
         warnings.simplefilter("always", PromptWarning)  # unknown prompt words, a prompt too long: one line each

@@ -156,6 +156,19 @@ def existing_run(path: Path | None, flag: str = "--run") -> None:
         raise UsageError(f"{flag}: {path}: {'not a directory' if path.exists() else 'run directory not found'}")
 
 
+def check_sampling_fits(run: Path, max_tokens: int, samples: int = 1, keep_steps: bool = True) -> None:
+    """The memory sampling from `run` needs, from its config.json, checked before its model is loaded
+    (a config that cannot be read is left for `load_run` to name)."""
+    from gpt_keras.runs.memory import check_generation_fits
+    from gpt_keras.runs.rundir import CONFIG, read_config
+
+    try:
+        config = read_config(run / CONFIG, complete=True)
+    except GPTKerasError:
+        return
+    check_generation_fits(config, max_tokens, samples, str(run), keep_steps)
+
+
 def add_sampling_flags(parser: argparse.ArgumentParser, temperature: bool = True) -> None:
     group = parser.add_argument_group("decoding (temperature, then top-k or top-p, then renormalise)")
     if temperature:

@@ -80,8 +80,10 @@ def run_train(args) -> int:
     existing_file(args.tokens, "--tokens")
     if args.resume:
         existing_run(args.run)
-    else:
-        config_from_args(args)  # the flags' values, checked before TensorFlow loads
+    else:  # the flags' values and the memory they need, checked before TensorFlow loads
+        from gpt_keras.runs.memory import check_training_fits
+
+        check_training_fits(config_from_args(args), str(args.config) if args.config else "")
     from gpt_keras.runs import rundir
     from gpt_keras.runs.resume import resume
     from gpt_keras.runs.train import train
