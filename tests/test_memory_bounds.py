@@ -6,6 +6,7 @@ Nothing here allocates what it refuses: the hostile files are small and only cla
 
 from __future__ import annotations
 
+import os
 import tracemalloc
 from pathlib import Path
 
@@ -190,8 +191,9 @@ def _layer(layers, kind):
                      _layer(layers, "SoftmaxDense").update(units=1_000_000)),
      "loading this model needs about 524.4 GB"),
     (lambda layers: _layer(layers, "TransformerBlock").update(ff_dim=[1, 2]), "feed_forward_dim must be an integer"),
+    (lambda layers: _layer(layers, "SoftmaxDense").update(units=10 ** 12), "vocab_size must be at most 1,000,000"),
     (lambda layers: layers.append({"class_name": "Dense", "config": {"name": "x", "units": 10 ** 12}}),
-     "vocab_size must be at most 1,000,000"),
+     "a Keras model, but not a gpt-keras GPT (layer 'x' is a Dense)"),
     (lambda layers: layers.append({"class_name": "Conv3D", "config": {"name": "x", "filters": 10 ** 9}}),
      "a Keras model, but not a gpt-keras GPT (layer 'x' is a Conv3D)"),
 ])
@@ -264,3 +266,32 @@ def test_a_gpt2_folder_is_sized_from_its_config_before_transformers_builds_it(tm
         (folder / "config.json").write_text(json.dumps({"model_type": "gpt2", **config}))
         with pytest.raises(GPT2Error if "n_positions" in config else NotEnoughMemory, match=named):
             load_gpt2(folder)
+
+
+def test_a_one_line_data_file_costs_its_size_not_its_escaped_size(tmp_path):
+    """The issue's case in a real process: a 10 MB single-line file (one huge column name) named in the error."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    data = tmp_path / "one-line.csv"
+    with open(data, "w") as handle:
+        for _ in range(10):
+            handle.write("\x1b" * (1 << 20))  # escape bytes: each shown as 4 characters
+        handle.write("\n")
+    child = ("import resource, sys\n"
+             "import gpt_keras.runs.train  # Keras, TensorFlow and pandas loaded: the baseline\n"
+             "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+             "from gpt_keras.tools.cli import main\n"
+             "code = main(sys.argv[1:])\n"
+             "print('peak increase kB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base, file=sys.stderr)\n"
+             "sys.exit(code)\n")
+    done = subprocess.run([sys.executable, "-c", child, "train", "--data", str(data), "--runs-dir", str(tmp_path / "r")],
+                          capture_output=True, text=True, cwd=REPO, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    errors = [line for line in done.stderr.splitlines() if line.startswith("gpt-keras")]
+    increase_kb = int(done.stderr.rsplit("peak increase kB", 1)[1].split()[0])
+    assert done.returncode == 2 and len(errors) == 1 and errors[0].endswith("..."), done.stderr
+    assert "missing column(s) country" in errors[0] and len(errors[0]) < 600
+    assert increase_kb < 300_000, increase_kb  # escaping the whole line first added about 900 MB

@@ -19,8 +19,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import zipfile
+import zlib
 from pathlib import Path
 from typing import BinaryIO
 
@@ -32,6 +32,7 @@ DISTRIBUTION = 8  # bytes per word of a kept next-word distribution (float64, as
 MAX_CONFIG_BYTES = 16 << 20  # a model archive's config.json: 256 blocks take about 1 MB
 MAX_WORD_CHARS = 10_000  # one vocabulary word: the longest real one is far shorter
 BOMB_FLOOR, BOMB_RATIO = 256 << 20, 100  # an archive member above 256 MB inflating over 100x: a decompression bomb
+# The GPT's layer classes (a Dense only as the output layer of early runs): any other is no gpt-keras model.
 GPT_LAYERS = {"InputLayer", "TokenAndPositionEmbedding", "TransformerBlock", "SoftmaxDense", "Dense"}
 
 
@@ -183,29 +184,31 @@ def check_generation_fits(config: GPTConfig, max_tokens: int, samples: int = 1, 
 
 # --- a model archive, before Keras opens it --------------------------------------------------------------
 
-def check_model_archive(path: str | Path, error: type[Exception] = NotEnoughMemory) -> GPTConfig:
+def check_model_archive(path: str | Path, error: type[Exception] = NotEnoughMemory) -> GPTConfig | None:
     """Reads the config inside a `.keras` archive (never more than `MAX_CONFIG_BYTES` of it) and checks,
     before Keras builds anything: it is a gpt-keras GPT; its sizes are within the limits `config.json`
     is held to; its weights file does not inflate past what those sizes need (with Adam's slots); and
     the model plus the weights file read into memory (as Keras does) fit this machine.
 
-    Returns the model's sizes as a `GPTConfig` (its other fields are defaults).
+    Returns the model's sizes as a `GPTConfig` (its other fields are defaults), or None for an archive
+    it cannot read, which Keras then refuses with its own reason.
     """
     path = Path(path)
     try:
         with zipfile.ZipFile(path) as archive:
             members = {info.filename: info for info in archive.infolist()}
             config_info = members.get("config.json")
-            if config_info is None:
-                raise error(f"{path}: not a Keras model archive (no config.json inside)")
-            if config_info.file_size > MAX_CONFIG_BYTES:
-                raise error(f"{path}: its config.json inflates to {size_text(config_info.file_size)}; a gpt-keras "
-                            f"model's takes under {size_text(MAX_CONFIG_BYTES)}")
-            with archive.open(config_info) as handle:
-                text = handle.read(MAX_CONFIG_BYTES + 1)
-    except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError) as exc:
-        raise error(f"{path}: not a readable Keras model archive ({type(exc).__name__})") from None
-    sizes = archive_sizes(text, path, error)
+            too_big = config_info is not None and config_info.file_size > MAX_CONFIG_BYTES
+            text = None if config_info is None or too_big else archive.open(config_info).read(MAX_CONFIG_BYTES + 1)
+    except (OSError, EOFError, zlib.error, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError,
+            RuntimeError):
+        return None  # unreadable: Keras' own loading names the damage, before it could build anything
+    if too_big:
+        raise error(f"{path}: its config.json inflates to {size_text(config_info.file_size)}; a gpt-keras model's "
+                    f"takes under {size_text(MAX_CONFIG_BYTES)}")
+    sizes = archive_sizes(text, path, error) if text is not None else None
+    if sizes is None:
+        return None
     weights = sum(info.file_size for name, info in members.items() if name != "config.json")
     needed = parameter_count(sizes) * FLOAT
     most = 3 * needed + needed // 4 + (1 << 20)  # weights and Adam's two slots, a quarter and 1 MB for HDF5's own
@@ -217,7 +220,7 @@ def check_model_archive(path: str | Path, error: type[Exception] = NotEnoughMemo
     return sizes
 
 
-def archive_sizes(config_text: bytes, path: Path, error: type[Exception]) -> GPTConfig:
+def archive_sizes(config_text: bytes, path: Path, error: type[Exception]) -> GPTConfig | None:
     """The GPT's sizes from the config.json inside a model archive, held to `GPTConfig`'s limits."""
     try:
         config = json.loads(config_text)
@@ -225,16 +228,17 @@ def archive_sizes(config_text: bytes, path: Path, error: type[Exception]) -> GPT
         if not isinstance(layers, list):
             raise TypeError
     except (ValueError, TypeError, KeyError, RecursionError):
-        raise error(f"{path}: a Keras archive whose config.json is not a model's") from None
+        return None  # not a functional model's config: Keras' loading names it (and builds nothing from it)
     fields: dict = {}
-    n_blocks = 0
+    n_blocks, names = 0, set()
     for layer in layers:
         kind = layer.get("class_name") if isinstance(layer, dict) else None
         values = layer.get("config") if isinstance(layer, dict) else None
-        if kind not in GPT_LAYERS or not isinstance(values, dict):
-            name = values.get("name") if isinstance(values, dict) else None
+        name = values.get("name") if isinstance(values, dict) else None
+        if kind not in GPT_LAYERS or not isinstance(values, dict) or (kind == "Dense" and name != "probabilities"):
             raise error(f"{path}: a Keras model, but not a gpt-keras GPT (layer {str(name)[:80]!r} is a "
                         f"{str(kind)[:80]})")
+        names.add(name)
         if kind == "TokenAndPositionEmbedding":
             _take(fields, values, {"max_len": "max_len", "vocab_size": "vocab_size", "embed_dim": "embedding_dim"})
         elif kind == "TransformerBlock":
@@ -243,6 +247,8 @@ def archive_sizes(config_text: bytes, path: Path, error: type[Exception]) -> GPT
                                    "ff_dim": "feed_forward_dim"})
         elif kind in ("SoftmaxDense", "Dense"):
             _take(fields, values, {"units": "vocab_size"})
+    if not {"embedding", "probabilities"} <= names:
+        raise error(f"{path}: a Keras model, but not a gpt-keras GPT (no 'embedding' and 'probabilities' layers)")
     fields["n_blocks"] = max(n_blocks, 1)
     try:
         return GPTConfig.from_dict(fields, source=f"{path} (the config inside the archive)")
@@ -277,7 +283,7 @@ def npy_header(archive: zipfile.ZipFile, name: str, error: type[Exception], path
             header = handle.tell() if hasattr(handle, "tell") else None
     except KeyError:
         raise error(f"{path}: not a token archive written by gpt-keras (no {name} inside)") from None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, RuntimeError) as exc:
+    except (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile, RuntimeError) as exc:
         raise error(f"{path}: not a token archive written by gpt-keras ({name}: {type(exc).__name__})") from None
     count = math.prod(shape)
     data = count * dtype.itemsize
@@ -301,7 +307,7 @@ def check_token_archive(handle: BinaryIO, path: str | Path, error: type[Exceptio
                                 f"{size_text(info.file_size)}; refused as a likely decompression bomb")
             _, token_type, token_bytes = npy_header(archive, "tokens.npy", error, path)
             word_shape, word_type, word_bytes = npy_header(archive, "vocabulary.npy", error, path)
-    except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError):
+    except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, zlib.error):
         return  # not a readable zip: NumPy's reading names the problem, and allocates nothing
     finally:
         handle.seek(0)
