@@ -41,7 +41,7 @@ MAX_TOKENS = 2048  # longest generated text, prompt included: each step keeps a 
 _MAXIMUMS = {"vocab_size": 1_000_000, "max_len": 4096, "embedding_dim": 65_536, "key_dim": 65_536, "n_heads": 256,
              "feed_forward_dim": 262_144, "n_blocks": 256, "batch_size": 65_536, "epochs": 100_000,
              "shuffle_buffer": 100_000_000}
-MAX_SAMPLES = 1_000  # texts one command samples (generate --samples, temperature --samples): each is kept to report
+MAX_SAMPLES = 1_000  # texts one command samples (generate, temperature --samples): temperature decodes them as one batch
 MAX_COUNT = 100_000_000  # any other count (reviews held out or kept, words shown): far below int64's overflow
 MAX_SEED = 2**32 - 1  # NumPy's and TensorFlow's seeds are 32-bit
 

@@ -10,9 +10,9 @@ import sys
 import warnings
 from pathlib import Path
 
+from gpt_keras.core.checks import MAX_SAMPLES
 from gpt_keras.core.sampling import check_temperature, check_top_k, check_top_p
 from gpt_keras.runs.files import printable
-from gpt_keras.core.checks import MAX_SAMPLES
 from gpt_keras.tools.cli.flags import (UsageError, _count, _checked_arg, _flag, _max_tokens, _output, _port,
                                        _prompt_warning_printer, _seed, check_sampling_fits, existing_run,
                                        require_extra)
