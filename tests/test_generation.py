@@ -151,7 +151,7 @@ def test_a_prompt_as_long_as_max_tokens_generates_nothing(generator):
 
 @pytest.fixture(scope="module")
 def batch(generator):
-    return sample_batch(generator, PROMPT, 12, 20, Sampler(1.0), np.random.default_rng(4))
+    return sample_batch(generator, PROMPT, 12, 20, Sampler(1.0), np.random.default_rng(4), keep_distributions=True)
 
 
 def test_batch_shapes(batch):
@@ -189,6 +189,19 @@ def test_batch_distributions_are_the_models(model, batch):
     expected = model_probs_many(model, [[*batch.prompt_ids, *batch.tokens[i, :step]] for step, i in live])
     got = [batch.step_distributions[step][i] for step, i in live]
     np.testing.assert_allclose(np.stack(got), np.stack(expected), atol=TOLERANCE)
+
+
+def test_a_batch_keeps_each_steps_entropies_and_the_distributions_only_when_asked(generator, batch):
+    from gpt_keras.tools.batch_sampling import entropy
+
+    lean = sample_batch(generator, PROMPT, 12, 20, Sampler(1.0), np.random.default_rng(4))
+    assert lean.step_distributions == [] and lean.texts == batch.texts  # the same draws, nothing per step kept
+    np.testing.assert_array_equal(lean.first_distribution, batch.step_distributions[0][0])
+    for step, probs in enumerate(batch.step_distributions):
+        live = batch.lengths > step
+        np.testing.assert_allclose(lean.model_entropy[live, step], entropy(probs[live]))
+        np.testing.assert_allclose(lean.sampled_entropy[live, step], entropy(Sampler(1.0).distribution(probs[live])))
+        assert np.isnan(lean.model_entropy[~live, step]).all()
 
 
 @pytest.mark.parametrize("sampler", [Sampler(1.0), Sampler(0.5, top_k=4)], ids=lambda sampler: sampler.describe())

@@ -39,8 +39,26 @@ _MINIMUMS = {"vocab_size": 3, "max_len": 1, "embedding_dim": 1, "key_dim": 1, "n
 MAX_TOKENS = 2048  # longest generated text, prompt included: each step keeps a distribution over the vocabulary
 # Far above any classroom model, low enough that a typo fails at once instead of filling the memory.
 _MAXIMUMS = {"vocab_size": 1_000_000, "max_len": 4096, "embedding_dim": 65_536, "key_dim": 65_536, "n_heads": 256,
-             "feed_forward_dim": 262_144, "n_blocks": 256}
+             "feed_forward_dim": 262_144, "n_blocks": 256, "batch_size": 65_536, "epochs": 100_000,
+             "shuffle_buffer": 100_000_000}
+MAX_SAMPLES = 1_000  # texts one command samples (generate, temperature --samples): temperature decodes them as one batch
+MAX_COUNT = 100_000_000  # any other count (reviews held out or kept, words shown): far below int64's overflow
 MAX_SEED = 2**32 - 1  # NumPy's and TensorFlow's seeds are 32-bit
+
+
+def maximum_of(field: str) -> int:
+    """The upper limit of a config field (`maximum_of("epochs")`), for flags that take the same value."""
+    return _MAXIMUMS[field]
+
+
+def check_count(value: Any, name: str, minimum: int = 1, maximum: int = MAX_COUNT,
+                error: type[Exception] = ConfigError) -> int:
+    """An integer from `minimum` to `maximum`: every count a user gives has an upper bound, so a typo
+    (or 10**30) fails at once with its name instead of overflowing int64 or filling the memory."""
+    value = check_int_at_least(value, name, minimum, error)
+    if value > maximum:
+        raise error(f"{name} must be at most {maximum:,}, got {value:,}")
+    return value
 
 
 def check_seed(seed: Any, name: str = "seed", error: type[Exception] = ConfigError) -> int:

@@ -27,9 +27,10 @@ import math
 import numpy as np
 
 from gpt_keras.core.checks import GPTKerasError
-from gpt_keras.core.checks import check_int_at_least
+from gpt_keras.core.checks import check_count
 
 TOP_P_TOLERANCE = 1e-9
+MAX_TOP_K = 1_000_000  # the largest vocabulary a config allows: a larger k keeps every word anyway
 
 
 class SamplingError(GPTKerasError, ValueError):
@@ -49,7 +50,7 @@ def check_temperature(temperature: float, name: str = "temperature") -> float:
 def check_top_k(top_k: int | None) -> int | None:
     if top_k is None:
         return None
-    return check_int_at_least(top_k, "top_k", 1, SamplingError)
+    return check_count(top_k, "top_k", 1, MAX_TOP_K, SamplingError)
 
 
 def check_top_p(top_p: float | None) -> float | None:

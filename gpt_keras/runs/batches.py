@@ -18,6 +18,7 @@ import numpy as np
 from gpt_keras.core.checks import check_int_at_least
 from gpt_keras.core.data import DataError, shift_for_language_model
 from gpt_keras.runs.files import atomic_path, open_regular, one_line
+from gpt_keras.runs.memory import check_token_archive
 
 
 def split_tokens(tokens: np.ndarray, validation_split: float, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -66,11 +67,15 @@ def load_tokens(path: str | Path) -> tuple[np.ndarray, list[str]]:
     """Reads a `.npz` written by `save_tokens`, checking shapes and id ranges."""
     path = Path(path)
     try:
-        with open_regular(path, "token archive", DataError) as handle, np.load(handle, allow_pickle=False) as archive:
-            tokens, words = archive["tokens"], archive["vocabulary"]
+        with open_regular(path, "token archive", DataError) as handle:
+            check_token_archive(handle, path, DataError)  # the headers' sizes, before NumPy allocates them
+            with np.load(handle, allow_pickle=False) as archive:
+                tokens, words = archive["tokens"], archive["vocabulary"]
             if words.ndim != 1 or words.dtype.kind != "U":
                 raise ValueError(f"the vocabulary must be a 1-D array of strings, got {words.dtype} {words.shape}")
             vocabulary = [str(word) for word in words]
+    except DataError:
+        raise
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
         reason = "empty or truncated file" if isinstance(error, (EOFError, zipfile.BadZipFile)) else one_line(error, 200)
         raise DataError(f"{path}: not a token archive written by gpt-keras ({reason})") from None

@@ -22,6 +22,7 @@ from typing import Any, BinaryIO, Iterator
 from gpt_keras.core.checks import GPTKerasError
 
 MAX_MESSAGE = 500  # characters of an error line; a 200 MB one-line file is not echoed whole
+_WORD = re.compile(r"\S+")  # what str.split() splits on, found one at a time
 NAME_MAX = 255  # bytes of one file name on common file systems (ext4, APFS, NTFS)
 # atomic_path's temporaries: ".{stem}-{8 random}.tmp{suffixes}", and those of earlier versions (".{stem}-{8}.keras").
 _TEMPORARY = re.compile(r"^\.([^/\\]+-[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)*"
@@ -37,8 +38,21 @@ class UnsafePathError(GPTKerasError, ValueError):
 
 
 def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
-    """One line of at most `limit` characters, control characters shown escaped (for error messages)."""
-    text = printable(" ".join(str(text).split()))
+    """One line of at most `limit` characters, control characters shown escaped (for error messages).
+
+    The text is cut before it is escaped: only its first `limit + 1` characters (whitespace runs
+    counted as one space) are looked at, so a message quoting a 300 MB one-line file costs what a
+    short one does, instead of escaping the whole file to keep 500 characters of it.
+    """
+    text = str(text)
+    words, size = [], -1
+    for match in _WORD.finditer(text):  # lazily: words past the limit are never copied
+        start = match.start()
+        words.append(text[start:min(match.end(), start + limit - size)])
+        size += 1 + len(words[-1])
+        if size > limit:
+            break
+    text = printable(" ".join(words))
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 

@@ -23,6 +23,7 @@ from gpt_keras.runs.batches import load_tokens, split_tokens
 from gpt_keras.runs.monitoring import restore_seed_generator_states
 from gpt_keras.runs.files import check_regular_file, read_json, write_json
 from gpt_keras.runs.lock import RunLock
+from gpt_keras.runs.memory import check_training_fits
 from gpt_keras.runs.train import (PRECISION, FitJob, PreparedData, TrainResult, announce_precision, build_model,
                                   check_arguments, file_sha256, fit_run, fit_vocabulary_size, strategy_scope,
                                   worker_scratch_dir)
@@ -89,6 +90,7 @@ def _resume_in(target: Path, config, data_path, strategy, print_fn, verbose) -> 
         vocab = rundir.read_vocabulary(target / rundir.VOCAB)
         saved = resumed_config(rundir.read_config(target / rundir.CONFIG, complete=True), config, vocab, target)
         distribute.check_global_batch(strategy, saved.batch_size)
+        check_training_fits(saved, str(target / rundir.CONFIG))  # before the tokens or the checkpoint are read
         _check_same_data(target, data_path)
         tokens, words = load_tokens(target / rundir.TOKENS)
         if tuple(words) != vocab.words or tokens.shape[1] != saved.max_len + 1:

@@ -37,6 +37,7 @@ from gpt_keras.core import layers as _layers  # noqa: F401  (registers the custo
 from gpt_keras.core.callbacks import TextGenerator
 from gpt_keras.core.config import ConfigError, GPTConfig
 from gpt_keras.core.data import DataError, Vocabulary
+from gpt_keras.runs.memory import check_model_archive
 from gpt_keras.runs.files import NAME_MAX, atomic_path, check_regular_file, one_line, read_json, write_json
 
 CONFIG, VOCAB, DATA, TOKENS, STATE, MODEL, HISTORY, LOCK = (
@@ -128,6 +129,7 @@ def load_model(path: str | Path, compile: bool = True) -> keras.Model:
     path = check_regular_file(path, "model", RunError)
     if not zipfile.is_zipfile(path):
         raise RunError(f"{path}: not a Keras model archive (corrupt or truncated file)")
+    check_model_archive(path, RunError)  # its config's sizes and inflated weights, before Keras builds them
     try:
         model = keras.saving.load_model(path, compile=compile)
     except Exception as error:  # Keras raises many types (ValueError, KeyError, OSError, zipfile errors)

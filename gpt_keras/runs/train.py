@@ -36,6 +36,7 @@ from gpt_keras.runs.monitoring import BatchLossSummary, GeneratedTextSummary, Ru
 from gpt_keras.runs.datasets import LoadReport, default_data_path, load_texts
 from gpt_keras.runs.metrics import RealTokenPerplexity
 from gpt_keras.runs.files import check_output_path, open_regular, write_json
+from gpt_keras.runs.memory import check_training_fits
 
 CHECKPOINT_PATTERN = "checkpoints/epoch-{epoch:03d}.keras"
 PRECISION = "precision.json"  # the arithmetic chosen at the latest start of training, and why
@@ -172,6 +173,7 @@ def train(config: GPTConfig | None = None, data_path: str | Path | None = None, 
                     verbose=verbose, print_fn=print_fn)
     rundir.check_run_name(run_name)
     config = GPTConfig() if config is None else config
+    check_training_fits(config)  # the product of the sizes, before any data is read or layer built
     prepared = prepare_data(config, data_path, tokens_path, print_fn)
     config = fit_vocabulary_size(config, prepared.vocab, print_fn)
     distribute.check_global_batch(strategy, config.batch_size)

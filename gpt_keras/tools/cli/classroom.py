@@ -10,10 +10,12 @@ import sys
 import warnings
 from pathlib import Path
 
+from gpt_keras.core.checks import MAX_SAMPLES
 from gpt_keras.core.sampling import check_temperature, check_top_k, check_top_p
 from gpt_keras.runs.files import printable
-from gpt_keras.tools.cli.flags import (UsageError, _at_least, _checked_arg, _flag, _max_tokens, _output, _port,
-                                       _prompt_warning_printer, _seed, existing_run, require_extra)
+from gpt_keras.tools.cli.flags import (UsageError, _count, _checked_arg, _flag, _max_tokens, _output, _port,
+                                       _prompt_warning_printer, _seed, check_sampling_fits, existing_run,
+                                       require_extra)
 
 
 # --- temperature lab --------------------------------------------------------------------------------
@@ -38,13 +40,14 @@ def add_temperature_parser(subparsers) -> None:
                              "report.json, metrics.png, tensorboard/; the calculator writes only with --out)")
     group = parser.add_argument_group("with --run")
     group.add_argument("--prompt", help="start of every sample (default 'wine review : germany')")
-    group.add_argument("--samples", type=_checked_arg(int, _at_least(1)), help="texts per temperature (default 8)")
+    group.add_argument("--samples", type=_checked_arg(int, _count(1, MAX_SAMPLES)),
+                       help=f"texts per temperature (default 8, at most {MAX_SAMPLES:,})")
     group.add_argument("--max-tokens", type=_checked_arg(int, _max_tokens),
                        help="length of each text, prompt included (default 80, at most 2048)")
     group.add_argument("--seed", type=_checked_arg(int, _seed), help="seed of the samples (default 0)")
-    group.add_argument("--top-words", type=_checked_arg(int, _at_least(1)),
+    group.add_argument("--top-words", type=_checked_arg(int, _count(1, MAX_TOP_WORDS)),
                        help="words in the next-word table (default 5)")
-    group.add_argument("--show-samples", type=_checked_arg(int, _at_least(0)),
+    group.add_argument("--show-samples", type=_checked_arg(int, _count(0, MAX_SAMPLES)),
                        help="texts printed per temperature (default 1; all of them are in report.json)")
     filters = group.add_mutually_exclusive_group()
     filters.add_argument("--top-k", type=_checked_arg(int, check_top_k),
@@ -52,6 +55,9 @@ def add_temperature_parser(subparsers) -> None:
     filters.add_argument("--top-p", type=_checked_arg(float, check_top_p),
                          help="after temperature, keep the smallest set of words whose probability reaches p")
     parser.set_defaults(handler=run_temperature)
+
+
+MAX_TOP_WORDS = 1_000  # rows of the next-word table printed
 
 
 _LAB_DEFAULTS = dict(prompt="wine review : germany", samples=8, max_tokens=80, seed=0, top_words=5, show_samples=1,
@@ -98,6 +104,7 @@ def _run_experiment(args) -> int:
     from gpt_keras.runs.rundir import load_run
     from gpt_keras.tools.temperature import experiment, report as reports
 
+    check_sampling_fits(args.run, options["max_tokens"], options["samples"], keep_steps=False)
     run = load_run(args.run)
     with warnings.catch_warnings():
         warnings.simplefilter("always", PromptWarning)  # unknown prompt words, a prompt too long: one line each

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from gpt_keras.core.checks import GPTKerasError, check_max_tokens, check_seed
+from gpt_keras.core.checks import MAX_COUNT, GPTKerasError, check_max_tokens, check_seed
 from gpt_keras.core.config import PRESETS, ConfigError, GPTConfig
 from gpt_keras.core.sampling import check_temperature, check_top_k, check_top_p
 from gpt_keras.runs.files import check_output_path, one_line
@@ -71,10 +71,13 @@ def _unchecked(value):
     return value
 
 
-def _at_least(minimum: int) -> Callable[[int], int]:
+def _count(minimum: int, maximum: int = MAX_COUNT) -> Callable[[int], int]:
+    """A count flag's range: every count has an upper bound, so 10**30 fails here, not as an int64 overflow."""
     def check(value: int) -> int:
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum:,}, got {value:,}")
         return value
     return check
 
@@ -151,6 +154,19 @@ def existing_run(path: Path | None, flag: str = "--run") -> None:
     """A missing run directory is reported before TensorFlow loads."""
     if path is not None and not path.is_dir():
         raise UsageError(f"{flag}: {path}: {'not a directory' if path.exists() else 'run directory not found'}")
+
+
+def check_sampling_fits(run: Path, max_tokens: int, samples: int = 1, keep_steps: bool = True) -> None:
+    """The memory sampling from `run` needs, from its config.json, checked before its model is loaded
+    (a config that cannot be read is left for `load_run` to name)."""
+    from gpt_keras.runs.memory import check_generation_fits
+    from gpt_keras.runs.rundir import CONFIG, read_config
+
+    try:
+        config = read_config(run / CONFIG, complete=True)
+    except GPTKerasError:
+        return
+    check_generation_fits(config, max_tokens, samples, str(run), keep_steps)
 
 
 def add_sampling_flags(parser: argparse.ArgumentParser, temperature: bool = True) -> None:

@@ -6,9 +6,9 @@ import os
 import sys
 from pathlib import Path
 
-from gpt_keras.core.checks import check_room_after_prompt
-from gpt_keras.tools.cli.flags import (UsageError, _at_least, _checked_arg, _max_tokens, _output, _port, _seed,
-                                       add_sampling_flags, existing_run)
+from gpt_keras.core.checks import MAX_SAMPLES, check_room_after_prompt
+from gpt_keras.tools.cli.flags import (UsageError, _count, _checked_arg, _max_tokens, _output, _port, _seed,
+                                       add_sampling_flags, check_sampling_fits, existing_run)
 
 
 def add_generate_parser(subparsers) -> None:
@@ -19,7 +19,8 @@ def add_generate_parser(subparsers) -> None:
                         help="length of the text, prompt included (default 80, at most 2048)")
     parser.add_argument("--seed", type=_checked_arg(int, _seed), default=None,
                         help="seed of the sampler (same seed, same text)")
-    parser.add_argument("--samples", type=_checked_arg(int, _at_least(1)), default=1, help="how many texts (default 1)")
+    parser.add_argument("--samples", type=_checked_arg(int, _count(1, MAX_SAMPLES)), default=1,
+                        help=f"how many texts (default 1, at most {MAX_SAMPLES:,})")
     parser.add_argument("--method", choices=("cached", "lecture"), default="cached",
                         help="cached: key/value cache (fast); lecture: model.predict per word, as taught")
     add_sampling_flags(parser)
@@ -39,19 +40,19 @@ def run_generate(args) -> int:
 
     _output(args.html, "--html")
     _output(args.heatmap, "--heatmap")
+    check_sampling_fits(args.run, args.max_tokens)  # one text at a time: each is shown, written, then let go
     run = load_run(args.run)
     # max_tokens counts the prompt: say so now rather than print the prompt back with no word after it
     check_room_after_prompt(len(run.vocab.encode(args.prompt)[0]), args.max_tokens, "--max-tokens", UsageError)
     generator = run.text_generator(seed=args.seed, method=args.method)
-    infos = []
-    for _ in range(args.samples):
-        infos.append(generator.generate(args.prompt, max_tokens=args.max_tokens, temperature=args.temperature,
-                                        top_k=args.top_k, top_p=args.top_p, greedy=args.greedy))
+    for index in range(args.samples):  # each text's steps are shown and written, then let go: memory stays one text's
+        info = generator.generate(args.prompt, max_tokens=args.max_tokens, temperature=args.temperature,
+                                  top_k=args.top_k, top_p=args.top_p, greedy=args.greedy)
         if args.show_probs or args.heads:
             from gpt_keras.tools.viz import print_probs
 
-            print_probs(infos[-1], run.vocab, heads=args.heads)
-    _write_views(args, infos, run.vocab)
+            print_probs(info, run.vocab, heads=args.heads)
+        _write_views(args, index, info, run.vocab)
     return 0
 
 
@@ -60,23 +61,22 @@ def _numbered(path: Path, index: int, count: int) -> Path:
     return path if count == 1 or index == 0 else path.with_name(f"{path.stem}-{index + 1}{path.suffix}")
 
 
-def _write_views(args, infos: list, vocab) -> None:
-    """--html and --heatmap: one file per sample."""
+def _write_views(args, index: int, info: list, vocab) -> None:
+    """--html and --heatmap of sample `index`: one file per sample."""
     if args.html is None and args.heatmap is None:
         return
     from gpt_keras.tools.viz import attention_heatmap, export_html
 
-    for index, info in enumerate(infos):
-        if args.html is not None:
-            path = export_html(info, vocab, _numbered(args.html, index, len(infos)),
-                               title=f"gpt-keras generate: {args.prompt}")
-            print(f"Wrote {path}")
-        if args.heatmap is not None:
-            if not info:
-                print(f"gpt-keras generate: no heatmap for sample {index + 1}: no word was generated "
-                      "(is --max-tokens larger than the prompt?)", file=sys.stderr)
-                continue
-            print(f"Wrote {attention_heatmap(info, _numbered(args.heatmap, index, len(infos)))}")
+    if args.html is not None:
+        path = export_html(info, vocab, _numbered(args.html, index, args.samples),
+                           title=f"gpt-keras generate: {args.prompt}")
+        print(f"Wrote {path}")
+    if args.heatmap is not None:
+        if not info:
+            print(f"gpt-keras generate: no heatmap for sample {index + 1}: no word was generated "
+                  "(is --max-tokens larger than the prompt?)", file=sys.stderr)
+            return
+        print(f"Wrote {attention_heatmap(info, _numbered(args.heatmap, index, args.samples))}")
 
 
 # --- tensorboard ---------------------------------------------------------------------------------------

@@ -5,10 +5,10 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from gpt_keras.core.checks import check_config_field
+from gpt_keras.core.checks import check_config_field, maximum_of
 from gpt_keras.core.sampling import check_temperature
 from gpt_keras.runs.files import printable
-from gpt_keras.tools.cli.flags import (_at_least, _checked_arg, _max_tokens, _output, _prompt_warning_printer, _seed,
+from gpt_keras.tools.cli.flags import (_count, _checked_arg, _max_tokens, _output, _prompt_warning_printer, _seed,
                                        add_sampling_flags, existing_file, existing_run, progress_verbosity,
                                        require_extra)
 
@@ -28,7 +28,7 @@ def add_compare_parser(subparsers) -> None:
                         help="gpt2, distilgpt2 (from the Hugging Face hub or its cache) or a save_pretrained "
                              "directory, e.g. from `gpt-keras finetune-gpt2` (default gpt2)")
     parser.add_argument("--data", type=Path, help="reviews to hold out (default: the data folder's full dataset, else the sample)")
-    parser.add_argument("--heldout", type=_checked_arg(int, _at_least(1)), default=200,
+    parser.add_argument("--heldout", type=_checked_arg(int, _count(1)), default=200,
                         help="score the last N reviews of --data (default 200)")
     parser.add_argument("--prompt", action="append", metavar="TEXT",
                         help="a prompt; repeat for more (default: 'wine review : germany' and 'wine review : us')")
@@ -98,15 +98,15 @@ def add_finetune_gpt2_parser(subparsers) -> None:
     parser.add_argument("--data", type=Path, help="Kaggle JSON or CSV (default: the data folder's full dataset, else the sample)")
     parser.add_argument("--out", type=Path, default=Path("runs/gpt2-wine"),
                         help="save_pretrained directory to write (replaced when done; default runs/gpt2-wine)")
-    parser.add_argument("--epochs", type=_checked_arg(int, _at_least(1)), default=1, help="default 1")
-    parser.add_argument("--batch-size", type=_checked_arg(int, _at_least(1)), default=8, help="default 8")
-    parser.add_argument("--max-length", type=_checked_arg(int, _at_least(2)), default=128,
+    parser.add_argument("--epochs", type=_checked_arg(int, _count(1, maximum_of("epochs"))), default=1, help="default 1")
+    parser.add_argument("--batch-size", type=_checked_arg(int, _count(1, maximum_of("batch_size"))), default=8, help="default 8")
+    parser.add_argument("--max-length", type=_checked_arg(int, _count(2, maximum_of("max_len"))), default=128,
                         help="tokens per review, longer ones are cut (default 128)")
     parser.add_argument("--learning-rate", type=_checked_arg(float, _learning_rate), default=5e-5,
                         help="Adam's learning rate (default 5e-5)")
-    parser.add_argument("--limit", type=_checked_arg(int, _at_least(1)), metavar="N",
+    parser.add_argument("--limit", type=_checked_arg(int, _count(1)), metavar="N",
                         help="train on the first N reviews only (default: all but the held-out ones)")
-    parser.add_argument("--heldout", type=_checked_arg(int, _at_least(0)), default=200,
+    parser.add_argument("--heldout", type=_checked_arg(int, _count(0)), default=200,
                         help="leave out the last N reviews, as `compare --heldout N` scores them (default 200)")
     parser.add_argument("--mixed-precision", choices=("auto", "on", "off"), default="auto",
                         help="auto: mixed precision only on a GPU (bfloat16, float16 on GPUs older than Ampere)")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from gpt_keras.core.checks import maximum_of
 from gpt_keras.core.config import ConfigError, GPTConfig
-from gpt_keras.tools.cli.flags import (UsageError, _at_least, _checked_arg, _output, _seed, add_config_flags,
+from gpt_keras.tools.cli.flags import (UsageError, _count, _checked_arg, _output, _seed, add_config_flags,
                                        config_from_args, existing_file, existing_run, progress_verbosity,
                                        require_extra)
 
@@ -79,8 +80,10 @@ def run_train(args) -> int:
     existing_file(args.tokens, "--tokens")
     if args.resume:
         existing_run(args.run)
-    else:
-        config_from_args(args)  # the flags' values, checked before TensorFlow loads
+    else:  # the flags' values and the memory they need, checked before TensorFlow loads
+        from gpt_keras.runs.memory import check_training_fits
+
+        check_training_fits(config_from_args(args), str(args.config) if args.config else "")
     from gpt_keras.runs import rundir
     from gpt_keras.runs.resume import resume
     from gpt_keras.runs.train import train
@@ -141,7 +144,7 @@ DEMO_PROMPTS = (("wine review : us", 1.0), ("wine review : italy", 0.5), ("wine 
 def add_demo_parser(subparsers) -> None:
     parser = subparsers.add_parser("demo", help="train the demo preset on the embedded sample and generate")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where the run goes (default runs/)")
-    parser.add_argument("--epochs", type=_checked_arg(int, _at_least(1)), default=None,
+    parser.add_argument("--epochs", type=_checked_arg(int, _count(1, maximum_of("epochs"))), default=None,
                         help="override the demo preset's epochs")
     parser.add_argument("--seed", type=_checked_arg(int, _seed), default=0,
                         help="seed of training and sampling (default 0)")

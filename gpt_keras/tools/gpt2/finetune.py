@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from gpt_keras.core.checks import check_int_at_least
+from gpt_keras.core.checks import MAX_COUNT, check_count, maximum_of
 from gpt_keras.core.data import DataError
 from gpt_keras.runs.datasets import default_data_path, load_texts
 from gpt_keras.runs.files import UnsafePathError, check_output_path, one_line, write_json
@@ -101,11 +101,13 @@ def finetune_gpt2(name_or_path: str | Path, data_path: str | Path | None, out_di
 
 def _check_settings(*, epochs, batch_size, max_length, heldout, limit, learning_rate) -> None:
     """The fine-tuning settings, each checked with the command line's name for it (a `DataError`)."""
-    for name, value, minimum in (("--epochs", epochs, 1), ("--batch-size", batch_size, 1),
-                                 ("--max-length", max_length, 2), ("--heldout", heldout, 0)):
-        check_int_at_least(value, name, minimum, DataError)
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1):
-        raise DataError(f"--limit must be a positive number of reviews, got {limit!r}")
+    for name, value, minimum, maximum in (
+            ("--epochs", epochs, 1, maximum_of("epochs")), ("--batch-size", batch_size, 1, maximum_of("batch_size")),
+            ("--max-length", max_length, 2, maximum_of("max_len")), ("--heldout", heldout, 0, MAX_COUNT)):
+        check_count(value, name, minimum, maximum, DataError)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer))
+                              or not 1 <= limit <= MAX_COUNT):
+        raise DataError(f"--limit must be a positive number of reviews, at most {MAX_COUNT:,}, got {limit!r}")
     if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0):
         raise DataError(f"--learning-rate must be a finite number greater than 0, got {learning_rate!r}")
 

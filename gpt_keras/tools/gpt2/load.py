@@ -209,6 +209,7 @@ def _load_directory(path: Path) -> GPT2:
         raise GPT2Error(f"{path / 'config.json'}: not a model config (a JSON object), got {type(config).__name__}")
     if config.get("model_type") != "gpt2":
         raise GPT2Error(f"{path}: holds a {one_line(repr(config.get('model_type')), 80)} model, not GPT-2")
+    check_gpt2_fits(config, path)
     from transformers import AutoTokenizer, TFGPT2LMHeadModel
 
     try:
@@ -225,6 +226,44 @@ def _load_directory(path: Path) -> GPT2:
             info = None
         info = info if isinstance(info, dict) else None
     return GPT2(model, tokenizer, str(path), path.name, info)
+
+
+# GPT-2's size fields, the gpt-keras limit each is held to, and the default transformers gives a missing one.
+_GPT2_SIZES = {"n_positions": ("max_len", 1024), "n_embd": ("embedding_dim", 768), "n_layer": ("n_blocks", 12),
+               "n_head": ("n_heads", 12), "vocab_size": ("vocab_size", 50257)}
+
+
+def gpt2_parameters(sizes: dict) -> int:
+    """GPT-2's parameters from its config: token and position embeddings, per layer attention (qkv and
+    projection), two layer norms and the MLP (`n_inner`, default 4 x n_embd), and the final norm; the
+    output layer shares the token embedding (gpt2: 124,439,808)."""
+    d, inner = sizes["n_embd"], sizes["n_inner"]
+    layer = d * 3 * d + 3 * d + d * d + d + 2 * 2 * d + d * inner + inner + inner * d + d
+    return sizes["vocab_size"] * d + sizes["n_positions"] * d + sizes["n_layer"] * layer + 2 * d
+
+
+def check_gpt2_fits(config: dict, path: Path) -> None:
+    """A GPT-2 directory's sizes, held to gpt-keras' limits and to this machine's memory, before transformers
+    builds a single weight (`n_positions` 10**9 would be a position table of terabytes)."""
+    from gpt_keras.core.checks import maximum_of
+    from gpt_keras.runs.memory import FLOAT, Estimate, check_fits
+
+    sizes = {}
+    for name, (limit, default) in _GPT2_SIZES.items():
+        value = config.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum_of(limit):
+            raise GPT2Error(f"{path / 'config.json'}: {name} must be a whole number from 1 to "
+                            f"{maximum_of(limit):,}, got {one_line(repr(value), 80)}")
+        sizes[name] = value
+    inner = config.get("n_inner")
+    inner = 4 * sizes["n_embd"] if inner is None else inner
+    if isinstance(inner, bool) or not isinstance(inner, int) or not 1 <= inner <= maximum_of("feed_forward_dim"):
+        raise GPT2Error(f"{path / 'config.json'}: n_inner must be null or a whole number from 1 to "
+                        f"{maximum_of('feed_forward_dim'):,}, got {one_line(repr(inner), 80)}")
+    weights = gpt2_parameters({**sizes, "n_inner": inner}) * FLOAT
+    stored = sum(file.stat().st_size for file in path.glob("*.h5") if file.is_file())
+    check_fits(Estimate({"parameters": weights, "the weights file": stored}), "loading this GPT-2", str(path),
+               "is its config.json right?")
 
 
 def _load_hub(name: str, cache_dir) -> GPT2:
@@ -255,8 +294,10 @@ def _load_hub(name: str, cache_dir) -> GPT2:
 
 
 def _first_line(error: BaseException) -> str:
+    """The error's first line, at most 300 characters, found without splitting a long message into lines."""
     text = str(error).strip()
-    return (text.splitlines()[0] if text else type(error).__name__)[:300]
+    end = text.find("\n", 0, 300)
+    return text[:end if end >= 0 else 300] or type(error).__name__
 
 
 def gpu_details() -> list[dict]:

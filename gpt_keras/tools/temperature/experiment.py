@@ -47,7 +47,7 @@ from gpt_keras.core.data import PAD_ID, UNK_ID, Vocabulary
 from gpt_keras.core.checks import check_max_tokens, check_room_after_prompt, check_seed
 from gpt_keras.core.generation import CachedGenerator, PromptWarning, encode_prompt
 from gpt_keras.core.sampling import Sampler, SamplingError, check_temperature
-from gpt_keras.tools.batch_sampling import sample_batch
+from gpt_keras.tools.batch_sampling import entropy, sample_batch
 from gpt_keras.tools.tables import json_safe, clip_line, text_table
 from gpt_keras.tools.temperature.calculator import format_number
 
@@ -86,14 +86,6 @@ def check_temperatures(temperatures: Iterable[float], name: str = "temperatures"
     if repeated:
         raise SamplingError(f"{name}: {', '.join(f'{value:g}' for value in repeated)} given more than once")
     return tuple(sorted(values))
-
-
-def entropy(probs: np.ndarray) -> np.ndarray:
-    """Shannon entropy in nats over the last axis (0 log 0 = 0)."""
-    probs = np.asarray(probs, np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(probs > 0, probs * np.log(probs), 0.0)
-    return -terms.sum(axis=-1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,8 +264,8 @@ def temperature_experiment(model, vocab: Vocabulary, prompt: str,
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PromptWarning)
             batch = sample_batch(generator, prompt, n_samples, max_tokens, sampler, rng)
-        first_step = batch.step_distributions[0][0]
-        results.append(_measure(temperature, batch, sampler))
+        first_step = batch.first_distribution
+        results.append(_measure(temperature, batch))
     next_words = _next_words(first_step, vocab, prompt, temperatures, n_words, top_k=top_k, top_p=top_p)
     settings = {"n_samples": int(n_samples), "max_tokens": max_tokens, "seed": int(seed), "top_k": top_k,
                 "top_p": top_p, "prompt_tokens": len(prompt_ids), "context_window": generator.max_len,
@@ -281,15 +273,11 @@ def temperature_experiment(model, vocab: Vocabulary, prompt: str,
     return TemperatureReport(next_words.prompt, settings, next_words, tuple(results))
 
 
-def _measure(temperature: float, batch, sampler: Sampler) -> TemperatureResult:
+def _measure(temperature: float, batch) -> TemperatureResult:
     """The metrics of one temperature's batch (definitions in the module docstring)."""
     n_samples, n_steps = batch.tokens.shape
     sampled = np.arange(n_steps)[None, :] < batch.lengths[:, None]  # steps where a token was drawn
-    tempered_entropy, model_entropy = [], []
-    for step, probs in enumerate(batch.step_distributions):
-        rows = sampled[:, step]
-        tempered_entropy.append(entropy(sampler.distribution(probs[rows])))
-        model_entropy.append(entropy(probs[rows]))
+    tempered_entropy, model_entropy = [batch.sampled_entropy[sampled]], [batch.model_entropy[sampled]]
     words = [[int(t) for t in row[:length] if t != PAD_ID] for row, length in zip(batch.tokens, batch.lengths)]
     ended = [length > 0 and row[length - 1] == PAD_ID for row, length in zip(batch.tokens, batch.lengths)]
     unigrams = [w for sample in words for w in sample]
