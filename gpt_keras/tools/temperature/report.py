@@ -69,7 +69,8 @@ def plot_metrics(report: TemperatureReport, path: str | Path) -> Path:
             ax.set_yscale("log")
         ax.axvline(1.0, color="grey", linewidth=0.8, alpha=0.5)
         ax.grid(alpha=0.3)
-    figure.suptitle(f'temperature lab: "{report.prompt}", {report.settings["n_samples"]} samples per T')
+    figure.suptitle(f'temperature lab: "{report.prompt}", {report.settings["n_samples"]} samples per T',
+                    parse_math=False)  # the prompt is plain text: "$" is a dollar, not maths
     with atomic_path(path) as temporary:
         figure.savefig(temporary, format="png", dpi=110)
     return Path(path)
