@@ -113,10 +113,14 @@ def test_a_non_utf8_word_in_the_calculators_logits_is_one_line(tmp_path):
 MARKUP_PROMPT = r"wine review : $^^$ $\frac{$"
 
 
-def test_maths_markup_in_the_prompt_draws_as_plain_text_in_the_heatmap(tmp_path, trained_run):
+def test_maths_markup_in_vocabulary_words_draws_as_plain_text_in_the_heatmap(tmp_path, trained_run):
+    run_dir = copy_run(trained_run, tmp_path)
+    words = json.loads((run_dir / runs.VOCAB).read_text())
+    # Every word a markup matplotlib cannot parse, so the heatmap's tick labels (the words) hold it.
+    markup = [f"${index}^^$" if index % 2 else f"$\\frac{{{index}$" for index in range(2, len(words))]
+    (run_dir / runs.VOCAB).write_text(json.dumps(words[:2] + markup))
     picture = tmp_path / "attention.png"
-    result = cli("generate", "--run", trained_run.run_dir, "--prompt", MARKUP_PROMPT, "--max-tokens", "16",
-                 "--heatmap", picture)
+    result = cli("generate", "--run", run_dir, "--prompt", MARKUP_PROMPT, "--max-tokens", "16", "--heatmap", picture)
     assert result.code == 0, result.err[-2000:]
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
