@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gpt_keras.runs import rundir as runs
@@ -113,24 +114,32 @@ def test_a_non_utf8_word_in_the_calculators_logits_is_one_line(tmp_path):
 MARKUP_PROMPT = r"wine review : $^^$ $\frac{$"
 
 
-def test_maths_markup_in_vocabulary_words_draws_as_plain_text_in_the_heatmap(tmp_path, trained_run):
-    run_dir = copy_run(trained_run, tmp_path)
-    words = json.loads((run_dir / runs.VOCAB).read_text())
-    # Every word a markup matplotlib cannot parse, so the heatmap's tick labels (the words) hold it.
-    markup = [f"${index}^^$" if index % 2 else f"$\\frac{{{index}$" for index in range(2, len(words))]
-    (run_dir / runs.VOCAB).write_text(json.dumps(words[:2] + markup))
-    picture = tmp_path / "attention.png"
-    result = cli("generate", "--run", run_dir, "--prompt", MARKUP_PROMPT, "--max-tokens", "16", "--heatmap", picture)
-    assert result.code == 0, result.err[-2000:]
+def test_maths_markup_in_words_draws_as_plain_text_in_the_heatmap(tmp_path):
+    from gpt_keras.tools.viz import attention_heatmap
+
+    # The words of a step's prompt and the word it chose become tick labels; these are vocabulary words.
+    step = {"prompt": r"wine review : $^^$ $\frac{$", "atts": np.full((2, 5), 0.2), "word": "$x^^$",
+            "word_probs": np.full(4, 0.25)}
+    for name, options in [("steps.png", {}), ("one-step.png", {"step": 0})]:
+        picture = attention_heatmap([step, step], tmp_path / name, **options)
+        assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_maths_markup_in_the_prompt_draws_as_plain_text_in_the_temperature_plot(tmp_path):
+    from gpt_keras.core.data import Vocabulary
+    from gpt_keras.tools.temperature.experiment import (METRICS, TemperatureReport, TemperatureResult,
+                                                        _next_words)
+    from gpt_keras.tools.temperature.report import plot_metrics
+
+    # A report as `temperature_experiment` makes it (the prompt standardized), from a four-word model's numbers.
+    vocab = Vocabulary(("", "[UNK]", "wine", "review"))
+    next_words = _next_words(np.array([0.1, 0.2, 0.3, 0.4]), vocab, MARKUP_PROMPT, [0.5, 1.0], 3)
+    results = tuple(TemperatureResult(t, ("wine review",), {name: 1.0 + t for name in METRICS}, (-1.0,))
+                    for t in (0.5, 1.0))
+    report = TemperatureReport(next_words.prompt, {"n_samples": 1, "vocab_size": len(vocab)}, next_words, results)
+    assert "$ ^ ^ $" in report.prompt
+    picture = plot_metrics(report, tmp_path / "metrics.png")  # the prompt is in the figure's title
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_maths_markup_in_the_prompt_draws_as_plain_text_in_the_temperature_plot(tmp_path, trained_run):
-    out = tmp_path / "lab"
-    result = cli("temperature", "--run", trained_run.run_dir, "--prompt", MARKUP_PROMPT, "--samples", "1",
-                 "--max-tokens", "16", "--temperatures", "1", "--out", out)
-    assert result.code == 0, result.err[-2000:]
-    assert (out / "metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 # --- a run folder that cannot be made -------------------------------------------------------------
