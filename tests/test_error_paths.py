@@ -125,21 +125,47 @@ def test_maths_markup_in_words_draws_as_plain_text_in_the_heatmap(tmp_path):
         assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_maths_markup_in_the_prompt_draws_as_plain_text_in_the_temperature_plot(tmp_path):
+def small_report(prompt: str):
+    """A report as `temperature_experiment` makes it (the prompt standardized), from a four-word model's numbers."""
     from gpt_keras.core.data import Vocabulary
     from gpt_keras.tools.temperature.experiment import (METRICS, TemperatureReport, TemperatureResult,
                                                         _next_words)
-    from gpt_keras.tools.temperature.report import plot_metrics
 
-    # A report as `temperature_experiment` makes it (the prompt standardized), from a four-word model's numbers.
     vocab = Vocabulary(("", "[UNK]", "wine", "review"))
-    next_words = _next_words(np.array([0.1, 0.2, 0.3, 0.4]), vocab, MARKUP_PROMPT, [0.5, 1.0], 3)
+    next_words = _next_words(np.array([0.1, 0.2, 0.3, 0.4]), vocab, prompt, [0.5, 1.0], 3)
     results = tuple(TemperatureResult(t, ("wine review",), {name: 1.0 + t for name in METRICS}, (-1.0,))
                     for t in (0.5, 1.0))
-    report = TemperatureReport(next_words.prompt, {"n_samples": 1, "vocab_size": len(vocab)}, next_words, results)
+    return TemperatureReport(next_words.prompt, {"n_samples": 1, "vocab_size": len(vocab)}, next_words, results)
+
+
+def test_maths_markup_in_the_prompt_draws_as_plain_text_in_the_temperature_plot(tmp_path):
+    from gpt_keras.tools.temperature.report import plot_metrics
+
+    report = small_report(MARKUP_PROMPT)
     assert "$ ^ ^ $" in report.prompt
     picture = plot_metrics(report, tmp_path / "metrics.png")  # the prompt is in the figure's title
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_temperature_reports_files_are_written_all_or_none(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from gpt_keras.tools.temperature.report import write_report
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Figure, "savefig", full_disk)  # metrics.csv and report.json are written by then
+    with pytest.raises(WriteError, match=r"metrics.png: cannot write \(No space left on device\)"):
+        write_report(small_report("wine review"), tmp_path / "lab")
+    assert not (tmp_path / "lab").exists()
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "metrics.csv").write_text("an earlier run's")
+    (earlier / "notes.txt").write_text("mine")
+    with pytest.raises(WriteError):
+        write_report(small_report("wine review"), earlier)
+    assert sorted(path.name for path in earlier.iterdir()) == ["metrics.csv", "notes.txt"]  # report.json is gone
 
 
 # --- a run folder that cannot be made -------------------------------------------------------------
