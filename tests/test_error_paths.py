@@ -107,6 +107,8 @@ def test_a_non_utf8_prompt_in_the_temperature_lab_is_one_line_and_leaves_no_metr
 def test_a_non_utf8_word_in_the_calculators_logits_is_one_line(tmp_path):
     result = cli("temperature", "--logits", "pfalz=4.1", "mos\udce9l=3.9")
     assert_one_error_line(result, "temperature", "--logits: not UTF-8 text (byte 0xe9 at character 4)")
+    result = cli("temperature", "--logits", "pfalz=4.1", "\ud800=3.9")  # a surrogate no byte stands for
+    assert_one_error_line(result, "temperature", "--logits: not UTF-8 text (code point U+D800 at character 1)")
 
 
 # --- matplotlib's maths markup in words -----------------------------------------------------------

@@ -13,7 +13,8 @@ The package, by group of subcommands (each imports only `flags` and the library 
 - `generating.py`: generate, tensorboard.
 - `classroom.py`: temperature, lab, notebook.
 - `gpt2.py`: compare, finetune-gpt2.
-- here: the parser assembled from `SUBCOMMANDS`, `main`, and the one-line handling of the user's errors.
+- here: the parser assembled from `SUBCOMMANDS`, `main`, and the one-line handling of the user's errors;
+  SIGTERM is turned into an exception while a command runs, so it cleans up as Ctrl-C does.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 from gpt_keras.tools.quiet import quiet_tensorflow, verbose_requested  # first: before anything imports TensorFlow
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
@@ -99,24 +101,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-class _sigterm_raises:
+@contextlib.contextmanager
+def _sigterm_raises():
     """While a command runs, SIGTERM (`kill`, a scheduler's stop) raises `Terminated` instead of ending the
     process on the spot, so what a failed start wrote is removed as after Ctrl-C. Only the main thread
     can install a handler; elsewhere SIGTERM keeps its usual effect."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
-    def __enter__(self):
-        self._previous = None
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._raise)
-        return self
 
-    @staticmethod
-    def _raise(signum, frame):
-        raise Terminated()
-
-    def __exit__(self, *exc_info):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+def _raise_terminated(signum, frame):
+    raise Terminated()
 
 
 def _check_text_flags(args) -> None:
@@ -128,9 +129,16 @@ def _check_text_flags(args) -> None:
             try:
                 value.encode("utf-8")
             except UnicodeEncodeError as error:
-                bad = value[error.start].encode("utf-8", "surrogateescape")
-                raise UsageError(f"{flag}: not UTF-8 text (byte 0x{bad.hex()} at character {error.start + 1}); "
-                                 "write it in UTF-8") from None
+                raise UsageError(f"{flag}: not UTF-8 text ({_what_is(value[error.start])} at character "
+                                 f"{error.start + 1}); write it in UTF-8") from None
+
+
+def _what_is(character: str) -> str:
+    """The byte a lone surrogate stands for (Python's escape of an undecodable byte), else its code point."""
+    try:
+        return f"byte 0x{character.encode('utf-8', 'surrogateescape').hex()}"
+    except UnicodeEncodeError:
+        return f"code point U+{ord(character):04X}"
 
 
 def _strings(value):
