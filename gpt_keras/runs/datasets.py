@@ -75,10 +75,14 @@ def _read_json(path: Path) -> pd.DataFrame:
         if not text.strip():
             raise DataError(f"{path}: empty file, no review records")
         records = json.loads(text)
+    except DataError:
+        raise
     except UnicodeDecodeError as error:
         raise DataError(f"{path}: not UTF-8 text (byte {error.start})") from None
     except json.JSONDecodeError as error:
         raise DataError(f"{path}: malformed JSON at line {error.lineno}, column {error.colno}: {error.msg}") from None
+    except ValueError as error:  # a number of thousands of digits: Python refuses to convert it
+        raise DataError(f"{path}: malformed JSON: {one_line(error, 200)}") from None
     except RecursionError:
         raise DataError(f"{path}: malformed JSON: nested too deeply to be a list of review records") from None
     except OSError as error:

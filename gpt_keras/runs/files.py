@@ -188,7 +188,8 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     except WriteError:
         raise
     except OSError as exc:
-        raise WriteError(f"{one_line(target)}: cannot write ({_reason(exc)}); the previous file is kept") from None
+        kept = "the previous file is kept" if os.path.lexists(target) else "nothing was written"
+        raise WriteError(f"{one_line(target)}: cannot write ({_reason(exc)}); {kept}") from None
     finally:
         with contextlib.suppress(OSError):
             temporary.unlink(missing_ok=True)

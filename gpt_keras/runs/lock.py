@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
 
 from gpt_keras.runs.files import remove_stale_temporaries
 from gpt_keras.runs.rundir import CHECKPOINTS, LOCK, LOGS, RunError
+
+# What opening something other than a regular file as the lock gives (a symlink, a directory, a FIFO, a socket);
+# any other error (a full disk, no free inode, a read-only file system) is named as it is.
+_NOT_A_FILE = {errno.ELOOP, errno.EISDIR, errno.ENXIO, errno.ENOTDIR, errno.EOPNOTSUPP}
 
 
 class RunLock:
@@ -35,8 +40,8 @@ class RunLock:
             raise RunError(f"{self.path.parent}: in use by another training process (pid {self._holder()}); "
                            "wait for it to finish or use another run directory") from None
         except OSError as error:
-            raise RunError(f"{self.path}: cannot lock the run ({error.strerror or error}); {LOCK} must be a "
-                           "regular file") from None
+            hint = f"; {LOCK} must be a regular file" if error.errno in _NOT_A_FILE else ""
+            raise RunError(f"{self.path}: cannot lock the run ({error.strerror or error}){hint}") from None
         self._lock = lock
         try:
             self._check_regular()

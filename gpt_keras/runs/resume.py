@@ -105,12 +105,10 @@ def _resume_in(target: Path, config, data_path, strategy, print_fn, verbose) -> 
         if initial_epoch >= saved.epochs:
             say(f"{target}: all {initial_epoch} epochs are done; nothing to resume (raise --epochs to train more)")
             saved = saved.replace(epochs=initial_epoch)
-        write_json(target / rundir.CONFIG, saved.to_dict())  # epochs or learning rate may have changed
         keras.utils.set_random_seed(saved.seed)  # as in the first run: the data order depends on it
-        choice = _resumed_precision(saved, target, print_fn)
         if state is None:
             say(f"Resuming {target} from the start (no epoch had finished)")
-            model = build_model(saved, strategy, choice)
+            model = build_model(saved, strategy, _resumed_precision(saved, target, print_fn))
         else:
             say(f"Resuming {target} after epoch {initial_epoch} from {state.checkpoint}")
             model = _load_checkpoint(target / state.checkpoint, strategy)
@@ -119,6 +117,9 @@ def _resume_in(target: Path, config, data_path, strategy, print_fn, verbose) -> 
             except ValueError:
                 raise rundir.RunError(f"{target / rundir.STATE}: field 'seed_states' does not fit the model") from None
             model.optimizer.learning_rate = saved.learning_rate
+            _resumed_precision(saved, target, print_fn)  # says it (the checkpoint carries its policies)
+        # Only now, with every file checked, may the run change: a refused resume writes nothing.
+        write_json(target / rundir.CONFIG, saved.to_dict())  # epochs or learning rate may have changed
         prepared = PreparedData(tokens, vocab, None, f"the run's saved tokens ({rundir.TOKENS})", str(target / rundir.TOKENS))
         job = FitJob(saved, target, prepared, train_tokens, validation_tokens, initial_epoch, state, strategy)
         return fit_run(model, job, print_fn, verbose)

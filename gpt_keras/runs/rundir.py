@@ -67,6 +67,9 @@ def new_run_dir(runs_dir: str | Path, name: str | None = None) -> Path:
             if name is not None:
                 raise RunError(f"{candidate}: a run with this name already exists; use --resume to continue "
                                "it or choose another --name") from None
+        except OSError as error:  # no free inodes, a read-only or virtual file system (/proc, /sys)
+            raise RunError(f"{one_line(candidate)}: cannot create the run directory ({error.strerror or error})"
+                           ) from None
     raise RunError(f"{runs_dir}: too many runs named {base}")
 
 
@@ -135,10 +138,19 @@ def load_model(path: str | Path, compile: bool = True) -> keras.Model:
     except Exception as error:  # Keras raises many types (ValueError, KeyError, OSError, zipfile errors)
         raise RunError(f"{path}: cannot load the model, the file is corrupt, truncated or from another "
                        f"program ({type(error).__name__}: {one_line(error, 200)})") from None
-    names = {layer.name for layer in getattr(model, "layers", ())}
-    if not {"embedding", "probabilities"} <= names:
-        raise RunError(f"{path}: a Keras model, but not a gpt-keras GPT (no 'embedding' and 'probabilities' layers)")
+    if not _is_gpt(model):
+        raise RunError(f"{path}: a Keras model, but not a gpt-keras GPT (it needs an 'embedding' layer of type "
+                       "TokenAndPositionEmbedding, TransformerBlock layers and a Dense 'probabilities' layer)")
     return model
+
+
+def _is_gpt(model) -> bool:
+    """The layers generation reads, by name and by type: a layer of the right name and another type would fail
+    later, deep inside sampling."""
+    layers = {layer.name: layer for layer in getattr(model, "layers", ())}
+    return (isinstance(layers.get("embedding"), _layers.TokenAndPositionEmbedding)
+            and isinstance(layers.get("probabilities"), keras.layers.Dense)
+            and any(isinstance(layer, _layers.TransformerBlock) for layer in layers.values()))
 
 
 @dataclasses.dataclass
@@ -181,20 +193,23 @@ class RunState:
         return cls(**{key: value for key, value in values.items() if key in known})
 
 
+INT64_MAX = 2**63 - 1  # Keras, NumPy and TensorBoard hold epochs and steps in 64-bit integers
+
+
 def _is_int(value, minimum: int = 0) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+    return isinstance(value, int) and not isinstance(value, bool) and minimum <= value <= INT64_MAX
 
 
 def _state_field_problem(name: str, value) -> str | None:
     """Why a `state.json` field cannot be used (None if it can)."""
     if name == "epoch":
-        return None if _is_int(value, 1) else "must be an integer of at least 1"
+        return None if _is_int(value, 1) else f"must be an integer of at least 1 and at most {INT64_MAX:,}"
     if name == "checkpoint":
         ok = isinstance(value, str) and value.startswith(CHECKPOINTS + "/") and value.endswith(".keras") \
             and ".." not in Path(value).parts and not Path(value).is_absolute() and value.isprintable()
         return None if ok else f"must name a file in {CHECKPOINTS}/ of the run"
     if name == "global_step":
-        return None if value is None or _is_int(value) else "must be a non-negative integer or null"
+        return None if value is None or _is_int(value) else f"must be an integer from 0 to {INT64_MAX:,} or null"
     if name == "rng_state":
         return None if value is None or _valid_rng_state(value) else "must be a numpy bit-generator state"
     if name == "seed_states":
@@ -203,10 +218,19 @@ def _state_field_problem(name: str, value) -> str | None:
         return None if ok else "must be a list of lists of non-negative integers"
     if name == "history":
         ok = isinstance(value, dict) and all(isinstance(values, list) and all(
-            isinstance(number, (int, float)) and not isinstance(number, bool) and math.isfinite(number)
-            for number in values) for values in value.values())
+            _is_finite_float(number) for number in values) for values in value.values())
         return None if ok else "must map each metric to a list of finite numbers"
     return None
+
+
+def _is_finite_float(number) -> bool:
+    """A number a float holds (an integer of 400 digits is not one: float() overflows)."""
+    if isinstance(number, bool) or not isinstance(number, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(number))
+    except OverflowError:
+        return False
 
 
 def _valid_rng_state(value) -> bool:

@@ -1,7 +1,9 @@
 """Training: from a data file to a run directory, with `model.fit` as in the lecture.
 
-`train` loads and checks everything that can be wrong with the input before it creates the run
-directory, so bad input never leaves a half-written run. Then it vectorizes the reviews once, builds
+`train` checks its arguments, then makes the run directory (a folder that cannot be made fails before
+minutes of loading data), then loads and checks the data; any failure, Ctrl-C or SIGTERM before the
+first epoch is saved removes every file and folder it made, so bad input never leaves a half-written run.
+Then it vectorizes the reviews once, builds
 and compiles the GPT, and calls `model.fit` with the Keras progress bar, TensorBoard (loss per batch
 and per epoch), a checkpoint per epoch, the lecture's `TextGenerator` and a NaN guard. `resume`
 continues a run from its last finished epoch with the same data, optimizer state, TensorBoard step,
@@ -35,7 +37,7 @@ from gpt_keras.runs.batches import ArrayBatches, load_tokens, save_tokens, split
 from gpt_keras.runs.monitoring import BatchLossSummary, GeneratedTextSummary, RunCheckpoint, StopOnNaN
 from gpt_keras.runs.datasets import LoadReport, default_data_path, load_texts
 from gpt_keras.runs.metrics import RealTokenPerplexity
-from gpt_keras.runs.files import check_output_path, open_regular, write_json
+from gpt_keras.runs.files import check_output_path, one_line, open_regular, write_json
 from gpt_keras.runs.memory import check_training_fits
 
 CHECKPOINT_PATTERN = "checkpoints/epoch-{epoch:03d}.keras"
@@ -166,23 +168,24 @@ def train(config: GPTConfig | None = None, data_path: str | Path | None = None, 
         print_fn: where progress messages go (the Keras progress bar is controlled by `verbose`).
 
     Raises:
-        DataError, ConfigError: bad input, raised before any run directory is created.
-        RunError: the run directory is in use, or cannot be resumed.
+        DataError, ConfigError: bad input; the run directory made for it is removed again.
+        RunError: the run directory cannot be made, is in use, or cannot be resumed.
     """
     check_arguments(config=config, data_path=data_path, tokens_path=tokens_path, runs_dir=runs_dir, run_dir=run_dir,
                     verbose=verbose, print_fn=print_fn)
     rundir.check_run_name(run_name)
     config = GPTConfig() if config is None else config
     check_training_fits(config)  # the product of the sizes, before any data is read or layer built
-    prepared = prepare_data(config, data_path, tokens_path, print_fn)
-    config = fit_vocabulary_size(config, prepared.vocab, print_fn)
     distribute.check_global_batch(strategy, config.batch_size)
-    train_tokens, validation_tokens = split_tokens(prepared.tokens, config.validation_split, config.seed)
     chief = distribute.is_chief(strategy)
     target, created = _target_dir(runs_dir, run_name, run_dir, strategy, print_fn)
-    discard = False
+    discard, locked = True, False  # until an epoch is saved, a failure leaves nothing
     try:
+        prepared = prepare_data(config, data_path, tokens_path, print_fn)
+        config = fit_vocabulary_size(config, prepared.vocab, print_fn)
+        train_tokens, validation_tokens = split_tokens(prepared.tokens, config.validation_split, config.seed)
         with RunLock(target):
+            locked = True
             if any(path.name != rundir.LOCK for path in target.iterdir()):  # another process won the race to it
                 raise rundir.RunError(f"{target}: another process started a run here; pass --resume to continue it")
             try:
@@ -193,11 +196,8 @@ def train(config: GPTConfig | None = None, data_path: str | Path | None = None, 
                 job = FitJob(config, target, prepared, train_tokens, validation_tokens, strategy=strategy)
                 result = fit_run(model, job, print_fn, verbose)
                 result.chief = chief
-            except BaseException:
+            finally:  # nothing worth resuming (an error, Ctrl-C, SIGTERM, a NaN in epoch 1): no half-written run
                 discard = not (target / rundir.STATE).exists()
-                raise
-            finally:  # nothing worth resuming (an error, Ctrl-C, a NaN in epoch 1): leave no half-written run
-                discard = discard or not (target / rundir.STATE).exists()
                 if discard:
                     _empty_run_dir(target)
             return result
@@ -205,11 +205,12 @@ def train(config: GPTConfig | None = None, data_path: str | Path | None = None, 
         if not chief:
             rundir.remove_run_dir(target)
         elif discard:
-            _remove_lock_and_dir(target, created)
+            _remove_lock_and_dir(target, created, remove_lock=locked)
 
 
-def _target_dir(runs_dir, run_name, run_dir, strategy, print_fn) -> tuple[Path, bool]:
-    """The directory a new run writes (and whether this process made it, for only then may it remove it).
+def _target_dir(runs_dir, run_name, run_dir, strategy, print_fn) -> tuple[Path, list[Path]]:
+    """The directory a new run writes, and the folders this process made for it, deepest first (only
+    those may it remove again).
 
     A non-chief worker of a cluster writes a temporary copy; a given `run_dir` must be new or empty.
     """
@@ -218,19 +219,38 @@ def _target_dir(runs_dir, run_name, run_dir, strategy, print_fn) -> tuple[Path, 
         if print_fn is not None:
             print_fn(f"{distribute.task_name(strategy)}: the chief writes the run; this worker's copy goes to "
                      f"{target} (deleted at the end)")
-        return target, True
-    if run_dir is None:
-        return rundir.new_run_dir(runs_dir, run_name), True
-    target = Path(run_dir)
-    if target.exists() and any(target.iterdir()):
-        raise rundir.RunError(f"{target}: run directory already exists and is not empty; pass --resume to continue it")
-    created = not target.exists()
-    return _make_dir(target), created
+        return target, [target]
+    if run_dir is not None and Path(run_dir).exists() and any(Path(run_dir).iterdir()):
+        raise rundir.RunError(f"{run_dir}: run directory already exists and is not empty; pass --resume to continue it")
+    made = _missing_folders(Path(runs_dir if run_dir is None else run_dir))
+    try:
+        if run_dir is None:
+            target = rundir.new_run_dir(runs_dir, run_name)
+            return target, [target, *made]
+        return _make_dir(Path(run_dir)), made
+    except rundir.RunError:
+        for folder in made:  # the parents it did make before failing
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
 
 
 def _make_dir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # no free inodes, a read-only or virtual file system (/proc, /sys)
+        raise rundir.RunError(f"{one_line(path)}: cannot create the run directory ({error.strerror or error})"
+                              ) from None
     return path
+
+
+def _missing_folders(path: Path) -> list[Path]:
+    """`path` and its ancestors that do not exist yet, deepest first: what `mkdir(parents=True)` will make."""
+    missing = []
+    while not os.path.lexists(path) and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
 
 
 def _empty_run_dir(target: Path) -> None:
@@ -244,14 +264,16 @@ def _empty_run_dir(target: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def _remove_lock_and_dir(target: Path, created: bool) -> None:
-    """After the lock is released: its file goes, and the directory too if this process made it and it is empty."""
+def _remove_lock_and_dir(target: Path, created: list[Path], remove_lock: bool) -> None:
+    """After the lock is released: its file goes (if this process held it), then the folders this process
+    made, deepest first, as long as they are empty."""
     with contextlib.suppress(OSError):
         if any(path.name != rundir.LOCK for path in target.iterdir()):
             return  # another process wrote here since: not ours to remove
-        (target / rundir.LOCK).unlink(missing_ok=True)
-        if created:
-            target.rmdir()
+        if remove_lock:
+            (target / rundir.LOCK).unlink(missing_ok=True)
+        for folder in created:
+            folder.rmdir()
 
 
 def check_arguments(*, config, data_path, tokens_path, runs_dir, run_dir, verbose, print_fn) -> None:

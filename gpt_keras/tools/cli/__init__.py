@@ -13,7 +13,8 @@ The package, by group of subcommands (each imports only `flags` and the library 
 - `generating.py`: generate, tensorboard.
 - `classroom.py`: temperature, lab, notebook.
 - `gpt2.py`: compare, finetune-gpt2.
-- here: the parser assembled from `SUBCOMMANDS`, `main`, and the one-line handling of the user's errors.
+- here: the parser assembled from `SUBCOMMANDS`, `main`, and the one-line handling of the user's errors;
+  SIGTERM is turned into an exception while a command runs, so it cleans up as Ctrl-C does.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ from __future__ import annotations
 from gpt_keras.tools.quiet import quiet_tensorflow, verbose_requested  # first: before anything imports TensorFlow
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 from typing import Sequence
 
 from gpt_keras.core.checks import GPTKerasError
@@ -68,20 +72,82 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+TEXT_FLAGS = {"prompt": "--prompt", "logits": "--logits"}  # flags whose values are text, not file names
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that the same clean-up runs (a BaseException:
+    no `except Exception` on the way swallows it)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.verbose = args.verbose or verbose_requested()
     quiet_tensorflow(verbose=args.verbose)
     try:
-        return args.handler(args)
+        with _sigterm_raises():
+            _check_text_flags(args)
+            return args.handler(args)
     except KeyboardInterrupt:
         print("gpt-keras: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("gpt-keras: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except Exception as error:  # only the project's own "bad input" errors become one-line messages
         if not _is_user_error(error):
             raise
         print(f"gpt-keras {args.command}: error: {one_line(error)}", file=sys.stderr)
         return 2
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """While a command runs, SIGTERM (`kill`, a scheduler's stop) raises `Terminated` instead of ending the
+    process on the spot, so what a failed start wrote is removed as after Ctrl-C. Only the main thread
+    can install a handler; elsewhere SIGTERM keeps its usual effect."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def _check_text_flags(args) -> None:
+    """A prompt or a word is text: a byte that is not UTF-8 (the shell passes it on as a lone surrogate)
+    cannot be a word of the vocabulary, nor be written to an HTML page, a CSV or JSON file."""
+    for dest, flag in TEXT_FLAGS.items():
+        values = getattr(args, dest, None)
+        for value in _strings(values):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as error:
+                raise UsageError(f"{flag}: not UTF-8 text ({_what_is(value[error.start])} at character "
+                                 f"{error.start + 1}); write it in UTF-8") from None
+
+
+def _what_is(character: str) -> str:
+    """The byte a lone surrogate stands for (Python's escape of an undecodable byte), else its code point."""
+    try:
+        return f"byte 0x{character.encode('utf-8', 'surrogateescape').hex()}"
+    except UnicodeEncodeError:
+        return f"code point U+{ord(character):04X}"
+
+
+def _strings(value):
+    """Every string inside `value` (a string, or lists and tuples of them)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _strings(item)
 
 
 def _is_user_error(error: Exception) -> bool:

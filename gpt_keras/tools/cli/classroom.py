@@ -12,7 +12,7 @@ from pathlib import Path
 
 from gpt_keras.core.checks import MAX_SAMPLES
 from gpt_keras.core.sampling import check_temperature, check_top_k, check_top_p
-from gpt_keras.runs.files import printable
+from gpt_keras.runs.files import atomic_path, check_output_path, printable
 from gpt_keras.tools.cli.flags import (UsageError, _count, _checked_arg, _flag, _max_tokens, _output, _port,
                                        _prompt_warning_printer, _seed, check_sampling_fits, existing_run,
                                        require_extra)
@@ -183,13 +183,17 @@ def run_notebook(args) -> int:
     if not args.copy_only:
         require_extra("notebook", "jupyterlab", purpose="gpt-keras notebook")
     source = notebook_path()
+    check_output_path(args.dir, "--dir", kind="dir")  # a file, /dev/null/x, a name too long: one line, nothing made
     target = args.dir / NOTEBOOK_NAME
-    if target.exists():
-        print(f"Opening the existing {target} (delete it to get a fresh copy)")
+    if os.path.lexists(target):
+        if not target.is_file():
+            raise UsageError(f"--dir: {printable(target)} exists and is not a notebook file; move it away or "
+                             "choose another --dir")
+        print(f"Opening the existing {printable(target)} (delete it to get a fresh copy)")
     else:
-        args.dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
-        print(f"Copied the lecture notebook to {target}")
+        with atomic_path(target) as temporary:  # a full disk or /proc: WriteError, and no half-copied notebook
+            shutil.copyfile(source, temporary)
+        print(f"Copied the lecture notebook to {printable(target)}")
     if args.copy_only:
         return 0
     sys.stdout.flush()

@@ -5,6 +5,7 @@ Every file is written atomically (a reader never sees half of one).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -69,7 +70,8 @@ def plot_metrics(report: TemperatureReport, path: str | Path) -> Path:
             ax.set_yscale("log")
         ax.axvline(1.0, color="grey", linewidth=0.8, alpha=0.5)
         ax.grid(alpha=0.3)
-    figure.suptitle(f'temperature lab: "{report.prompt}", {report.settings["n_samples"]} samples per T')
+    figure.suptitle(f'temperature lab: "{report.prompt}", {report.settings["n_samples"]} samples per T',
+                    parse_math=False)  # the prompt is plain text: "$" is a dollar, not maths
     with atomic_path(path) as temporary:
         figure.savefig(temporary, format="png", dpi=110)
     return Path(path)
@@ -108,11 +110,32 @@ def write_tensorboard(report: TemperatureReport, log_dir: str | Path) -> Path:
 
 
 def write_report(report: TemperatureReport, out_dir: str | Path) -> dict[str, Path]:
-    """metrics.csv, report.json, metrics.png and tensorboard/ in `out_dir`."""
+    """metrics.csv, report.json, metrics.png and tensorboard/ in `out_dir`, all or none of the new ones.
+
+    If one cannot be written (a full disk), the files and folders this call had made are removed again,
+    so a failed command leaves no partial set behind (a file it replaced stays replaced: that was atomic).
+    """
     out_dir = Path(out_dir)
-    return {"csv": write_metrics_csv(report, out_dir / "metrics.csv"), "json": write_report_json(report, out_dir / "report.json"),
-            "png": plot_metrics(report, out_dir / "metrics.png"),
-            "tensorboard": write_tensorboard(report, out_dir / "tensorboard")}
+    writers = {"csv": (write_metrics_csv, "metrics.csv"), "json": (write_report_json, "report.json"),
+               "png": (plot_metrics, "metrics.png"), "tensorboard": (write_tensorboard, "tensorboard")}
+    made = [] if os.path.lexists(out_dir) else [out_dir]
+    written = {}
+    try:
+        for key, (write, name) in writers.items():
+            if not os.path.lexists(out_dir / name):
+                made.insert(0, out_dir / name)
+            written[key] = write(report, out_dir / name)
+    except BaseException:
+        for path in made:  # the files first, then the folder if this call made it (empty by then)
+            with contextlib.suppress(OSError):
+                if path == out_dir:
+                    path.rmdir()
+                elif path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink(missing_ok=True)
+        raise
+    return written
 
 
 def _write_csv(path: str | Path, rows: list[dict]) -> Path:

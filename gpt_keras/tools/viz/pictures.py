@@ -92,8 +92,9 @@ def _draw(panels: list[tuple[str, np.ndarray]], row_labels: list[str], words: li
                           vmax=max(float(np.nanmax(values)) if np.isfinite(values).any() else 1.0, 1e-9),
                           interpolation="nearest")
         ax.set_title(name, fontsize=9)
-        ax.set_xticks(range(n_cols), [_printable(word) for word in words], rotation=90, fontsize=7)
-        ax.set_yticks(range(n_rows), row_labels, fontsize=7)
+        # parse_math=False: a word is plain text, "$" included (matplotlib would read "$^^$" as maths and fail)
+        ax.set_xticks(range(n_cols), [_printable(word) for word in words], rotation=90, fontsize=7, parse_math=False)
+        ax.set_yticks(range(n_rows), row_labels, fontsize=7, parse_math=False)
         ax.set_facecolor("#f2f2f2")  # words a step did not see
         figure.colorbar(image, ax=ax, fraction=0.03, pad=0.01)
     figure.suptitle(title, fontsize=10)
