@@ -147,10 +147,11 @@ def add_lab_parser(subparsers) -> None:
 def run_lab(args) -> int:
     require_extra("lab", "gradio", purpose="gpt-keras lab")
     existing_run(args.run)
-    from gpt_keras.tools.lab import import_gradio, launch_lab
+    from gpt_keras.tools.lab import check_address, import_gradio, launch_lab
     from gpt_keras.runs.rundir import load_run
 
-    import_gradio()  # a missing extra is reported before the model is loaded
+    import_gradio()  # a missing extra, a port in use or a bad --host is reported before the model is loaded
+    check_address(args.host, args.port)
     run = load_run(args.run)
     launch_lab(run, host=args.host, port=args.port)
     return 0

@@ -7,9 +7,14 @@ import math
 import re
 
 from gpt_keras.core.sampling import SamplingError, check_temperature
+from gpt_keras.tools.lab.form import check_text
 from gpt_keras.tools.lab.views import LabError
 from gpt_keras.tools.temperature.calculator import LECTURE_LOGITS, TemperatureTable, temperature_table
 from gpt_keras.tools.viz import percent
+
+
+MAX_WORDS = 50  # rows of the table
+MAX_TEMPERATURES = 10  # pairs of columns
 
 
 def parse_logits(text: str) -> dict[str, float]:
@@ -54,9 +59,16 @@ def _number(text: str, what: str) -> float:
 
 
 def calculator(logits_text: str, temperatures_text: str) -> TemperatureTable:
-    """The lecture's calculator from the page's two text boxes (`experiments.temperature_table`)."""
+    """The lecture's calculator from the page's two text boxes (`experiments.temperature_table`), at most
+    `MAX_WORDS` words and `MAX_TEMPERATURES` temperatures (a table the page can show)."""
+    logits = parse_logits(check_text(logits_text, "logits box"))
+    temperatures = parse_temperatures(check_text(temperatures_text, "temperatures box"))
+    if len(logits) > MAX_WORDS:
+        raise LabError(f"the calculator takes at most {MAX_WORDS} words, got {len(logits):,}")
+    if len(temperatures) > MAX_TEMPERATURES:
+        raise LabError(f"the calculator takes at most {MAX_TEMPERATURES} temperatures, got {len(temperatures):,}")
     try:
-        return temperature_table(parse_logits(logits_text), parse_temperatures(temperatures_text))
+        return temperature_table(logits, temperatures)
     except SamplingError as error:
         raise LabError(str(error)) from None
 

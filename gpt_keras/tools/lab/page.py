@@ -14,7 +14,9 @@ from typing import Any
 
 from gpt_keras.core.sampling import SamplingError
 from gpt_keras.runs.rundir import RunError, load_run
+from gpt_keras.tools.lab import form
 from gpt_keras.tools.lab.calculator import calculator, calculator_html, lecture_logits_text
+from gpt_keras.tools.lab.server import check_address, serve
 from gpt_keras.tools.lab.state import Lab, _head_index, _optional_top_k
 from gpt_keras.tools.lab.views import (COMPARE_TEMPERATURES, DEFAULT_MAX_TOKENS, DEFAULT_PROMPT, DEFAULT_SEED,
                                        LabError, attention_html, bars_html, compare_html, error_message,
@@ -124,7 +126,8 @@ def build_lab(run_dir: str | Path | Any | None = None, warm_up: bool = True):
         gr.HTML(message_html(problem), elem_id="lab-run-message", elem_classes="lab-html-box")
         if lab is not None:
             redraw, inputs, outputs = _model_sections(gr, lab)
-            app.load(redraw, inputs, outputs, show_progress="hidden", queue=False)  # the default prompt at once
+            app.load(redraw, inputs, outputs, show_progress="hidden", queue=False,  # the default prompt at once
+                     preprocess=False)
         _calculator_section(gr)
     app.lab = lab  # for notebooks and tests: the state behind the page
     return app
@@ -135,7 +138,11 @@ _LOG = logging.getLogger("gpt_keras.tools.lab")  # the name it had as one module
 
 def _guarded(function, n_outputs: int, message_index: int):
     """Runs a handler; any error becomes one line in the message box beside the control that was used
-    (never a traceback on the page, never a blank panel); an unexpected one is also logged in one line."""
+    (never a traceback on the page, never a blank panel); an unexpected one is also logged in one line.
+
+    The events pass their inputs raw (`preprocess=False`): Gradio's own checks of a component's value
+    print a traceback in the terminal for every bad value an API call sends, while the `Lab` and `form`
+    check each value themselves and say what is wrong on the page."""
     @functools.wraps(function)  # Gradio reads the signature (a `gr.SelectData` parameter) through it
     def handler(*args):
         try:
@@ -194,7 +201,7 @@ def _next_word_section(gr, lab: Lab):
     guarded_redraw = _guarded(redraw, 3, 2)
     for trigger in (temperature.change, top_k.change, top_p.change, head.change, prompt.submit):
         trigger(guarded_redraw, redraw_inputs, redraw_outputs, show_progress="hidden", trigger_mode="always_last",
-                queue=False)
+                queue=False, preprocess=False)
     for button, value in zip(marks, TEMPERATURE_MARKS):
         button.click(lambda v=value: v, None, temperature, queue=False)
     controls = dict(prompt=prompt, temperature=temperature, top_k=top_k, top_p=top_p, head=head)
@@ -237,8 +244,8 @@ def _sample_section(gr, lab: Lab, controls: dict) -> None:
 
     def show_step(state, head_choice, event: gr.SelectData):
         shown, steps = state or ("", [])  # a failed sample leaves the state empty
-        index = event.index[0] if isinstance(event.index, (list, tuple)) else event.index
-        if not steps or index is None or index < 1 or index > len(steps):
+        index = event.index[0] if isinstance(event.index, (list, tuple)) and event.index else event.index
+        if not steps or not isinstance(index, int) or index < 1 or index > len(steps):
             return (gr.skip(), "", "",
                     message_html("click one of the generated words (not the prompt)", "note"))
         step = steps[index - 1]
@@ -249,9 +256,9 @@ def _sample_section(gr, lab: Lab, controls: dict) -> None:
     show_step.__annotations__["event"] = gr.SelectData  # Gradio finds the click's data by this (a real type)
     inputs = [controls[name] for name in ("prompt", "temperature", "top_k", "top_p", "seed", "max_tokens")]
     sample_button.click(_guarded(sample, 5, 4), inputs, [sampled, sample_state, step_distribution, step_attention,
-                                                          message], concurrency_limit=1)
+                                                          message], concurrency_limit=1, preprocess=False)
     sampled.select(_guarded(show_step, 4, 3), [sample_state, controls["head"]],
-                   [sampled, step_distribution, step_attention, message])
+                   [sampled, step_distribution, step_attention, message], preprocess=False)
 
 
 def _compare_section(gr, lab: Lab, controls: dict) -> None:
@@ -265,12 +272,14 @@ def _compare_section(gr, lab: Lab, controls: dict) -> None:
     compared = gr.HTML(elem_id="lab-compared")
 
     def compare(prompt_text, k, p, seed_value, tokens, *temperatures):
-        runs = [(float(t), lab.sample(prompt_text, float(t), seed_value, tokens, top_k=_optional_top_k(k), top_p=p))
+        temperatures = [form.temperature(t, f"T{i + 1}") for i, t in enumerate(temperatures)]
+        runs = [(t, lab.sample(prompt_text, t, seed_value, tokens, top_k=_optional_top_k(k), top_p=p))
                 for t in temperatures]
         return compare_html(lab.shown_prompt(prompt_text), runs), ""
 
     inputs = [controls[name] for name in ("prompt", "top_k", "top_p", "seed", "max_tokens")]
-    compare_button.click(_guarded(compare, 2, 1), [*inputs, *compare_ts], [compared, message], concurrency_limit=1)
+    compare_button.click(_guarded(compare, 2, 1), [*inputs, *compare_ts], [compared, message], concurrency_limit=1,
+                         preprocess=False)
 
 
 def _calculator_section(gr) -> None:
@@ -282,13 +291,11 @@ def _calculator_section(gr) -> None:
     table = gr.HTML(calculator_html(calculator(lecture_logits_text(), "1, 0.5, 1.5, 3")), elem_id="lab-calculator")
 
     def calculate(logits_text, temperatures_text):
-        try:
-            return calculator_html(calculator(logits_text, temperatures_text))
-        except LabError as error:
-            return message_html(str(error))
+        return calculator_html(calculator(logits_text, temperatures_text))
 
     for trigger in (logits.change, temperatures.change):
-        trigger(calculate, [logits, temperatures], table, show_progress="hidden", queue=False)
+        trigger(_guarded(calculate, 1, 0), [logits, temperatures], table, show_progress="hidden", queue=False,
+                preprocess=False)
 
 
 # --- serving ----------------------------------------------------------------------------------------
@@ -304,13 +311,15 @@ def launch_lab(run_dir: str | Path | Any | None = None, host: str = DEFAULT_HOST
 
     Returns:
         The running Gradio app; `app.local_url` is its address.
+
+    Raises:
+        LabServerError: the port is in use, or `host` is not an address of this computer.
     """
+    check_address(host, port)  # a port in use or a bad address is one line, before the model is built
     app = build_lab(run_dir)
     gr = import_gradio()
     try:
-        app.launch(server_name=host, server_port=port, share=False, inline=inline, prevent_thread_lock=True,
-                   quiet=True, theme=lab_theme(gr), css=_CSS, ssr_mode=False, mcp_server=False, pwa=False,
-                   enable_monitoring=False, footer_links=[], show_error=False)
+        serve(app, host, port, inline=inline, theme=lab_theme(gr), css=_CSS)
         if not quiet:
             print(f"The temperature lab on {app.local_url}" + (" (Ctrl-C to stop)" if block else ""), flush=True)
         if block:

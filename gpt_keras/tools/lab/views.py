@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import math
+import sys
 from typing import Sequence
 
 import numpy as np
@@ -240,7 +241,8 @@ def prompt_note(view: PromptView) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Step:
-    """One sampled word and what the model saw and offered at that step (small, for the page's state)."""
+    """One sampled word and what the model saw and offered at that step (small, for the page's state):
+    `prompt` is the words its attention covers (the context window), not the whole text so far."""
 
     word: str
     prompt: tuple[str, ...]
@@ -258,8 +260,15 @@ def sample_steps(generator, vocab, prompt: str, temperature: float, seed: int = 
     seed = check_seed(seed, error=LabError)
     sampler = sampler_for(temperature, top_k, top_p)
     records, _ = generator.generate(prompt, max_tokens, sampler, np.random.default_rng(seed))
-    return [Step(_label(record["word"]), tuple(record["prompt"].split()), np.asarray(record["atts"], np.float64),
-                 top_bars(record["word_probs"], vocab)) for record in records]
+    return [Step(_label(record["word"]), _window(record["prompt"], record["atts"]),
+                 np.asarray(record["atts"], np.float64), top_bars(record["word_probs"], vocab)) for record in records]
+
+
+def _window(text: str, attention) -> tuple[str, ...]:
+    """The last words of `text` that `attention` covers, each word one shared string: a step keeps the
+    window the model saw, so a long sample's steps grow with the window, not with the text."""
+    n_seen = np.shape(attention)[-1]
+    return tuple(map(sys.intern, text.rsplit(maxsplit=n_seen)[-n_seen:]))
 
 
 def sampled_text(steps: Sequence[Step]) -> str:
