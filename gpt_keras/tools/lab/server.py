@@ -118,11 +118,7 @@ class LabGuard:
 
         headers = Headers(scope=scope)
         host = headers.get("host", "")
-        try:
-            hostname = urlsplit(f"//{host}").hostname
-        except ValueError:  # a port that is not a number
-            hostname = None
-        if not allowed_host(hostname, self.served):
+        if not allowed_host(_host_name(host), self.served):
             return 403, "refused: this lab answers only at the address it was started on"
         origin = headers.get("origin")
         scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
@@ -138,6 +134,16 @@ class LabGuard:
             if int(length) > self.max_body:
                 return 413, f"refused: a request body may have at most {self.max_body:,} bytes"
         return None
+
+
+def _host_name(host: str) -> str | None:
+    """The name in a `Host` header ("localhost:7860" -> "localhost"), None when the port is not a number."""
+    try:
+        parts = urlsplit(f"//{host}")
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+    except ValueError:
+        return None
+    return parts.hostname
 
 
 def guarding_lifespan(served: str):

@@ -72,8 +72,9 @@ def read_prompt(model, vocab, prompt: str) -> PromptView:
     max_len = model.get_layer("embedding").max_len
     seen = ids[-max_len:]
     probs, attention = model(np.asarray([seen], np.int32), training=False)
-    return PromptView(words=tuple(vocab.standardize(prompt)), probs=np.asarray(probs, np.float64)[0, -1],
-                      attention=np.asarray(attention, np.float64)[0, :, -1, :], unknown=tuple(unknown),
+    # copies of the last position only: a slice would keep every position's distribution alive in the cache
+    return PromptView(words=tuple(vocab.standardize(prompt)), probs=np.array(np.asarray(probs)[0, -1], np.float64),
+                      attention=np.array(np.asarray(attention)[0, :, -1, :], np.float64), unknown=tuple(unknown),
                       cut=len(ids) - len(seen))
 
 
