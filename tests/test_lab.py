@@ -827,6 +827,6 @@ def test_memory_stays_flat_over_a_long_session(served_lab, run):
     for i in range(80, 240):
         one_request(i)
     growth = rss_mib() - before
-    # Measured: about 5 MiB here (the allocator's own growth); without the bounds the sessions and the
-    # prompt cache kept every pasted prompt, 60 kB each, and grew by tens of MiB over these requests.
-    assert growth < 20, f"resident memory grew by {growth:.1f} MiB over 160 requests"
+    # Measured here: 5 to 10 MiB (the allocator's own); with the sessions, the prompt's length and the prompt
+    # cache unbounded (as before), 90 MiB: every pasted prompt was kept, by its session and by the cache.
+    assert growth < 30, f"resident memory grew by {growth:.1f} MiB over 160 requests"
