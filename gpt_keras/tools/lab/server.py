@@ -23,6 +23,7 @@ import errno
 import ipaddress
 import logging
 import socket
+import warnings
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -218,6 +219,12 @@ def serve(app, host: str, port: int | None, *, inline: bool | None = None, **pag
             if Gradio finds no free port after all).
     """
     check_address(host, port)
+    from starlette.exceptions import StarletteDeprecationWarning
+
+    # Not the teacher's business in the lab's terminal: Gradio's use of Starlette's old names (at the first
+    # queued click), and Keras' note that attention over a one-word prompt is a softmax over one key (it is)
+    warnings.filterwarnings("ignore", category=StarletteDeprecationWarning, module=r"gradio\.")
+    warnings.filterwarnings("ignore", message="You are using a softmax over axis", module=r"keras\.")
     app.queue(max_size=MAX_QUEUED)
     try:
         app.launch(**launch_options(host, port, inline), **page_options)
