@@ -129,10 +129,10 @@ class LabGuard:
         if path.endswith("/upload") or path.endswith("/upload_progress"):
             return 403, "refused: the lab takes no uploads"
         if scope["type"] == "http" and scope.get("method") in _BODY_METHODS:
-            length = headers.get("content-length")
-            if length is None or not length.isdigit():
+            length = headers.get("content-length", "")
+            if not (length.isascii() and length.isdigit()):
                 return 411, "refused: a request body must state its length"
-            if int(length) > self.max_body:
+            if len(length) > len(str(self.max_body)) or int(length) > self.max_body:
                 return 413, f"refused: a request body may have at most {self.max_body:,} bytes"
         return None
 
@@ -173,11 +173,12 @@ def check_address(host: str, port: int | None) -> None:
         raise LabServerError("--host is empty: give an address of this computer, e.g. 127.0.0.1")
     name = host.strip("[]")
     if all(c.isdigit() or c == "." for c in name) and not _is_ip(name):
-        raise LabServerError(f"--host {host!r} is not an IP address (four numbers from 0 to 255, e.g. 127.0.0.1)")
+        raise LabServerError(f"--host {host[:80]!r} is not an IP address (four numbers from 0 to 255, e.g. 127.0.0.1)")
+    family = socket.AF_INET6 if ":" in name else socket.AF_INET  # as Uvicorn chooses
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(name, port or 0, type=socket.SOCK_STREAM)[0]
+        family, kind, proto, _, address = socket.getaddrinfo(name, port or 0, family, socket.SOCK_STREAM)[0]
     except (OSError, UnicodeError) as error:
-        raise LabServerError(f"--host {host!r} is not an address this computer can serve on "
+        raise LabServerError(f"--host {host[:80]!r} is not an address this computer can serve on "
                              f"({getattr(error, 'strerror', None) or error})") from None
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Uvicorn binds
