@@ -678,13 +678,17 @@ def test_bad_api_values_are_one_line_on_the_page_never_a_traceback(calculator_la
 
 
 def test_prompts_are_capped_in_characters_and_in_tokens(lab):
-    with pytest.raises(lab_lib.LabError, match=r"the prompt has 2,001 characters; the lab takes at most 2,000"):
-        lab.redraw("w" * 2_001, 1.0)
-    with pytest.raises(lab_lib.LabError, match=r"the prompt has 401 tokens .*; the lab takes at most 400"):
-        lab.redraw(" ".join([":"] * 401), 1.0)
-    with pytest.raises(lab_lib.LabError, match=r"the prompt has 401 tokens"):
-        lab.sample(" ".join([":"] * 401), 1.0, seed=0, max_tokens=2_000)
-    assert lab.redraw(" ".join(["wine"] * lab_lib.MAX_PROMPT_TOKENS), 1.0)[0]  # the limit itself is served
+    chars, tokens = lab_lib.MAX_PROMPT_CHARS, lab_lib.MAX_PROMPT_TOKENS
+    with pytest.raises(lab_lib.LabError, match=f"the prompt has {chars + 1:,} characters; the lab takes at most "
+                                               f"{chars:,}"):
+        lab.redraw("w" * (chars + 1), 1.0)
+    too_many = " ".join([":"] * (tokens + 1))
+    with pytest.raises(lab_lib.LabError, match=f"the prompt has {tokens + 1:,} tokens .*; the lab takes at most "
+                                               f"{tokens:,}"):
+        lab.redraw(too_many, 1.0)
+    with pytest.raises(lab_lib.LabError, match=f"the prompt has {tokens + 1:,} tokens"):
+        lab.sample(too_many, 1.0, seed=0, max_tokens=2_000)
+    assert lab.redraw(" ".join([":"] * tokens), 1.0)[0]  # the limit itself is served
 
 
 def test_a_lone_surrogate_in_a_prompt_is_one_line_naming_its_place(lab):
@@ -776,7 +780,7 @@ def test_api_calls_with_bad_values_answer_on_the_page_and_print_nothing(served_l
              ("redraw", (PROMPT, "hot", 0, 1.0, "mean of heads"), "temperature must be a number"),
              ("redraw", (PROMPT, 1.0, "x", 1.0, "head 1"), "top-k must be an integer"),
              ("redraw", (PROMPT, 1.0, 0, 1.0, ["head 1"]), "attention: choose 'mean of heads' or 'head N'"),
-             ("redraw", ("wine " * 1_000, 1.0, 0, 1.0, "head 1"), "5,000 characters; the lab takes at most 2,000"),
+             ("redraw", ("wine " * 5_000, 1.0, 0, 1.0, "head 1"), "25,000 characters; the lab takes at most 20,000"),
              ("sample", (PROMPT, 1.0, 0, 1.0, 0, 10**9), "max tokens must be at most 2,048"),
              ("sample", (PROMPT, 1.0, 0, 1.0, "s", 20), "seed must be a whole number"),
              ("compare", (PROMPT, 0, 1.0, 0, 20, "a", 1, 2), "T1 must be a number")]

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from gpt_keras.core.checks import check_int_at_least, check_max_tokens
+from gpt_keras.core.checks import MAX_TOKENS, check_int_at_least, check_max_tokens
 from gpt_keras.core.sampling import SamplingError, check_temperature, check_top_p
 from gpt_keras.tools.lab.views import LabError
 
-MAX_PROMPT_CHARS = 2_000  # a review is ~300 characters; the page shows every word of the prompt
-MAX_PROMPT_TOKENS = 400  # words and punctuation after standardising, each a shaded word on the page
+MAX_PROMPT_CHARS = 20_000  # a review is ~300 characters; a few pages of text still get the page's note
+MAX_PROMPT_TOKENS = 2 * MAX_TOKENS  # words and punctuation: past the window they only show what the model ignores
 MAX_TEXT_CHARS = 2_000  # the calculator's two boxes
 
 
