@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 import urllib.request
 from pathlib import Path
 
@@ -769,6 +770,27 @@ def test_launching_on_a_port_in_use_raises_one_clear_error():
     ("192.168.1.20", "localhost", False), ("::1", "::1", True), ("::", "fe80::1", True)])
 def test_the_host_names_the_lab_answers_to(served, host, allowed):
     assert lab_lib.allowed_host(host, served) is allowed
+
+
+@pytest.mark.parametrize("colab, names, host, origin, allowed", [
+    (False, "", "abc-7860-colab.googleusercontent.com", None, False),
+    (True, "", "abc-7860-colab.googleusercontent.com", "https://abc-7860-colab.googleusercontent.com", True),
+    (True, "", "127.0.0.1:7860", "https://evil.example", False),
+    (False, "hub.school.org, .proxy.example", "hub.school.org", "https://hub.school.org", True),
+    (False, ".proxy.example", "lab.proxy.example", None, True),
+    (False, ".proxy.example", "proxy.example.evil.org", None, False)])
+def test_a_notebook_proxy_reaches_the_lab_only_when_trusted(monkeypatch, colab, names, host, origin, allowed):
+    """Colab and JupyterHub show the lab through a proxy whose requests carry the proxy's name."""
+    from gpt_keras.tools.lab.server import PROXY_HOSTS_ENV, LabGuard
+
+    monkeypatch.setenv(PROXY_HOSTS_ENV, names)
+    if colab:
+        monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    else:
+        monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    headers = [(b"host", host.encode())] + ([] if origin is None else [(b"origin", origin.encode())])
+    scope = {"type": "http", "method": "GET", "path": "/", "scheme": "http", "headers": headers}
+    assert (LabGuard(None, "127.0.0.1").refusal(scope) is None) is allowed
 
 
 @pytest.mark.slow

@@ -22,7 +22,9 @@ import contextlib
 import errno
 import ipaddress
 import logging
+import os
 import socket
+import sys
 import warnings
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,6 +38,8 @@ _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 _WILDCARDS = frozenset({"0.0.0.0", "::", ""})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _LOG = logging.getLogger("gpt_keras.tools.lab")
+PROXY_HOSTS_ENV = "GPT_KERAS_LAB_HOSTS"  # comma-separated names a notebook's proxy uses; ".example.org" = its subdomains
+_COLAB_PROXY = ".googleusercontent.com"  # where Colab's proxyPort serves a kernel's port to the student's browser
 
 
 class LabServerError(GPTKerasError):
@@ -59,6 +63,21 @@ def allowed_host(hostname: str | None, served: str) -> bool:
     if served in _LOOPBACK_NAMES or _is_loopback(served):
         return hostname in _LOOPBACK_NAMES or hostname == served
     return hostname == served
+
+
+def proxy_host(hostname: str | None) -> bool:
+    """Whether `hostname` is a notebook proxy's name the lab also answers to, inside the notebook cell.
+
+    Colab and JupyterHub show the lab through their own proxy, whose requests carry the proxy's name:
+    Colab's is trusted when the lab runs in Colab; any other is named in `GPT_KERAS_LAB_HOSTS`.
+    """
+    if not hostname:
+        return False
+    hostname = hostname.lower().rstrip(".")
+    names = [name.strip().lower() for name in os.environ.get(PROXY_HOSTS_ENV, "").split(",") if name.strip()]
+    if "google.colab" in sys.modules:
+        names.append(_COLAB_PROXY)
+    return any(hostname == name or (name.startswith(".") and hostname.endswith(name)) for name in names)
 
 
 def _is_ip(text: str) -> bool:
@@ -119,11 +138,10 @@ class LabGuard:
 
         headers = Headers(scope=scope)
         host = headers.get("host", "")
-        if not allowed_host(_host_name(host), self.served):
+        if not (allowed_host(_host_name(host), self.served) or proxy_host(_host_name(host))):
             return 403, "refused: this lab answers only at the address it was started on"
         origin = headers.get("origin")
-        scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
-        if origin is not None and origin.lower() != f"{scheme}://{host}".lower():
+        if origin is not None and not _own_origin(origin, host, scope):
             return 403, "refused: only the lab's own page may send it requests"
         path = scope.get("path", "").rstrip("/")
         if path.endswith("/upload") or path.endswith("/upload_progress"):
@@ -135,6 +153,15 @@ class LabGuard:
             if len(length) > len(str(self.max_body)) or int(length) > self.max_body:
                 return 413, f"refused: a request body may have at most {self.max_body:,} bytes"
         return None
+
+
+def _own_origin(origin: str, host: str, scope) -> bool:
+    """The lab's own page: the origin of the address asked for, or a notebook proxy showing it (whose
+    page is served over https while the request reaches the lab over plain http)."""
+    scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
+    if origin.lower() == f"{scheme}://{host}".lower():
+        return True
+    return proxy_host(urlsplit(origin).hostname)
 
 
 def _host_name(host: str) -> str | None:
