@@ -93,9 +93,10 @@ def target_cross_entropy(probabilities, logits, targets):
 
     The gradient is written once: upstream * probabilities, cast to the logits' dtype, then -upstream
     added at each target, so the only [positions, vocabulary] values the backward pass makes are the
-    gradient itself (no one-hot, no pass through the softmax, no float32 copy to cast back). It is the gradient of TensorFlow's fused softmax cross-entropy, which the
-    lecture's loss calls; it differs from differentiating the clipped -log p only where p(target) is
-    below Keras' epsilon (a loss above 16), where the clip would stop the gradient.
+    gradient itself (no one-hot, no pass through the softmax, no float32 copy to cast back). It is the
+    gradient of TensorFlow's fused softmax cross-entropy, which the lecture's loss calls; it differs from
+    differentiating the clipped -log p only where p(target) is below Keras' epsilon (a loss above 16),
+    where the clip would stop the gradient.
     """
     epsilon = keras.config.epsilon()
     vocabulary = ops.shape(probabilities)[-1]
