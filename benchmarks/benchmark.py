@@ -734,9 +734,11 @@ def _loss_lever(variants: dict) -> str:
     if "auto-keras-loss" not in variants:
         return ""
     return ("The loss: Keras' `SparseCategoricalCrossentropy` finds the softmax's logits and calls TensorFlow's "
-            "fused `sparse_softmax_cross_entropy_with_logits`, whose CPU kernel is slower than "
-            "`NextTokenCrossEntropy`, the same loss, which reads the target's probability and writes its gradient "
-            f"there only: {variants['auto-keras-loss']['ratio']:.3f} of the lecture's step with Keras' loss, "
+            "fused `sparse_softmax_cross_entropy_with_logits` (a second softmax), whose CPU kernel is slower than "
+            "`NextTokenCrossEntropy`, the same loss, which reads the target's probability and writes its gradient, "
+            "`p - onehot`, once at the logits that `SoftmaxDense` hands it (`benchmarks/step_parts.py --loss-paths` "
+            f"times that against the softmax's own backward pass): {variants['auto-keras-loss']['ratio']:.3f} of "
+            "the lecture's step with Keras' loss, "
             f"{variants['auto']['ratio']:.3f} with ours.")
 
 

@@ -134,18 +134,50 @@ def _gradient(function, x):
     return tape.gradient(value, x).numpy()
 
 
-def test_next_token_cross_entropy_gradient_is_softmax_minus_one_hot():
-    """The loss's own gradient, through the softmax, is what the fused softmax cross-entropy computes."""
-    from gpt_keras.core.fast import NextTokenCrossEntropy
+@pytest.mark.parametrize("logits_attached", [False, True])
+def test_next_token_cross_entropy_gradient_is_softmax_minus_one_hot(logits_attached):
+    """The loss's own gradient, through the softmax or written at the logits that `SoftmaxDense` attaches
+    (on TensorFlow; JAX arrays take no attribute), is what the fused softmax cross-entropy computes."""
+    from gpt_keras.core.fast import LOGITS_ATTRIBUTE, NextTokenCrossEntropy, attach_logits
 
     rng = np.random.default_rng(1)
     logits = (rng.normal(size=(3, 7, 50)) * 3).astype("float32")
     targets = rng.integers(0, 50, (3, 7))
     loss = NextTokenCrossEntropy()
-    gradient = _gradient(lambda z: loss(targets, ops.softmax(z, axis=-1)), logits)
+
+    def probabilities(z):
+        p = ops.softmax(z, axis=-1)
+        if not logits_attached:
+            return p
+        p = attach_logits(p, ops.reshape(z, (-1, 50)))
+        assert hasattr(p, LOGITS_ATTRIBUTE) == (keras.backend.backend() == "tensorflow")
+        return p
+
+    gradient = _gradient(lambda z: loss(targets, probabilities(z)), logits)
     probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
     expected = (probs - np.eye(50)[targets]) / targets.size  # the loss is the mean over the 21 positions
     np.testing.assert_allclose(gradient, expected, atol=1e-6)
+
+
+def test_training_with_our_loss_is_training_with_the_lecture_loss():
+    """`compile_gpt` (the output layer's logits and `NextTokenCrossEntropy`) trains as the lecture's
+    `SparseCategoricalCrossentropy()` does: the same losses and the same weights after a few steps."""
+    from gpt_keras.core.model import compile_gpt
+
+    config = tiny_config(dropout_rate=0.0)  # no dropout: the two models draw no random masks
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(1, config.vocab_size, (16, config.max_len + 1))
+    keras.utils.set_random_seed(0)
+    ours = compile_gpt(build_gpt(config), config, jit_compile=False)
+    lecture = build_gpt(config)
+    lecture.set_weights(ours.get_weights())
+    lecture.compile(keras.optimizers.Adam(config.learning_rate), jit_compile=False,
+                    loss=[keras.losses.SparseCategoricalCrossentropy(), None])
+    histories = [model.fit(tokens[:, :-1], tokens[:, 1:], batch_size=4, epochs=1, shuffle=False, verbose=0)
+                 .history["loss"] for model in (ours, lecture)]
+    np.testing.assert_allclose(histories[0], histories[1], rtol=1e-5)
+    for mine, theirs in zip(ours.get_weights(), lecture.get_weights()):
+        np.testing.assert_allclose(mine, theirs, atol=2e-5)
 
 
 @pytest.mark.parametrize("shape", [(2, 5), (1, 1)])

@@ -145,3 +145,22 @@ def test_next_token_cross_entropy_equals_keras_loss_on_probabilities():
     targets[0, 0] = 5
     expected = float(keras.losses.SparseCategoricalCrossentropy()(targets, probs))
     assert float(NextTokenCrossEntropy()(targets, probs)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_bfloat16_training_with_our_loss_is_training_with_the_lecture_loss():
+    """In mixed_bfloat16 (the default here), `compile_gpt`'s loss, whose gradient is written in bfloat16 at
+    the output matmul's logits, trains as Keras' `SparseCategoricalCrossentropy()` on the probabilities."""
+    config = tiny_config(dropout_rate=0.0)  # no dropout: the two models draw no random masks
+    tokens = np.random.default_rng(0).integers(1, config.vocab_size, (16, config.max_len + 1))
+    keras.utils.set_random_seed(0)
+    ours = compile_gpt(build_gpt(config, "mixed_bfloat16"), config, jit_compile=False)
+    lecture = build_gpt(config, "mixed_bfloat16")
+    lecture.set_weights(ours.get_weights())
+    lecture.compile(keras.optimizers.Adam(config.learning_rate), jit_compile=False,
+                    loss=[keras.losses.SparseCategoricalCrossentropy(), None])
+    histories = [model.fit(tokens[:, :-1], tokens[:, 1:], batch_size=4, epochs=1, shuffle=False, verbose=0)
+                 .history["loss"] for model in (ours, lecture)]
+    np.testing.assert_allclose(histories[0], histories[1], rtol=1e-3)
+    kernels = [np.asarray(model.get_layer("probabilities").kernel) for model in (ours, lecture)]
+    # bfloat16 gradients round differently in the two losses: within a fraction of one Adam step
+    assert np.abs(kernels[0] - kernels[1]).max() < 0.5 * config.learning_rate

@@ -4,7 +4,9 @@
   all positions (which XLA, on JAX, differentiates much faster than a 3-D one), with the softmax in
   float32 under mixed precision (the loss takes its log).
 - `NextTokenCrossEntropy` is the lecture's `SparseCategoricalCrossentropy()` on those probabilities,
-  read at the target word only, with its gradient written at the target only.
+  read at the target word only. On TensorFlow it writes its gradient at the logits, `p - onehot`, as
+  the lecture's training does (Keras hands the lecture's loss the softmax's logits); on JAX it writes it
+  at the target's probability and XLA fuses the softmax's backward pass.
 
 `tests/test_model.py` and `tests/test_precision.py` check each against the lecture's version. Like nanoGPT's
 flash-attention branch, they change the speed, not the model: the lesson reads the same without them.
@@ -17,6 +19,9 @@ from keras import layers, ops
 
 from gpt_keras.core import PACKAGE
 
+# The attribute by which `SoftmaxDense`'s probabilities carry their float32 logits to `NextTokenCrossEntropy`.
+LOGITS_ATTRIBUTE = "gpt_keras_logits"
+
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class SoftmaxDense(layers.Dense):
@@ -25,7 +30,8 @@ class SoftmaxDense(layers.Dense):
     All positions are flattened into one [positions, width] matrix: the same arithmetic, which XLA (JAX)
     differentiates much faster than a matmul over [batch, sequence, width]. Under a mixed dtype policy
     the matmul, most of a step's arithmetic, runs in bfloat16 (or float16) and the logits are cast to
-    float32 before the softmax, whose log the loss takes.
+    float32 before the softmax, whose log the loss takes. The probabilities carry their logits to the
+    loss (`attach_logits`).
     """
 
     def __init__(self, units, **kwargs):
@@ -34,12 +40,29 @@ class SoftmaxDense(layers.Dense):
 
     def call(self, inputs, training=None):
         shape = ops.shape(inputs)  # (B, T, C)
-        logits = super().call(ops.reshape(inputs, (-1, shape[-1])))  # (B * T, vocab)
-        logits = ops.reshape(ops.cast(logits, "float32"), (*shape[:-1], self.units))  # (B, T, vocab)
-        return ops.softmax(logits, axis=-1)
+        logits = super().call(ops.reshape(inputs, (-1, shape[-1])))  # (B * T, vocab), in the compute dtype
+        float32_logits = ops.reshape(ops.cast(logits, "float32"), (*shape[:-1], self.units))  # (B, T, vocab)
+        return attach_logits(ops.softmax(float32_logits, axis=-1), logits)
 
     def compute_output_spec(self, inputs):
         return keras.KerasTensor(tuple(inputs.shape[:-1]) + (self.units,), dtype="float32")
+
+
+def attach_logits(probabilities, logits):
+    """On TensorFlow, the probabilities as they are, carrying `logits` as their attribute `LOGITS_ATTRIBUTE`.
+
+    `logits` are the matmul's output, [positions, vocabulary] in the layer's compute dtype (bfloat16
+    under mixed precision), so that the loss's gradient is written once in that dtype.
+
+    Why: the cross-entropy's gradient at the logits is `p - onehot`, one pass over the probabilities;
+    reached through the softmax's own backward pass it is several passes over [positions, vocabulary]
+    float32 values, most of a CPU training step's time outside the matmuls. The lecture's own loss gets
+    its softmax's logits the same way inside Keras. JAX arrays take no attributes (and XLA fuses that
+    backward pass anyway): there the probabilities are returned alone.
+    """
+    if keras.backend.backend() == "tensorflow":
+        setattr(probabilities, LOGITS_ATTRIBUTE, logits)
+    return probabilities
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -47,15 +70,53 @@ class NextTokenCrossEntropy(keras.losses.Loss):
     """Sparse categorical cross-entropy of softmax probabilities, read at the target word only.
 
     The value of `keras.losses.SparseCategoricalCrossentropy()` on probabilities (-log p(target), p
-    floored at Keras' epsilon), with its gradient written at the target only: faster than Keras' loss,
-    which calls TensorFlow's fused softmax cross-entropy kernel or, on JAX, logs all 10,000 probabilities.
+    floored at Keras' epsilon). Its gradient: at the logits that `SoftmaxDense` attached, `p - onehot`,
+    the gradient of the lecture's training (`target_cross_entropy`); otherwise at the target's
+    probability only (`target_negative_log`). Both are faster than Keras' loss, which calls TensorFlow's
+    fused softmax cross-entropy kernel (a second softmax) or, on JAX, logs all 10,000 probabilities.
     """
 
     def __init__(self, name="next_token_cross_entropy", **kwargs):
         super().__init__(name=name, **kwargs)
 
     def call(self, y_true, y_pred):
-        return target_negative_log(y_pred, ops.cast(y_true, "int32"))
+        targets = ops.cast(y_true, "int32")
+        logits = getattr(y_pred, LOGITS_ATTRIBUTE, None)
+        if logits is None:
+            return target_negative_log(y_pred, targets)
+        return target_cross_entropy(y_pred, logits, targets)
+
+
+def target_cross_entropy(probabilities, logits, targets):
+    """-log probabilities[..., target], differentiated at `logits`, the [positions, vocabulary] values whose
+    softmax `probabilities` is (`attach_logits`).
+
+    The gradient is written once: upstream * probabilities, cast to the logits' dtype, then -upstream
+    added at each target, so the only [positions, vocabulary] values the backward pass makes are the
+    gradient itself (no one-hot, no pass through the softmax, no float32 copy to cast back). It is the
+    gradient of TensorFlow's fused softmax cross-entropy, which the lecture's loss calls; it differs from
+    differentiating the clipped -log p only where p(target) is below Keras' epsilon (a loss above 16),
+    where the clip would stop the gradient.
+    """
+    epsilon = keras.config.epsilon()
+    vocabulary = ops.shape(probabilities)[-1]
+
+    @ops.custom_gradient
+    def cross_entropy(logits):
+        picked = ops.take_along_axis(probabilities, ops.expand_dims(targets, -1), axis=-1)[..., 0]
+
+        def grad(*args, upstream=None):
+            # TensorFlow passes the upstream gradient as an argument, JAX by keyword: take either
+            upstream = args[0] if upstream is None else upstream
+            weights = ops.reshape(ops.cast(upstream, probabilities.dtype), (-1, 1))  # one per position
+            rows = ops.cast(ops.reshape(probabilities, (-1, vocabulary)) * weights, logits.dtype)
+            positions = ops.arange(ops.shape(rows)[0], dtype="int32")
+            at_target = ops.stack([positions, ops.reshape(targets, (-1,))], axis=1)
+            return ops.scatter_update(rows, at_target, ops.cast(-weights[:, 0], logits.dtype), reduction="add")
+
+        return -ops.log(ops.clip(picked, epsilon, 1.0 - epsilon)), grad
+
+    return cross_entropy(logits)
 
 
 def target_negative_log(probabilities, targets):
