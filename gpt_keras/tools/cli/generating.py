@@ -8,6 +8,7 @@ from pathlib import Path
 
 from gpt_keras.tools.cli.flags import (UsageError, _at_least, _checked_arg, _max_tokens, _output, _port, _seed,
                                        add_sampling_flags, existing_run)
+from gpt_keras.tools.cli.terminal import echo, load_run_with_note
 
 
 def add_generate_parser(subparsers) -> None:
@@ -34,11 +35,9 @@ def add_generate_parser(subparsers) -> None:
 
 def run_generate(args) -> int:
     existing_run(args.run)
-    from gpt_keras.runs.rundir import load_run
-
     _output(args.html, "--html")
     _output(args.heatmap, "--heatmap")
-    run = load_run(args.run)
+    run = load_run_with_note(args.run, "generate")
     generator = run.text_generator(seed=args.seed, method=args.method)
     infos = []
     for _ in range(args.samples):
@@ -67,13 +66,13 @@ def _write_views(args, infos: list, vocab) -> None:
         if args.html is not None:
             path = export_html(info, vocab, _numbered(args.html, index, len(infos)),
                                title=f"gpt-keras generate: {args.prompt}")
-            print(f"Wrote {path}")
+            echo(f"Wrote {path}")
         if args.heatmap is not None:
             if not info:
-                print(f"gpt-keras generate: no heatmap for sample {index + 1}: no word was generated "
-                      "(is --max-tokens larger than the prompt?)", file=sys.stderr)
+                echo(f"gpt-keras generate: no heatmap for sample {index + 1}: no word was generated "
+                      "(is --max-tokens larger than the prompt?)", error=True)
                 continue
-            print(f"Wrote {attention_heatmap(info, _numbered(args.heatmap, index, len(infos)))}")
+            echo(f"Wrote {attention_heatmap(info, _numbered(args.heatmap, index, len(infos)))}")
 
 
 # --- tensorboard ---------------------------------------------------------------------------------------
@@ -93,6 +92,6 @@ def run_tensorboard(args) -> int:
     runner = ["-m"] if args.verbose else ["-m", "gpt_keras.tools.quiet"]
     command = [sys.executable, *runner, "tensorboard.main", "--logdir", str(log_dir), "--host", "127.0.0.1",
                "--port", str(args.port)]
-    print(f"TensorBoard on http://127.0.0.1:{args.port}/ (Ctrl-C to stop)")
+    echo(f"TensorBoard on http://127.0.0.1:{args.port}/ (Ctrl-C to stop)")
     os.execv(sys.executable, command)
     return 0  # not reached
