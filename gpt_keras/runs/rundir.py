@@ -140,7 +140,20 @@ def load_model(path: str | Path, compile: bool = True) -> keras.Model:
     names = {layer.name for layer in getattr(model, "layers", ())}
     if not {"embedding", "probabilities"} <= names:
         raise RunError(f"{path}: a Keras model, but not a gpt-keras GPT (no 'embedding' and 'probabilities' layers)")
+    _check_one_precision(model, path)
     return model
+
+
+def _check_one_precision(model: keras.Model, path: Path) -> None:
+    """The embedding and the blocks compute in one dtype policy, as `build_gpt` makes them (only the output
+    layer may differ); an archive whose config says otherwise would load and then fail in the middle of
+    generating, adding a bfloat16 tensor to a float32 one."""
+    policies = {layer.name: getattr(layer.dtype_policy, "name", None) for layer in model.layers
+                if layer.name == "embedding" or layer.name.startswith("transformer_block")}
+    if len(set(policies.values())) > 1:
+        found = ", ".join(f"{name} {policy}" for name, policy in policies.items())
+        raise RunError(f"{path}: its layers have different dtype policies ({one_line(found, 200)}); a gpt-keras "
+                       "model has one, so the file was changed or is from another program")
 
 
 @dataclasses.dataclass
