@@ -169,7 +169,7 @@ class RunState:
         history: the loss (and any metric) per epoch so far.
         model_epoch: the epoch `model.keras` holds, recorded once it is saved; None before the first final
             save (and in runs from before it was recorded). Lower than `epoch` when a kill cut the final
-            save short, which `load_run` repairs.
+            save short, which `load_run` notices and `gpt_keras.runs.repair` mends.
     """
 
     epoch: int
