@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import os
 import shutil
 import signal
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -491,6 +493,26 @@ def test_an_unwritable_target_folder_is_a_write_error_with_no_temporary(tmp_path
         check_output_path(tmp_path / "file" / "x.npz", "--out")
 
 
+def test_a_model_whose_layers_disagree_on_precision_is_one_clear_error(tmp_path, trained_run):
+    """A config.json inside model.keras giving the block another dtype policy loaded, then failed in the
+    middle of generating (a traceback: a bfloat16 tensor added to a float32 one)."""
+    run_dir = copy_run(trained_run, tmp_path)
+    with zipfile.ZipFile(run_dir / runs.MODEL) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(members["config.json"])
+    embedding, block = config["config"]["layers"][1:3]
+    policy = embedding["config"]["dtype"]["config"]["name"]
+    other = "float32" if policy != "float32" else "mixed_bfloat16"
+    block["config"]["dtype"] = {**embedding["config"]["dtype"], "config": {"name": other}}
+    members["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(run_dir / runs.MODEL, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    with pytest.raises(runs.RunError, match=f"model.keras: its layers have different dtype policies "
+                                            f"\\(embedding {policy}, transformer_block {other}\\)"):
+        runs.load_run(run_dir)
+
+
 # --- property: random damage to every file of a real run --------------------------------------------
 
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
@@ -499,6 +521,15 @@ RUN_FILES = [runs.CONFIG, runs.VOCAB, runs.DATA, runs.STATE, runs.TOKENS, runs.M
              "checkpoints/epoch-002.keras", "checkpoints/epoch-001.keras", "checkpoints", "logs"]
 DAMAGES = ["empty", "truncate", "random bytes", "deep nesting", "fifo", "symlink out", "directory", "missing",
            "json value", "not utf-8"]
+# Damage inside the archives, where a valid zip carries a crafted member (issue 23): the config.json inside a
+# `.keras` file (a value of the wrong type, a size no memory holds, a missing key, a layer with the right name
+# and another class) or its truncated weights; the `.npy` headers inside tokens.npz (a shape of 10^12 tokens,
+# strings of 10^8 characters, another dtype, an object array) or a truncated member.
+MODELS = [runs.MODEL, "checkpoints/epoch-002.keras", "checkpoints/epoch-001.keras"]
+MODEL_DAMAGES = ["keras wrong type", "keras huge size", "keras missing key", "keras other class",
+                 "keras truncated weights"]
+TOKEN_DAMAGES = ["npz huge shape", "npz wrong dtype", "npz object array", "npz truncated member"]
+HUGE = [10**12, 2**40, 2**63 - 1, 10**30]  # sizes no machine holds: refused or failed fast, never allocated
 # Files a failed load or resume must leave as they were (model.keras and history.json are rewritten by a resume).
 KEPT = [runs.CONFIG, runs.VOCAB, runs.DATA, runs.STATE, runs.TOKENS, "checkpoints/epoch-002.keras",
         "checkpoints/epoch-001.keras"]
@@ -511,17 +542,27 @@ json_values = st.recursive(
     max_leaves=6)
 
 
+file_damages = st.tuples(st.sampled_from(RUN_FILES), st.sampled_from(DAMAGES))
+crafted_damages = (st.tuples(st.sampled_from(MODELS), st.sampled_from(MODEL_DAMAGES))
+                   | st.tuples(st.just(runs.TOKENS), st.sampled_from(TOKEN_DAMAGES)))
+
+
 @st.composite
-def damages(draw):
-    """One or two damaged files; a quarter of the cases also trains one more epoch on resume."""
-    more = draw(st.integers(0, 3)) == 0
-    return more, [(draw(st.sampled_from(RUN_FILES)), draw(st.sampled_from(DAMAGES)), draw(st.integers(0, 10**6)),
-             draw(json_values), draw(st.binary(min_size=1, max_size=64)))
-            for _ in range(draw(st.integers(1, 2)))]
+def damages(draw, kinds=file_damages | crafted_damages):
+    """One or two damaged files; a quarter of the cases also trains one more epoch on resume (not those with a
+    crafted archive: resume reads the tokens and the checkpoint either way, and an epoch would add seconds)."""
+    attack = [(*draw(kinds), draw(st.integers(0, 10**6)), draw(json_values), draw(st.binary(min_size=1, max_size=64)))
+              for _ in range(draw(st.integers(1, 2)))]
+    crafted = any(kind.startswith(("keras ", "npz ")) for _, kind, *_ in attack)
+    return draw(st.integers(0, 3)) == 0 and not crafted, attack
 
 
 def damage(run_dir: Path, outside: Path, name: str, kind: str, number: int, value, noise: bytes) -> None:
     path = run_dir / name
+    if kind.startswith(("keras ", "npz ")):
+        if zipfile.is_zipfile(path):  # an earlier damage may have left no archive to craft
+            craft_member(path, kind, number, value)
+        return
     regular = path.is_file() and not path.is_symlink()
     original = path.read_bytes() if regular else b""
     if kind in ("fifo", "symlink out", "directory", "missing") or (os.path.lexists(path) and not regular):
@@ -567,6 +608,68 @@ def _with_value(original: bytes, number: int, value):
     return value
 
 
+def craft_member(path: Path, kind: str, number: int, value) -> None:
+    """Rewrites one member of the zip at `path` (a `.keras` model or tokens.npz) as `kind` says."""
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    if kind == "keras truncated weights":
+        weights = members["model.weights.h5"]
+        members["model.weights.h5"] = weights[: number % len(weights)]
+    elif kind.startswith("keras "):
+        config = json.loads(members["config.json"])
+        _craft_keras_config(config, kind, number, value)
+        members["config.json"] = json.dumps(config).encode()
+    else:
+        name = "vocabulary.npy" if kind == "npz huge shape" and number % 3 == 2 else "tokens.npy"
+        members[name] = _craft_npy(members[name], kind, number)
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+def _craft_keras_config(config: dict, kind: str, number: int, value) -> None:
+    layers = config["config"]["layers"]
+    layer = layers[1 + number % (len(layers) - 1)]  # embedding, a block or the output layer (not the input)
+    keys = sorted(layer["config"])
+    if kind == "keras wrong type":
+        layer["config"][keys[number % len(keys)]] = value
+    elif kind == "keras huge size":
+        sizes = [key for key in keys if key in ("max_len", "vocab_size", "embed_dim", "num_heads", "key_dim", "ff_dim",
+                                                 "units")]
+        layer["config"][sizes[number % len(sizes)]] = HUGE[number % len(HUGE)]
+    elif kind == "keras missing key":
+        where = [layer, layer["config"], config["config"], config][number % 4]
+        del where[sorted(where)[number % len(where)]]
+    else:  # "keras other class": the name stays, the class (and, every other time, its config) is another layer's
+        other = layers[1 + (number + 1) % (len(layers) - 1)]
+        layer.update({key: other[key] for key in ("module", "class_name", "registered_name") if key in other})
+        if number % 2:
+            layer["config"] = {**other["config"], "name": layer["config"]["name"]}
+
+
+def _craft_npy(data: bytes, kind: str, number: int) -> bytes:
+    """A `.npy` member whose header (or body) lies: a huge shape, another dtype, an object array, cut short."""
+    stream = io.BytesIO(data)
+    version = np.lib.format.read_magic(stream)
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = read_header(stream)
+    body = data[stream.tell():]
+    if kind == "npz truncated member":
+        return data[: number % len(data)]
+    if kind == "npz object array":
+        buffer = io.BytesIO()
+        np.save(buffer, np.array([{"a": 1}, "x", None], dtype=object), allow_pickle=True)
+        return buffer.getvalue()
+    if kind == "npz huge shape":
+        header = {"descr": "<U100000000", "shape": shape} if dtype.kind == "U" and number % 2 else \
+            {"descr": dtype.str, "shape": (HUGE[number % 4], *shape[1:]) if number % 2 else (10**6, 10**6)}
+    else:  # "npz wrong dtype"
+        header = {"descr": ["<f8", "|S10", "<c16", "|b1", "<M8[s]", "<i8"][number % 6], "shape": shape}
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {**header, "fortran_order": fortran})
+    return buffer.getvalue() + body
+
+
 def snapshot(folder: Path) -> dict:
     return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
 
@@ -610,6 +713,18 @@ def test_random_damage_to_a_run_is_a_clean_error_never_a_crash_a_hang_or_a_loss(
 @given(attack=damages())
 def test_random_damage_long_run(tmp_path_factory, trained_run, attack):
     """The same property over 150 attacks (the release tier; conftest prints the figures at the end)."""
+    attack_a_copy(tmp_path_factory, trained_run, attack)
+
+
+CRAFTED_PROPERTY_EXAMPLES = 100
+
+
+@pytest.mark.release
+@settings(max_examples=CRAFTED_PROPERTY_EXAMPLES, **PROPERTY_SETTINGS)
+@given(attack=damages(kinds=crafted_damages))
+def test_crafted_archive_internals_long_run(tmp_path_factory, trained_run, attack):
+    """The same property over 100 attacks inside the archives only: crafted `.keras` configs and weights,
+    crafted `.npy` headers in tokens.npz (the release tier; the short run above mixes them in)."""
     attack_a_copy(tmp_path_factory, trained_run, attack)
 
 

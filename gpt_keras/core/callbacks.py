@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from gpt_keras.core.data import Vocabulary
-from gpt_keras.core.checks import check_max_tokens, check_seed
+from gpt_keras.core.checks import check_max_tokens, check_seed, printable
 from gpt_keras.core.generation import CachedGenerator, generate_lecture
 from gpt_keras.core.sampling import Sampler, SamplingError
 
@@ -75,8 +75,7 @@ class TextGenerator(keras.callbacks.Callback):
         info, text = self._generate(start_prompt, max_tokens, sampler, method or self.method)
         self.last_text = text
         if self.print_fn is not None:
-            printable = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)  # no escape codes from the data
-            self.print_fn(f"\ngenerated text:\n{printable}\n")
+            self.print_fn(f"\ngenerated text:\n{printable(text)}\n")  # no escape codes from the data
         return info
 
     def _generate(self, start_prompt, max_tokens, sampler, method):

@@ -17,6 +17,21 @@ class GPTKerasError(Exception):
     """The root of every error gpt-keras raises for bad input; the command line prints it as one line."""
 
 
+def printable(text: Any, keep_newlines: bool = False) -> str:
+    """Text safe for a terminal: every character Python does not call printable is shown escaped.
+
+    The one escaper for everything gpt-keras prints (messages, warnings, errors, generated text,
+    `print_probs`, the lab's log lines): control characters (ESC, BEL, carriage return, NUL), bidi
+    overrides (U+202E) and zero-width characters (U+200B) in a prompt or a vocabulary word would let
+    text redraw, reorder or hide what the terminal shows, so they appear as `\\x1b`, `\\u202e`, ...
+
+    Example:
+        >>> printable("red\\x1b[31m \\u202eeniw")
+        'red\\\\x1b[31m \\\\u202eeniw'
+    """
+    return "".join(c if c.isprintable() or (keep_newlines and c == "\n") else repr(c)[1:-1] for c in str(text))
+
+
 class ConfigError(GPTKerasError, ValueError):
     """A configuration value is missing, of the wrong type or out of range; the message names it."""
 

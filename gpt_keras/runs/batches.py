@@ -71,6 +71,8 @@ def load_tokens(path: str | Path) -> tuple[np.ndarray, list[str]]:
             check_token_archive(handle, path, DataError)  # the headers' sizes, before NumPy allocates them
             with np.load(handle, allow_pickle=False) as archive:
                 tokens, words = archive["tokens"], archive["vocabulary"]
+                if not isinstance(tokens, np.ndarray) or not isinstance(words, np.ndarray):  # numpy hands over raw bytes
+                    raise ValueError("a member is not a .npy array (cut short or replaced)")
             if words.ndim != 1 or words.dtype.kind != "U":
                 raise ValueError(f"the vocabulary must be a 1-D array of strings, got {words.dtype} {words.shape}")
             vocabulary = [str(word) for word in words]

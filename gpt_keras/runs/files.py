@@ -19,7 +19,7 @@ import stat
 import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
-from gpt_keras.core.checks import GPTKerasError
+from gpt_keras.core.checks import GPTKerasError, printable  # noqa: F401  (printable: also imported from here)
 
 MAX_MESSAGE = 500  # characters of an error line; a 200 MB one-line file is not echoed whole
 _WORD = re.compile(r"\S+")  # what str.split() splits on, found one at a time
@@ -54,11 +54,6 @@ def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
             break
     text = printable(" ".join(words))
     return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def printable(text: str, keep_newlines: bool = False) -> str:
-    """Text safe for a terminal: control characters (ESC, NUL, BEL, ...) shown escaped, never sent raw."""
-    return "".join(c if c.isprintable() or (keep_newlines and c == "\n") else repr(c)[1:-1] for c in str(text))
 
 
 # --- reading --------------------------------------------------------------------------------------

@@ -150,7 +150,7 @@ class RunCheckpoint(keras.callbacks.ModelCheckpoint):
 
     def __init__(self, run_dir, checkpoint_pattern: str, *, text_generator: TextGenerator | None = None,
                  batch_losses: BatchLossSummary | None = None, stop_on_nan: StopOnNaN | None = None,
-                 history: dict | None = None, keep: int = 2):
+                 history: dict | None = None, model_epoch: int | None = None, keep: int = 2):
         super().__init__(str(Path(run_dir) / checkpoint_pattern), save_weights_only=False, save_freq="epoch")
         self.run_dir = Path(run_dir)
         self.checkpoint_pattern = checkpoint_pattern
@@ -158,6 +158,7 @@ class RunCheckpoint(keras.callbacks.ModelCheckpoint):
         self.batch_losses = batch_losses
         self.stop_on_nan = stop_on_nan
         self.history = {key: list(values) for key, values in (history or {}).items()}
+        self.model_epoch = model_epoch  # model.keras's epoch, carried until the final save records a new one
         self.keep = keep
 
     def on_epoch_end(self, epoch, logs=None):
@@ -174,6 +175,7 @@ class RunCheckpoint(keras.callbacks.ModelCheckpoint):
             rng_state=_jsonable(self.text_generator.get_rng_state()) if self.text_generator else None,
             seed_states=[keras.ops.convert_to_numpy(state).tolist() for state in seed_generator_states(self.model)],
             history=self.history,
+            model_epoch=self.model_epoch,
         ).write(self.run_dir)
         self._prune(epoch + 1)
 

@@ -12,7 +12,8 @@ A run directory holds:
     tokens.npz         the vectorized reviews, so a resumed run trains on exactly the same data
     logs/              TensorBoard logs (train/, validation/, text samples)
     checkpoints/       full models (weights and optimizer) after each epoch, the last two kept
-    state.json         the last finished epoch, its checkpoint, TensorBoard step and sampler state
+    state.json         the last finished epoch, its checkpoint, TensorBoard step and sampler state, and
+                       the epoch model.keras holds (so a final save cut short is noticed, see `load_run`)
     model.keras        the final model
     history.json       loss per epoch
     run.lock           held by the training process, so two trainings never share a directory (`runs/lock.py`)
@@ -24,8 +25,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import json
 import math
 import os
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -38,7 +41,8 @@ from gpt_keras.core.callbacks import TextGenerator
 from gpt_keras.core.config import ConfigError, GPTConfig
 from gpt_keras.core.data import DataError, Vocabulary
 from gpt_keras.runs.memory import check_model_archive
-from gpt_keras.runs.files import NAME_MAX, atomic_path, check_regular_file, one_line, read_json, write_json
+from gpt_keras.runs.files import (NAME_MAX, atomic_path, check_regular_file, one_line, open_regular,
+                                  read_json, write_json)
 
 CONFIG, VOCAB, DATA, TOKENS, STATE, MODEL, HISTORY, LOCK = (
     "config.json", "vocab.json", "data.json", "tokens.npz", "state.json", "model.keras", "history.json", "run.lock")
@@ -141,6 +145,7 @@ def load_model(path: str | Path, compile: bool = True) -> keras.Model:
     if not _is_gpt(model):
         raise RunError(f"{path}: a Keras model, but not a gpt-keras GPT (it needs an 'embedding' layer of type "
                        "TokenAndPositionEmbedding, TransformerBlock layers and a Dense 'probabilities' layer)")
+    _check_one_precision(model, path)
     return model
 
 
@@ -151,6 +156,18 @@ def _is_gpt(model) -> bool:
     return (isinstance(layers.get("embedding"), _layers.TokenAndPositionEmbedding)
             and isinstance(layers.get("probabilities"), keras.layers.Dense)
             and any(isinstance(layer, _layers.TransformerBlock) for layer in layers.values()))
+
+
+def _check_one_precision(model: keras.Model, path: Path) -> None:
+    """The embedding and the blocks compute in one dtype policy, as `build_gpt` makes them (only the output
+    layer may differ); an archive whose config says otherwise would load and then fail in the middle of
+    generating, adding a bfloat16 tensor to a float32 one."""
+    policies = {layer.name: getattr(layer.dtype_policy, "name", None) for layer in model.layers
+                if layer.name == "embedding" or layer.name.startswith("transformer_block")}
+    if len(set(policies.values())) > 1:
+        found = ", ".join(f"{name} {policy}" for name, policy in policies.items())
+        raise RunError(f"{path}: its layers have different dtype policies ({one_line(found, 200)}); a gpt-keras "
+                       "model has one, so the file was changed or is from another program")
 
 
 @dataclasses.dataclass
@@ -164,6 +181,9 @@ class RunState:
         rng_state: the `TextGenerator`'s random-generator state, so its samples continue.
         seed_states: the dropout layers' random-generator states.
         history: the loss (and any metric) per epoch so far.
+        model_epoch: the epoch `model.keras` holds, recorded once it is saved; None before the first final
+            save (and in runs from before it was recorded). Lower than `epoch` when a kill cut the final
+            save short, which `load_run` notices and `gpt_keras.runs.repair` mends.
     """
 
     epoch: int
@@ -172,6 +192,7 @@ class RunState:
     rng_state: dict | None = None
     seed_states: list | None = None
     history: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    model_epoch: int | None = None
 
     def write(self, run_dir: str | Path) -> Path:
         return write_json(Path(run_dir) / STATE, dataclasses.asdict(self))
@@ -208,6 +229,8 @@ def _state_field_problem(name: str, value) -> str | None:
         ok = isinstance(value, str) and value.startswith(CHECKPOINTS + "/") and value.endswith(".keras") \
             and ".." not in Path(value).parts and not Path(value).is_absolute() and value.isprintable()
         return None if ok else f"must name a file in {CHECKPOINTS}/ of the run"
+    if name == "model_epoch":
+        return None if value is None or _is_int(value, 1) else "must be an integer of at least 1 or null"
     if name == "global_step":
         return None if value is None or _is_int(value) else f"must be an integer from 0 to {INT64_MAX:,} or null"
     if name == "rng_state":
@@ -273,12 +296,19 @@ def read_vocabulary(path: str | Path) -> Vocabulary:
 
 @dataclasses.dataclass
 class Run:
-    """A trained run loaded back: its model, vocabulary and config."""
+    """A trained run loaded back: its model, vocabulary and config.
+
+    `model_file` is the file the model came from, relative to the run (`model.keras`, or a checkpoint).
+    `note` is one plain line to show the user when that is not simply `model.keras` as training left it
+    (a stale one passed over for the last checkpoint, say); None otherwise.
+    """
 
     path: Path
     model: keras.Model
     vocab: Vocabulary
     config: GPTConfig
+    model_file: str = MODEL
+    note: str | None = None
 
     def text_generator(self, seed: int | None = None, method: str = "cached", print_fn=print, top_k=None):
         """A `TextGenerator` bound to this run's model, for generating on demand."""
@@ -290,10 +320,15 @@ class Run:
 
 
 def load_run(path: str | Path) -> Run:
-    """Loads a run directory: the final model, or the last checkpoint if training did not finish.
+    """Loads a run directory: the model of its last finished epoch, its vocabulary and config.
+
+    That model is `model.keras`, or the last checkpoint if training did not finish. A `model.keras`
+    older than the last finished epoch (a kill cut the final save short) is passed over for that
+    epoch's checkpoint, and `Run.note` says so (`gpt_keras.runs.repair` then replaces the stale file).
 
     Raises:
-        RunError: the directory or one of its files is missing or unreadable; the message names it.
+        RunError: the directory or one of its files is missing or unreadable, or `config.json`
+            contradicts the model; the message names the file (and the field).
     """
     path = Path(path)
     if not path.is_dir():
@@ -303,17 +338,104 @@ def load_run(path: str | Path) -> Run:
         vocab = read_vocabulary(path / VOCAB)
     except (ConfigError, DataError) as error:
         raise RunError(str(error)) from None
-    model_path = path / MODEL
-    if not model_path.exists():
-        state = RunState.read(path)
-        if state is None:
-            raise RunError(f"{path}: no model.keras and no finished epoch yet; nothing to load")
-        model_path = path / state.checkpoint
-    model = load_model(model_path, compile=False)
+    model, model_file, note = _last_epoch_model(path)
+    check_config_matches_model(config, model, path / CONFIG, model_file)
     if model.get_layer("probabilities").units != len(vocab):
         raise RunError(f"{path}: the model predicts {model.get_layer('probabilities').units} words but "
                        f"{VOCAB} has {len(vocab)}")
-    return Run(path=path, model=model, vocab=vocab, config=config)
+    return Run(path=path, model=model, vocab=vocab, config=config, model_file=model_file, note=note)
+
+
+def _last_epoch_model(run_dir: Path) -> tuple[keras.Model, str, str | None]:
+    """(the model of the run's last finished epoch, its file relative to the run, a note or None)."""
+    state = RunState.read(run_dir)
+    if not (run_dir / MODEL).exists():
+        if state is None:
+            raise RunError(f"{run_dir}: no model.keras and no finished epoch yet; nothing to load")
+        return load_model(run_dir / state.checkpoint, compile=False), state.checkpoint, None
+    older = stale_model_reason(run_dir, state)
+    if older is None:
+        return load_model(run_dir / MODEL, compile=False), MODEL, None
+    try:
+        model = load_model(run_dir / state.checkpoint, compile=False)
+    except RunError as error:
+        return (load_model(run_dir / MODEL, compile=False), MODEL,
+                f"{run_dir / MODEL} {older}, and that epoch's checkpoint cannot be loaded ({one_line(error, 200)}); "
+                f"using the older {MODEL}")
+    return model, state.checkpoint, f"{run_dir / MODEL} {older}; loaded {state.checkpoint} instead"
+
+
+def stale_model_reason(run_dir: str | Path, state: RunState | None) -> str | None:
+    """Why `model.keras` is older than the run's last finished epoch, or None if it is not (or cannot be told).
+
+    Training saves model.keras after the last epoch's checkpoint and then records that epoch in
+    `state.json` (`model_epoch`); a kill in between leaves the record of an earlier epoch. Runs without
+    the record, and a model.keras copied over by hand, are told by the save times Keras writes into
+    both archives (`metadata.json`, to the second).
+    """
+    if state is None:
+        return None
+    run_dir = Path(run_dir)
+    if state.model_epoch is not None and state.model_epoch < state.epoch:
+        return (f"holds epoch {state.model_epoch}, but the run finished epoch {state.epoch} "
+                "(the final save was cut short)")
+    model_saved, checkpoint_saved = _date_saved(run_dir / MODEL), _date_saved(run_dir / state.checkpoint)
+    if model_saved is not None and checkpoint_saved is not None and model_saved < checkpoint_saved:
+        return (f"was saved at {model_saved}, before {state.checkpoint} of the run's last finished epoch "
+                f"({state.epoch}, saved at {checkpoint_saved})")
+    return None
+
+
+def _date_saved(path: Path) -> str | None:
+    """The save time Keras writes into a `.keras` archive ("2026-01-31@12:00:00", which sorts as it reads)."""
+    try:
+        with open_regular(path, "model", RunError) as handle, zipfile.ZipFile(handle) as archive, \
+                archive.open("metadata.json") as member:
+            saved = json.loads(member.read(4096)).get("date_saved")
+        return saved if isinstance(saved, str) and re.fullmatch(r"\d{4}-\d\d-\d\d@\d\d:\d\d:\d\d", saved) else None
+    except (RunError, OSError, KeyError, ValueError, AttributeError, RuntimeError, zipfile.BadZipFile):
+        return None  # an unreadable archive is reported when it is loaded
+
+
+def record_final_model(run_dir: str | Path) -> None:
+    """Records in state.json that model.keras, just saved (or replaced by `gpt_keras.runs.repair`), holds the
+    last finished epoch (see `stale_model_reason`)."""
+    state = RunState.read(run_dir)
+    if state is not None and state.model_epoch != state.epoch:
+        dataclasses.replace(state, model_epoch=state.epoch).write(run_dir)
+
+
+# The fields of config.json that the model's own layers (their configs, saved inside model.keras) also hold:
+# {layer name: {the layer's get_config key: the GPTConfig field}}; every "transformer_block*" is a block.
+_MODEL_FIELDS = {
+    "embedding": {"max_len": "max_len", "vocab_size": "vocab_size", "embed_dim": "embedding_dim"},
+    "transformer_block": {"num_heads": "n_heads", "key_dim": "key_dim", "embed_dim": "embedding_dim",
+                          "ff_dim": "feed_forward_dim", "dropout_rate": "dropout_rate", "epsilon": "layer_norm_epsilon"},
+    "probabilities": {"units": "vocab_size"},
+}
+
+
+def check_config_matches_model(config: GPTConfig, model: keras.Model, config_path: str | Path, model_name) -> None:
+    """`config.json` must describe the model beside it: a field that contradicts the model's own config
+    (the context window generation crops to, say) is an error naming the field and both values, never
+    silently used.
+
+    Raises:
+        RunError: naming config.json, the field, its value and the model's (`model_name`, its file).
+    """
+    layers = getattr(model, "layers", ())
+    found = {"n_blocks": sum(layer.name.startswith("transformer_block") for layer in layers)}
+    for layer in layers:
+        kind = "transformer_block" if layer.name.startswith("transformer_block") else layer.name
+        layer_config = layer.get_config() if kind in _MODEL_FIELDS else {}
+        for key, field in _MODEL_FIELDS.get(kind, {}).items():
+            if key in layer_config:
+                found.setdefault(field, layer_config[key])
+    for field, value in found.items():
+        if value != getattr(config, field):
+            raise RunError(f"{config_path}: field '{field}' is {one_line(repr(getattr(config, field)), 60)}, but the "
+                           f"model in {model_name} has {one_line(repr(value), 60)}; the two files are not from "
+                           "the same run")
 
 
 def remove_run_dir(run_dir: str | Path) -> None:

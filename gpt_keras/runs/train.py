@@ -382,6 +382,7 @@ def fit_run(model: keras.Model, job: FitJob, print_fn, verbose) -> TrainResult:
     write_json(job.run_dir / rundir.HISTORY, history)
     if stop_on_nan.stopped_at is None:
         rundir.save_model(model, job.run_dir / rundir.MODEL)
+        rundir.record_final_model(job.run_dir)  # after the save: a kill before this leaves an older record
     return TrainResult(run_dir=job.run_dir, model=model, history=history, text_generator=text_generator,
                        report=job.data.report, data_description=job.data.description,
                        stopped_on_nan=stop_on_nan.stopped_at, resumed_from_epoch=job.initial_epoch)
@@ -399,7 +400,8 @@ def _run_callbacks(job: FitJob, text_generator: TextGenerator, with_tensorflow: 
         if with_tensorflow else None
     checkpoint = RunCheckpoint(job.run_dir, CHECKPOINT_PATTERN, text_generator=text_generator,
                                batch_losses=batch_losses, stop_on_nan=stop_on_nan,
-                               history=state.history if state else None)
+                               history=state.history if state else None,
+                               model_epoch=state.model_epoch if state else None)
     if not with_tensorflow:
         return [stop_on_nan, text_generator, checkpoint], checkpoint, stop_on_nan
     tensorboard = keras.callbacks.TensorBoard(str(log_dir), update_freq="epoch",

@@ -5,8 +5,9 @@ calls the library and prints. Bad input ends with one line on stderr naming the 
 Flags, paths and config values are checked before TensorFlow is imported (`--help`, `--version` and the
 temperature calculator never import it), and TensorFlow's own log lines are hidden unless `--verbose`.
 
-The package, by group of subcommands (each imports only `flags` and the library below it):
+The package, by group of subcommands (each imports only `flags`, `terminal` and the library below it):
 
+- `terminal.py`: what reaches the terminal, escaped (`echo`, one-line warnings and errors).
 - `flags.py`: the flags several subcommands share and their checks (`add_config_flags`, `config_from_args`,
   `add_sampling_flags`, `existing_file`, `existing_run`, `require_extra`, `UsageError`).
 - `training.py`: download, tokenize, train, demo.
@@ -29,13 +30,13 @@ import threading
 from typing import Sequence
 
 from gpt_keras.core.checks import GPTKerasError
-from gpt_keras.runs.files import one_line
 from gpt_keras.tools.cli.classroom import (NOTEBOOK_NAME, add_lab_parser, add_notebook_parser, add_temperature_parser,
                                            notebook_path, run_lab, run_notebook, run_temperature)
 from gpt_keras.tools.cli.flags import (UsageError, add_config_flags, add_sampling_flags, config_from_args,
                                        existing_file, existing_run, progress_verbosity, require_extra)
 from gpt_keras.tools.cli.generating import add_generate_parser, add_tensorboard_parser, run_generate, run_tensorboard
 from gpt_keras.tools.cli.gpt2 import add_compare_parser, add_finetune_gpt2_parser, run_compare, run_finetune_gpt2
+from gpt_keras.tools.cli.terminal import say_line, terminal_warnings
 from gpt_keras.tools.cli.training import (DEMO_PROMPTS, add_demo_parser, add_download_parser, add_tokenize_parser,
                                           add_train_parser, make_strategy, run_demo, run_download, run_tokenize,
                                           run_train)
@@ -85,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.verbose = args.verbose or verbose_requested()
     quiet_tensorflow(verbose=args.verbose)
     try:
-        with _sigterm_raises():
+        with _sigterm_raises(), terminal_warnings(args.command):
             _check_text_flags(args)
             return args.handler(args)
     except KeyboardInterrupt:
@@ -97,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # only the project's own "bad input" errors become one-line messages
         if not _is_user_error(error):
             raise
-        print(f"gpt-keras {args.command}: error: {one_line(error)}", file=sys.stderr)
+        say_line(args.command, "error", error)
         return 2
 
 

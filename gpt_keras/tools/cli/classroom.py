@@ -14,8 +14,8 @@ from gpt_keras.core.checks import MAX_SAMPLES
 from gpt_keras.core.sampling import check_temperature, check_top_k, check_top_p
 from gpt_keras.runs.files import atomic_path, check_output_path, printable
 from gpt_keras.tools.cli.flags import (UsageError, _count, _checked_arg, _flag, _max_tokens, _output, _port,
-                                       _prompt_warning_printer, _seed, check_sampling_fits, existing_run,
-                                       require_extra)
+                                       _seed, check_sampling_fits, existing_run, require_extra)
+from gpt_keras.tools.cli.terminal import echo, load_run_with_note
 
 
 # --- temperature lab --------------------------------------------------------------------------------
@@ -86,12 +86,12 @@ def _run_calculator(args) -> int:
         raise UsageError(f"--logits: {', '.join(repeated)} given more than once")
     table = calculator.temperature_table(dict(args.logits or calculator.LECTURE_LOGITS.items()),
                                           args.temperatures or (*calculator.LECTURE_TEMPERATURES, 3.0))
-    print(printable(table.format(), keep_newlines=True))
+    echo(table.format())
     if args.out is not None:
         from gpt_keras.tools.temperature import report as reports
 
         written = reports.write_table(table, args.out)
-        print(f"\nWrote {written[0]} and {written[1]}")
+        echo(f"\nWrote {written[0]} and {written[1]}")
     return 0
 
 
@@ -101,23 +101,21 @@ def _run_experiment(args) -> int:
     existing_run(args.run)
     _output(args.out if args.out is not None else args.run / "temperature-lab", "--out", "dir")
     from gpt_keras.core.generation import PromptWarning
-    from gpt_keras.runs.rundir import load_run
     from gpt_keras.tools.temperature import experiment, report as reports
 
     check_sampling_fits(args.run, options["max_tokens"], options["samples"], keep_steps=False)
-    run = load_run(args.run)
+    run = load_run_with_note(args.run, "temperature")
     with warnings.catch_warnings():
         warnings.simplefilter("always", PromptWarning)  # unknown prompt words, a prompt too long: one line each
-        warnings.showwarning = _prompt_warning_printer("temperature", warnings.showwarning)
         report = experiment.temperature_experiment(
             run.model, run.vocab, options["prompt"], args.temperatures or experiment.DEFAULT_TEMPERATURES,
             n_samples=options["samples"], max_tokens=options["max_tokens"], seed=options["seed"],
             top_k=options["top_k"], top_p=options["top_p"], n_words=options["top_words"])
-    print(printable(report.format_table(samples=options["show_samples"], width=None), keep_newlines=True))
+    echo(report.format_table(samples=options["show_samples"], width=None))
     out = args.out if args.out is not None else args.run / "temperature-lab"
     written = reports.write_report(report, out)
-    print(f"\nWrote {', '.join(path.name + ('/' if path.is_dir() else '') for path in written.values())} in {out}")
-    print(f"  TensorBoard: gpt-keras tensorboard --run {written['tensorboard']}")
+    echo(f"\nWrote {', '.join(path.name + ('/' if path.is_dir() else '') for path in written.values())} in {out}")
+    echo(f"  TensorBoard: gpt-keras tensorboard --run {written['tensorboard']}")
     return 0
 
 
@@ -148,11 +146,10 @@ def run_lab(args) -> int:
     require_extra("lab", "gradio", purpose="gpt-keras lab")
     existing_run(args.run)
     from gpt_keras.tools.lab import check_address, import_gradio, launch_lab
-    from gpt_keras.runs.rundir import load_run
 
     import_gradio()  # a missing extra, a port in use or a bad --host is reported before the model is loaded
     check_address(args.host, args.port)
-    run = load_run(args.run)
+    run = load_run_with_note(args.run, "lab")
     launch_lab(run, host=args.host, port=args.port)
     return 0
 
@@ -190,11 +187,11 @@ def run_notebook(args) -> int:
         if not target.is_file():
             raise UsageError(f"--dir: {printable(target)} exists and is not a notebook file; move it away or "
                              "choose another --dir")
-        print(f"Opening the existing {printable(target)} (delete it to get a fresh copy)")
+        echo(f"Opening the existing {target} (delete it to get a fresh copy)")
     else:
         with atomic_path(target) as temporary:  # a full disk or /proc: WriteError, and no half-copied notebook
             shutil.copyfile(source, temporary)
-        print(f"Copied the lecture notebook to {printable(target)}")
+        echo(f"Copied the lecture notebook to {target}")
     if args.copy_only:
         return 0
     sys.stdout.flush()

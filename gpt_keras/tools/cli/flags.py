@@ -18,7 +18,7 @@ from typing import Callable
 from gpt_keras.core.checks import MAX_COUNT, GPTKerasError, check_max_tokens, check_seed
 from gpt_keras.core.config import PRESETS, ConfigError, GPTConfig
 from gpt_keras.core.sampling import check_temperature, check_top_k, check_top_p
-from gpt_keras.runs.files import check_output_path, one_line
+from gpt_keras.runs.files import check_output_path
 
 
 class UsageError(GPTKerasError, ValueError):
@@ -185,17 +185,3 @@ def add_sampling_flags(parser: argparse.ArgumentParser, temperature: bool = True
 def progress_verbosity() -> int:
     """The Keras progress bar on a terminal, one line per epoch in a log file."""
     return 1 if sys.stdout.isatty() else 2
-
-
-
-def _prompt_warning_printer(command: str, show: Callable) -> Callable:
-    """A `warnings.showwarning` that prints a `PromptWarning` as one plain line on stderr."""
-    from gpt_keras.core.generation import PromptWarning
-
-    def show_warning(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, PromptWarning):
-            print(f"gpt-keras {command}: warning: {one_line(message)}", file=sys.stderr)
-        else:
-            show(message, category, filename, lineno, file, line)
-    return show_warning
-

@@ -9,6 +9,7 @@ from pathlib import Path
 from gpt_keras.core.checks import MAX_SAMPLES, check_room_after_prompt
 from gpt_keras.tools.cli.flags import (UsageError, _count, _checked_arg, _max_tokens, _output, _port, _seed,
                                        add_sampling_flags, check_sampling_fits, existing_run)
+from gpt_keras.tools.cli.terminal import echo, load_run_with_note
 
 
 def add_generate_parser(subparsers) -> None:
@@ -36,12 +37,10 @@ def add_generate_parser(subparsers) -> None:
 
 def run_generate(args) -> int:
     existing_run(args.run)
-    from gpt_keras.runs.rundir import load_run
-
     _output(args.html, "--html")
     _output(args.heatmap, "--heatmap")
     check_sampling_fits(args.run, args.max_tokens)  # one text at a time: each is shown, written, then let go
-    run = load_run(args.run)
+    run = load_run_with_note(args.run, "generate")
     # max_tokens counts the prompt: say so now rather than print the prompt back with no word after it
     check_room_after_prompt(len(run.vocab.encode(args.prompt)[0]), args.max_tokens, "--max-tokens", UsageError)
     generator = run.text_generator(seed=args.seed, method=args.method)
@@ -70,13 +69,13 @@ def _write_views(args, index: int, info: list, vocab) -> None:
     if args.html is not None:
         path = export_html(info, vocab, _numbered(args.html, index, args.samples),
                            title=f"gpt-keras generate: {args.prompt}")
-        print(f"Wrote {path}")
+        echo(f"Wrote {path}")
     if args.heatmap is not None:
         if not info:
-            print(f"gpt-keras generate: no heatmap for sample {index + 1}: no word was generated "
-                  "(is --max-tokens larger than the prompt?)", file=sys.stderr)
+            echo(f"gpt-keras generate: no heatmap for sample {index + 1}: no word was generated "
+                 "(is --max-tokens larger than the prompt?)", error=True)
             return
-        print(f"Wrote {attention_heatmap(info, _numbered(args.heatmap, index, args.samples))}")
+        echo(f"Wrote {attention_heatmap(info, _numbered(args.heatmap, index, args.samples))}")
 
 
 # --- tensorboard ---------------------------------------------------------------------------------------
@@ -96,6 +95,6 @@ def run_tensorboard(args) -> int:
     runner = ["-m"] if args.verbose else ["-m", "gpt_keras.tools.quiet"]
     command = [sys.executable, *runner, "tensorboard.main", "--logdir", str(log_dir), "--host", "127.0.0.1",
                "--port", str(args.port)]
-    print(f"TensorBoard on http://127.0.0.1:{args.port}/ (Ctrl-C to stop)")
+    echo(f"TensorBoard on http://127.0.0.1:{args.port}/ (Ctrl-C to stop)")
     os.execv(sys.executable, command)
     return 0  # not reached

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from gpt_keras.core.checks import check_config_field, maximum_of
 from gpt_keras.core.sampling import check_temperature
-from gpt_keras.runs.files import printable
-from gpt_keras.tools.cli.flags import (_count, _checked_arg, _max_tokens, _output, _prompt_warning_printer, _seed,
+from gpt_keras.tools.cli.flags import (_count, _checked_arg, _max_tokens, _output, _seed,
                                        add_sampling_flags, existing_file, existing_run, progress_verbosity,
                                        require_extra)
+from gpt_keras.tools.cli.terminal import echo, load_run_with_note
 
 
 # --- GPT-2 beside our model ---------------------------------------------------------------------------
@@ -55,22 +55,20 @@ def run_compare(args) -> int:
     existing_file(args.data, "--data")
     from gpt_keras.tools import gpt2 as gpt2_lib
     from gpt_keras.core.generation import PromptWarning
-    from gpt_keras.runs.rundir import load_run
 
     folder = args.run if args.run is not None else Path.cwd()
     stem = args.report if args.report is not None else folder / f"compare-{Path(args.gpt2).name}"
     for suffix in (".md", ".json"):
         _output(stem.with_name(stem.name + suffix), "--report")
-    run = load_run(args.run) if args.run is not None else None
+    run = load_run_with_note(args.run, "compare") if args.run is not None else None
     gpt2 = gpt2_lib.load_gpt2(args.gpt2)
     prompts = args.prompt or ["wine review : germany", "wine review : us"]
     with warnings.catch_warnings():
         warnings.simplefilter("always", PromptWarning)
-        warnings.showwarning = _prompt_warning_printer("compare", warnings.showwarning)
         comparison = gpt2_lib.compare(run, gpt2, args.data, prompts=prompts, temperatures=args.temperature,
                                       seeds=args.seed, max_new_tokens=args.max_new_tokens, top_k=args.top_k,
                                       top_p=args.top_p, greedy=args.greedy, heldout=args.heldout)
-    print(printable(comparison.format_table(width=None), keep_newlines=True))
+    echo(comparison.format_table(width=None))
     if args.show_probs or args.heads:
         from gpt_keras.tools.viz import print_probs
 
@@ -78,13 +76,13 @@ def run_compare(args) -> int:
         vocabularies = {"ours": run.vocab if run is not None else None, "gpt2": gpt2_lib.TokenLabels(gpt2)}
         for key in comparison.keys:
             vocab = vocabularies[key]
-            print(f"\n{comparison.models[key]['name']}, step by step ({first['prompt']!r}, {first['sampler']}, "
+            echo(f"\n{comparison.models[key]['name']}, step by step ({first['prompt']!r}, {first['sampler']}, "
                   f"seed {first['seed']}):")
             print_probs(comparison.info[key], vocab, heads=args.heads)
     folder = args.run if args.run is not None else Path.cwd()
     stem = args.report if args.report is not None else folder / f"compare-{Path(gpt2.name).name}"
     written = comparison.write(stem)
-    print(f"\nWrote {written['markdown']} and {written['json']}")
+    echo(f"\nWrote {written['markdown']} and {written['json']}")
     return 0
 
 
@@ -123,16 +121,16 @@ def run_finetune_gpt2(args) -> int:
 
     gpt2_lib.check_finetune_out(args.out)
     policy = gpt2_lib.precision_policy(args.mixed_precision)
-    print(f"Fine-tuning {args.gpt2} on {gpt2_lib.device_description()}, dtype policy {policy}")
+    echo(f"Fine-tuning {args.gpt2} on {gpt2_lib.device_description()}, dtype policy {policy}")
     result = gpt2_lib.finetune_gpt2(args.gpt2, args.data, args.out, epochs=args.epochs, batch_size=args.batch_size,
                                     max_length=args.max_length, learning_rate=args.learning_rate, limit=args.limit,
                                     heldout=args.heldout, mixed_precision=args.mixed_precision, seed=args.seed,
                                     verbose=0 if args.quiet else progress_verbosity())
     losses = ", ".join(f"{loss:.4f}" for loss in result.history["loss"])
-    print(f"Trained on {result.reviews:,} reviews in {result.seconds:.1f} s; loss per epoch: {losses}")
-    print(f"Saved {result.out_dir} (save_pretrained)")
+    echo(f"Trained on {result.reviews:,} reviews in {result.seconds:.1f} s; loss per epoch: {losses}")
+    echo(f"Saved {result.out_dir} (save_pretrained)")
     heldout = f" --heldout {args.heldout}" if args.heldout not in (0, 200) else ""
-    print(f"Compare: gpt-keras compare --run RUN --gpt2 {result.out_dir}{heldout}")
+    echo(f"Compare: gpt-keras compare --run RUN --gpt2 {result.out_dir}{heldout}")
     return 0
 
 

@@ -10,6 +10,7 @@ from gpt_keras.core.config import ConfigError, GPTConfig
 from gpt_keras.tools.cli.flags import (UsageError, _count, _checked_arg, _output, _seed, add_config_flags,
                                        config_from_args, existing_file, existing_run, progress_verbosity,
                                        require_extra)
+from gpt_keras.tools.cli.terminal import echo
 
 
 # --- download / tokenize --------------------------------------------------------------------------
@@ -27,10 +28,10 @@ def run_download(args) -> int:
     from gpt_keras.runs import datasets
 
     folder = datasets.data_dir(args.data_dir)
-    print(f"Downloading the Kaggle wine reviews into {folder}/")
+    echo(f"Downloading the Kaggle wine reviews into {folder}/")
     path = datasets.download_dataset(folder)
     hint = "" if args.data_dir is None else f" when run with GPT_KERAS_DATA_DIR={folder}"
-    print(f"Saved {path}; `gpt-keras train` now uses it{hint}.")
+    echo(f"Saved {path}; `gpt-keras train` now uses it{hint}.")
     return 0
 
 
@@ -51,7 +52,7 @@ def run_tokenize(args) -> int:
     _output(args.out, "--out")
     prepared = prepare_data(config, args.data)
     save_tokens(args.out, prepared.tokens, prepared.vocab.words)
-    print(f"Wrote {args.out}: {prepared.tokens.shape[0]:,} reviews x {prepared.tokens.shape[1]} tokens, "
+    echo(f"Wrote {args.out}: {prepared.tokens.shape[0]:,} reviews x {prepared.tokens.shape[1]} tokens, "
           f"vocabulary {len(prepared.vocab):,}")
     return 0
 
@@ -94,11 +95,11 @@ def run_train(args) -> int:
         run_dir = rundir.resume_target(args.runs_dir, args.name, args.run)
         config = config_from_args(args, saved=rundir.read_config(run_dir / rundir.CONFIG))
         result = resume(run_dir, config, args.data, tokens_path=args.tokens, strategy=make_strategy(args.strategy),
-                        verbose=verbose)
+                        print_fn=echo, verbose=verbose)
     else:
         result = train(config_from_args(args), args.data, runs_dir=args.runs_dir, run_name=args.name,
                        run_dir=args.run, tokens_path=args.tokens, strategy=make_strategy(args.strategy),
-                       verbose=verbose)
+                       print_fn=echo, verbose=verbose)
     return _report_training(result)
 
 
@@ -109,15 +110,15 @@ def _report_training(result) -> int:
         kept = (f"The last good epoch is kept in {result.run_dir}: resume it with a lower --learning-rate and "
                 "--resume." if (result.run_dir / "state.json").exists() else
                 "No epoch finished, so nothing was kept to resume: start again with a lower --learning-rate.")
-        print(f"Training stopped: the loss became NaN at epoch {epoch}, batch {batch}. {kept}", file=sys.stderr)
+        echo(f"Training stopped: the loss became NaN at epoch {epoch}, batch {batch}. {kept}", error=True)
         return 1
     if not result.chief:
-        print("\nTraining finished; the chief worker saved the run (this worker's copy was temporary).")
+        echo("\nTraining finished; the chief worker saved the run (this worker's copy was temporary).")
         return 0
-    print(f"\nRun saved in {result.run_dir}")
-    print(f"  model:       {result.run_dir / 'model.keras'}")
-    print(f"  TensorBoard: tensorboard --logdir {result.run_dir / 'logs'}   (or: gpt-keras tensorboard --run {result.run_dir})")
-    print(f"  generate:    gpt-keras generate --run {result.run_dir} --prompt \"wine review : germany\" "
+    echo(f"\nRun saved in {result.run_dir}")
+    echo(f"  model:       {result.run_dir / 'model.keras'}")
+    echo(f"  TensorBoard: tensorboard --logdir {result.run_dir / 'logs'}   (or: gpt-keras tensorboard --run {result.run_dir})")
+    echo(f"  generate:    gpt-keras generate --run {result.run_dir} --prompt \"wine review : germany\" "
           "--temperature 0.5 --seed 0")
     return 0
 
@@ -162,19 +163,19 @@ def run_demo(args) -> int:
     from gpt_keras.runs.datasets import SAMPLE_PATH as sample
     from gpt_keras.runs.train import train
 
-    print(f"gpt-keras demo: training the 'demo' preset on the embedded synthetic sample {sample}\n"
+    echo(f"gpt-keras demo: training the 'demo' preset on the embedded synthetic sample {sample}\n"
           f"  ({config.epochs} epochs; the lecture's size is `gpt-keras train --preset lecture`)")
-    result = train(config, sample, runs_dir=args.runs_dir, verbose=progress_verbosity())
-    generator = TextGenerator(result.text_generator.vocab, seed=args.seed, every_epoch=False)
+    result = train(config, sample, runs_dir=args.runs_dir, print_fn=echo, verbose=progress_verbosity())
+    generator = TextGenerator(result.text_generator.vocab, seed=args.seed, every_epoch=False, print_fn=echo)
     generator.set_model(result.model)
     infos = {prompt: generator.generate(prompt, max_tokens=config.generate_max_tokens, temperature=temperature)
              for prompt, temperature in DEMO_PROMPTS}
     _show_probs(infos[DEMO_PROMPTS[-1][0]][:4], generator.vocab)
-    print(f"\nRun saved in {result.run_dir} (model.keras, vocab.json, config.json, checkpoints/)")
-    print(f"TensorBoard logs in {result.run_dir / 'logs'}: open them with\n"
+    echo(f"\nRun saved in {result.run_dir} (model.keras, vocab.json, config.json, checkpoints/)")
+    echo(f"TensorBoard logs in {result.run_dir / 'logs'}: open them with\n"
           f"  {Path(sys.executable).parent / 'tensorboard'} --logdir {result.run_dir / 'logs'} --host 127.0.0.1\n"
           f"  (or `gpt-keras tensorboard --run {result.run_dir}`), then browse http://127.0.0.1:6006/")
-    print(f"Generate again: gpt-keras generate --run {result.run_dir} --prompt \"wine review : germany\" "
+    echo(f"Generate again: gpt-keras generate --run {result.run_dir} --prompt \"wine review : germany\" "
           "--temperature 0.5 --seed 0")
     return 0
 
@@ -182,5 +183,5 @@ def run_demo(args) -> int:
 def _show_probs(info, vocab) -> None:
     from gpt_keras.tools.viz import print_probs
 
-    print("Where the model looked, and its next-word probabilities (first steps of the germany text):")
+    echo("Where the model looked, and its next-word probabilities (first steps of the germany text):")
     print_probs(info, vocab)

@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from gpt_keras.core.checks import printable
 from gpt_keras.runs.files import atomic_path
-from gpt_keras.tools.viz.steps import PAD_LABEL, VizError, _attention, _field, _printable, _steps
+from gpt_keras.tools.viz.steps import PAD_LABEL, VizError, _attention, _field, _steps
 
 # --- pictures and pages ------------------------------------------------------------------------
 
@@ -71,7 +72,7 @@ def _panels(grid: np.ndarray, steps: list[Mapping], step: int | None, heads: boo
     if step is None:
         panels = [(f"head {h + 1}", grid[h]) for h in range(grid.shape[0])] if heads \
             else [("mean of heads", np.mean(grid, axis=0))]
-        row_labels = [f"{i + 1}: {_printable(str(r.get('word', '')) or PAD_LABEL)}" for i, r in enumerate(steps)]
+        row_labels = [f"{i + 1}: {printable(str(r.get('word', '')) or PAD_LABEL)}" for i, r in enumerate(steps)]
         return panels, row_labels, "attention of the last position at each step (row label: the word it chose)"
     rows = [np.mean(grid[:, 0], axis=0)] + ([grid[h, 0] for h in range(grid.shape[0])] if heads else [])
     row_labels = ["mean"] + ([f"head {h + 1}" for h in range(grid.shape[0])] if heads else [])
@@ -93,7 +94,7 @@ def _draw(panels: list[tuple[str, np.ndarray]], row_labels: list[str], words: li
                           interpolation="nearest")
         ax.set_title(name, fontsize=9)
         # parse_math=False: a word is plain text, "$" included (matplotlib would read "$^^$" as maths and fail)
-        ax.set_xticks(range(n_cols), [_printable(word) for word in words], rotation=90, fontsize=7, parse_math=False)
+        ax.set_xticks(range(n_cols), [printable(word) for word in words], rotation=90, fontsize=7, parse_math=False)
         ax.set_yticks(range(n_rows), row_labels, fontsize=7, parse_math=False)
         ax.set_facecolor("#f2f2f2")  # words a step did not see
         figure.colorbar(image, ax=ax, fraction=0.03, pad=0.01)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from gpt_keras.core.checks import GPTKerasError, check_int_at_least
+from gpt_keras.core.checks import GPTKerasError, check_int_at_least, printable
 
 Vocab = Sequence[str] | Mapping[int, str]  # index -> word: a list, a `Vocabulary`, or a dict
 SHADE_RGB = (135, 206, 250)  # lightskyblue, the lecture's colour
@@ -160,18 +160,13 @@ def generated_text(info: Any) -> str:
     return f"{prompt} {word}" if word else prompt
 
 
-def _printable(word: str) -> str:
-    """Control characters (an escape code hidden in the data) are shown escaped, never sent to the terminal."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in word)
-
-
 
 def _shaded_words(view: StepView, shades: np.ndarray, draw) -> str:
     """The prompt with `draw(word, alpha)` per word; alpha None for words outside the attention window."""
     pieces = []
     for position, word in enumerate(view.words):
         visible = position - view.first_visible
-        pieces.append(draw(_printable(word), None if visible < 0 else float(shades[visible])))
+        pieces.append(draw(printable(word), None if visible < 0 else float(shades[visible])))
     return " ".join(pieces)
 
 

@@ -10,9 +10,10 @@ import os
 import sys
 from typing import IO, Any
 
+from gpt_keras.core.checks import printable
 from gpt_keras.tools.viz.html import probs_html
 from gpt_keras.tools.viz.steps import (SEPARATOR, SHADE_RGB, StepView, Vocab, VizError, _check_n_words,
-                                       _printable, _shaded_words, _steps, percent, step_view)
+                                       _shaded_words, _steps, percent, step_view)
 
 MODES = ("auto", "html", "ansi", "plain")
 BAR_WIDTH = 20  # characters for 100 % in the terminal bars
@@ -70,14 +71,14 @@ def _text_step(view: StepView, heads: bool, ansi: bool) -> list[str]:
     else:
         lines.append(_shaded_words(view, view.shade, draw))
     if ansi:
-        width = max(len(_printable(word)) for _, word, _ in view.top) + 1
+        width = max(len(printable(word)) for _, word, _ in view.top) + 1
         for _, word, probability in view.top:
-            label = f"{_printable(word) + ':':<{width}}"
+            label = f"{printable(word) + ':':<{width}}"
             if word == view.chosen:
                 label = f"\x1b[1m{label}{_RESET}"
             lines.append(f"{label} {100 * probability:6.2f}% {_ANSI_BAR}{_bar(probability)}{_RESET}")
     else:
-        lines.extend(f"{_printable(word)}: {percent(probability)}" for _, word, probability in view.top)
+        lines.extend(f"{printable(word)}: {percent(probability)}" for _, word, probability in view.top)
     lines.append(SEPARATOR)
     return lines
 
