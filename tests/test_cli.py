@@ -129,3 +129,23 @@ def test_notebook_copy_only_refuses_jupyter_arguments(tmp_path):
     result = cli("notebook", "--copy-only", "--dir", tmp_path, "--", "--port", "8890")
     assert result.code == 2 and "--copy-only" in result.err and "--port 8890" in result.err
     assert not (tmp_path / "gpt_listo_para_entrenar.ipynb").exists()
+
+
+# --- one run, one prompt, one seed: the same numbers in every command ---------------------------------------
+
+def test_the_demo_and_generate_print_the_same_text_and_percentages_for_a_run_prompt_and_seed(trained_run, capsys):
+    """The demo generates from the model it has just trained (in memory); `generate` reloads the saved run in
+    the same default precision. The demo's "Generate again" line must show what the demo showed."""
+    from gpt_keras.tools.cli.training import DEMO_PROMPTS, demo_generations
+    from gpt_keras.tools.viz import format_probs
+
+    vocab = trained_run.text_generator.vocab
+    infos = demo_generations(trained_run.model, vocab, seed=3, max_tokens=trained_run.text_generator.max_tokens)
+    capsys.readouterr()
+    prompt, temperature = DEMO_PROMPTS[-1]  # the one the demo shows with print_probs, third in its order
+    again = cli("generate", "--run", trained_run.run_dir, "--prompt", prompt, "--temperature", temperature,
+                "--seed", 3, "--show-probs")
+    assert again.code == 0, again.err
+    demo_shows = format_probs(infos[prompt], vocab, mode="plain")
+    assert demo_shows.count("%") >= 5 and demo_shows in again.out
+    assert generated_text(again.out) == " ".join([infos[prompt][-1]["prompt"], infos[prompt][-1]["word"]]).strip()

@@ -64,6 +64,8 @@ def test_percentages_are_printed_cleanly():
     assert viz.percent(0.111) == "11.10%"
     assert viz.percent(1.0) == "100.00%"
     assert viz.percent(0.0) == "0.00%"
+    from gpt_keras.tools.lecture import _format  # the notebook's table of this run beside the class
+    assert _format("mosel_step_2", 11.1) == "11.10%"
 
 
 def test_plain_has_no_escape_codes_and_ansi_has_shading_and_bars():
@@ -82,7 +84,7 @@ def test_plain_has_no_escape_codes_and_ansi_has_shading_and_bars():
 def test_padding_and_unknown_ids_are_named():
     step = dict(STEP, word_probs=np.array([0.7, 0.1] + [0.0] * (len(WORDS) - 2) + [0.2]), word="")
     text = format_probs([step], WORDS, n_words=3, mode="plain")
-    assert text.splitlines()[1:4] == ["<pad>: 70.0%", "<id 12>: 20.0%", "[UNK]: 10.0%"]
+    assert text.splitlines()[1:4] == ["<pad>: 70.00%", "<id 12>: 20.00%", "[UNK]: 10.00%"]
 
 
 def test_attention_shorter_than_the_prompt_is_aligned_from_the_end():
@@ -119,7 +121,7 @@ def test_words_are_escaped_in_html():
     step = dict(STEP, prompt="wine review : <b> :", word_probs=probs(**{"<b>": 0.9, "mosel": 0.1}), word="<b>")
     html = probs_html([step], WORDS)
     assert "&lt;b&gt;" in html
-    assert "<b>&lt;b&gt;: 90.0%</b>" in html
+    assert "<b>&lt;b&gt;: 90.00%</b>" in html
     assert "<b> :" not in html and "<b>:" not in html
 
 

@@ -14,8 +14,9 @@ def add_generate_parser(subparsers) -> None:
     parser = subparsers.add_parser("generate", help="generate text from a trained run")
     parser.add_argument("--run", type=Path, required=True, help="a run directory written by `gpt-keras train`")
     parser.add_argument("--prompt", default="wine review", help="start of the text (default 'wine review')")
-    parser.add_argument("--max-tokens", type=_checked_arg(int, _max_tokens), default=80,
-                        help="length of the text, prompt included (default 80, at most 2048)")
+    parser.add_argument("--max-tokens", type=_checked_arg(int, _max_tokens), default=None,
+                        help="length of the text, prompt included, at most 2048 (default: the run's "
+                             "generate_max_tokens, 80 unless its preset says otherwise, as the demo and training use)")
     parser.add_argument("--seed", type=_checked_arg(int, _seed), default=None,
                         help="seed of the sampler (same seed, same text)")
     parser.add_argument("--samples", type=_checked_arg(int, _at_least(1)), default=1, help="how many texts (default 1)")
@@ -40,9 +41,10 @@ def run_generate(args) -> int:
     _output(args.heatmap, "--heatmap")
     run = load_run(args.run)
     generator = run.text_generator(seed=args.seed, method=args.method)
+    max_tokens = args.max_tokens if args.max_tokens is not None else run.config.generate_max_tokens
     infos = []
     for _ in range(args.samples):
-        infos.append(generator.generate(args.prompt, max_tokens=args.max_tokens, temperature=args.temperature,
+        infos.append(generator.generate(args.prompt, max_tokens=max_tokens, temperature=args.temperature,
                                         top_k=args.top_k, top_p=args.top_p, greedy=args.greedy))
         if args.show_probs or args.heads:
             from gpt_keras.tools.viz import print_probs
