@@ -315,3 +315,29 @@ def test_cli_generate_shows_probs_and_writes_the_views(trained_run, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gen-2.html", "gen-2.png", "gen.html", "gen.png"]
     assert _is_png(tmp_path / "gen.png")
     assert (tmp_path / "gen.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
+def test_the_exported_pages_head_labels_sit_on_the_line_of_their_words(tmp_path):
+    """"mean", "head 1", "head 2" share the baseline of the shaded words beside them (in Chromium at 1024x768)."""
+    from tests.test_lab import browser_executable
+
+    executable = browser_executable()
+    if executable is None:
+        pytest.skip("no Chromium found (apt-get install chromium; .ci/install-browser does it)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (the [dev] extra)")
+    page_path = export_html([STEP], WORDS, tmp_path / "page.html")
+    baselines = """() => [...document.querySelectorAll('section table:first-of-type tr')].map(row =>
+        [...row.cells].map(cell => {  // a zero-size inline box sits on the baseline of the cell's first line
+            const mark = document.createElement('span');
+            mark.style.cssText = 'display:inline-block;width:0;height:0;vertical-align:baseline';
+            cell.prepend(mark);
+            return mark.getBoundingClientRect().top; }))"""
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1024, "height": 768})
+        page.goto(page_path.resolve().as_uri())
+        rows = page.evaluate(baselines)
+        browser.close()
+    assert len(rows) == 3  # mean, head 1, head 2
+    for label, words in rows:
+        assert abs(label - words) <= 1, rows
