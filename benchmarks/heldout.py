@@ -167,13 +167,18 @@ def plot(quality: dict, path) -> None:
     import json
     from pathlib import Path
 
-    import matplotlib
+    figure = heldout_figure(quality)
+    figure.savefig(path)
+    Path(f"{path}.json").write_text(json.dumps(quality, indent=1) + "\n", encoding="utf-8")
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def heldout_figure(quality: dict):
+    """The plot of `plot` as a matplotlib `Figure` (Agg, not yet saved)."""
+    from matplotlib.figure import Figure  # a bare Figure renders with Agg and leaves pyplot's backend alone
     from matplotlib.ticker import FormatStrFormatter, LogLocator
 
-    figure, axis = plt.subplots(figsize=(8, 5), dpi=120, layout="constrained")
+    figure = Figure(figsize=(8, 5), dpi=120, layout="constrained")
+    axis = figure.subplots()
     for result in quality["contenders"].values():
         seconds, _, _, losses = zip(*result["curve"])
         axis.plot(seconds, losses, marker="o", markersize=4, label=result["label"])
@@ -191,9 +196,7 @@ def plot(quality: dict, path) -> None:
                    f"{quality['heldout_reviews']:,} held out")
     axis.grid(alpha=0.3, which="both")
     figure.legend(loc="outside lower center", ncols=1, frameon=False)
-    figure.savefig(path)
-    plt.close(figure)
-    Path(f"{path}.json").write_text(json.dumps(quality, indent=1) + "\n", encoding="utf-8")
+    return figure
 
 
 if __name__ == "__main__":
