@@ -157,26 +157,56 @@ def race(path, epochs: int, limit: int | None, eval_every: int | None, seed: int
 
 
 def plot(quality: dict, path) -> None:
-    """Held-out loss against training seconds, one line per contender, written as a PNG."""
-    import matplotlib
+    """Held-out loss against training seconds, one line per contender, written as a PNG, with the curves
+    beside it as JSON (`PATH.json`), so `python benchmarks/heldout.py --replot PATH` redraws it without a race.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Every point lies inside the axes: the loss axis is logarithmic, from the untrained loss at time 0 down
+    to the end, so the first fall and the last differences both show. The legend sits under the axes,
+    where no line can run under it.
+    """
+    import json
+    from pathlib import Path
 
-    figure, axis = plt.subplots(figsize=(7, 4.2), dpi=120)
-    for key, result in quality["contenders"].items():
+    figure = heldout_figure(quality)
+    figure.savefig(path)
+    Path(f"{path}.json").write_text(json.dumps(quality, indent=1) + "\n", encoding="utf-8")
+
+
+def heldout_figure(quality: dict):
+    """The plot of `plot` as a matplotlib `Figure` (Agg, not yet saved)."""
+    from matplotlib.figure import Figure  # a bare Figure renders with Agg and leaves pyplot's backend alone
+    from matplotlib.ticker import FormatStrFormatter, LogLocator
+
+    figure = Figure(figsize=(8, 5), dpi=120, layout="constrained")
+    axis = figure.subplots()
+    for result in quality["contenders"].values():
         seconds, _, _, losses = zip(*result["curve"])
-        axis.plot(seconds, losses, marker="o", markersize=3, label=result["label"])
+        axis.plot(seconds, losses, marker="o", markersize=4, label=result["label"])
+    losses = [point[3] for result in quality["contenders"].values() for point in result["curve"]]
+    seconds = [point[0] for result in quality["contenders"].values() for point in result["curve"]]
+    axis.set_yscale("log")
+    axis.set_ylim(min(losses) * 0.97, max(losses) * 1.06)
+    axis.set_xlim(-0.03 * max(seconds), 1.04 * max(seconds))
+    axis.yaxis.set_major_locator(LogLocator(subs=(1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.0)))
+    axis.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    axis.yaxis.set_minor_formatter(FormatStrFormatter(""))
     axis.set_xlabel("training time (s), evaluation excluded")
-    axis.set_ylabel("held-out loss (lecture's definition)")
+    axis.set_ylabel("held-out loss (lecture's definition, log scale)")
     axis.set_title(f"{quality['train_reviews']:,} reviews, {quality['epochs']} epoch(s), "
                    f"{quality['heldout_reviews']:,} held out")
-    axis.grid(alpha=0.3)
-    axis.legend()
-    lowest = min(loss for result in quality["contenders"].values() for *_, loss in result["curve"][1:])
-    first = max(result["curve"][1][3] if len(result["curve"]) > 1 else lowest
-                for result in quality["contenders"].values())
-    axis.set_ylim(lowest - 0.1 * (first - lowest + 1e-3), first + 0.1 * (first - lowest + 1e-3))
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
+    axis.grid(alpha=0.3, which="both")
+    figure.legend(loc="outside lower center", ncols=1, frameon=False)
+    return figure
+
+
+if __name__ == "__main__":
+    import argparse
+    import json
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(description="redraw the held-out plot from the curves saved beside it")
+    parser.add_argument("--replot", type=Path, default=Path(__file__).with_name("heldout-loss.png"),
+                        help="the PNG to redraw from PNG.json (default benchmarks/heldout-loss.png)")
+    args = parser.parse_args()
+    plot(json.loads(Path(f"{args.replot}.json").read_text(encoding="utf-8")), args.replot)
+    print(f"plotted {args.replot}")

@@ -90,3 +90,62 @@ def test_demo_trains_on_the_sample_and_says_where_everything_is(tmp_path, monkey
     assert f"Run saved in {run_dir}" in out and f"--logdir {run_dir / 'logs'}" in out
     assert (run_dir / "model.keras").is_file()
     assert runs.load_run(run_dir).config.max_len == PRESETS["demo"]["max_len"]  # the demo's own window
+
+
+# --- gpt-keras notebook in a container ----------------------------------------------------------------------
+
+@pytest.fixture
+def jupyter_started(tmp_path, monkeypatch):
+    """What `gpt-keras notebook` would start: an importable `jupyterlab` (its extra need not be installed for
+    this) and `os.execv` recorded instead of replacing the test process."""
+    fake = tmp_path / "site"
+    (fake / "jupyterlab").mkdir(parents=True)
+    (fake / "jupyterlab" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(fake))
+    started = []
+    monkeypatch.setattr("os.execv", lambda path, argv: started.append(list(argv)))
+    return started
+
+
+@pytest.mark.parametrize("uid", [0, 1000])
+def test_notebook_as_root_passes_allow_root_and_passes_jupyter_its_arguments(tmp_path, monkeypatch, jupyter_started, uid):
+    monkeypatch.setattr("os.geteuid", lambda: uid)
+    result = cli("notebook", "--dir", tmp_path / "class", "--", "--port", "8890", "--no-browser")
+    assert result.code == 0, result.err
+    notebook = tmp_path / "class" / "gpt_listo_para_entrenar.ipynb"
+    assert notebook.is_file()
+    (argv,) = jupyter_started
+    assert argv[1:] == ["-m", "jupyterlab", str(notebook), "--port", "8890", "--no-browser"] + (["--allow-root"] if uid == 0 else [])
+    assert ("--allow-root" in result.out) == (uid == 0)
+
+
+def test_notebook_passes_allow_root_once_when_the_user_gives_it(tmp_path, monkeypatch, jupyter_started):
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    assert cli("notebook", "--dir", tmp_path, "--", "--allow-root").code == 0
+    assert jupyter_started[0].count("--allow-root") == 1
+
+
+def test_notebook_copy_only_refuses_jupyter_arguments(tmp_path):
+    result = cli("notebook", "--copy-only", "--dir", tmp_path, "--", "--port", "8890")
+    assert result.code == 2 and "--copy-only" in result.err and "--port 8890" in result.err
+    assert not (tmp_path / "gpt_listo_para_entrenar.ipynb").exists()
+
+
+# --- one run, one prompt, one seed: the same numbers in every command ---------------------------------------
+
+def test_the_demo_and_generate_print_the_same_text_and_percentages_for_a_run_prompt_and_seed(trained_run, capsys):
+    """The demo generates from the model it has just trained (in memory); `generate` reloads the saved run in
+    the same default precision. The demo's "Generate again" line must show what the demo showed."""
+    from gpt_keras.tools.cli.training import DEMO_PROMPTS, demo_generations
+    from gpt_keras.tools.viz import format_probs
+
+    vocab = trained_run.text_generator.vocab
+    infos = demo_generations(trained_run.model, vocab, seed=3, max_tokens=trained_run.text_generator.max_tokens)
+    capsys.readouterr()
+    prompt, temperature = DEMO_PROMPTS[-1]  # the one the demo shows with print_probs, third in its order
+    again = cli("generate", "--run", trained_run.run_dir, "--prompt", prompt, "--temperature", temperature,
+                "--seed", 3, "--show-probs")
+    assert again.code == 0, again.err
+    demo_shows = format_probs(infos[prompt], vocab, mode="plain")
+    assert demo_shows.count("%") >= 5 and demo_shows in again.out
+    assert generated_text(again.out) == " ".join([infos[prompt][-1]["prompt"], infos[prompt][-1]["word"]]).strip()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -266,6 +267,8 @@ def test_format_table_for_the_terminal(report):
     assert "distinct-2" in text and "perplexity" in text and "[UNK]" in text and "H: entropy (nats)" in text
     assert "T=3 #2: wine review : germany" in text
     assert all(len(line) <= 60 for line in text.splitlines() if line.startswith("T=3 #"))
+    shown = re.findall(r"[\d.]+%", text)
+    assert shown and all(re.fullmatch(r"\d+\.\d\d%", number) for number in shown), shown  # viz.percent's rule
 
 
 # --- bad input ---------------------------------------------------------------------------------

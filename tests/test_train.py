@@ -59,11 +59,20 @@ def test_tensorboard_has_loss_per_batch_and_per_epoch_and_the_generated_text(tra
     assert "epoch_loss" in tags and "batch_loss" in tags
     assert "keras" in tags  # the model's conceptual graph (TensorBoard's Graphs tab); Keras 3 writes no op graph
     steps_per_epoch = math.ceil(360 / 16)  # 400 reviews, a tenth held out for validation
-    assert [event.step for event in train_events.Tensors("epoch_loss")] == [0, 1]
+    assert [event.step for event in train_events.Tensors("epoch_loss")] == [1, 2]  # epoch 1 is step 1
     assert max(event.step for event in train_events.Tensors("batch_loss")) == 2 * steps_per_epoch
     text_events = _event_tags(trained_run.run_dir / "logs" / "text")
     texts = [event.tensor_proto.string_val[0].decode() for event in text_events.Tensors("generated_text")]
     assert len(texts) == 2 and texts[-1] == trained_run.text_generator.generated[-1][1]
+
+
+def test_epoch_loss_and_the_epochs_generated_text_share_the_step(trained_run):
+    """TensorBoard's Scalars and Text tabs line up: epoch N's loss and epoch N's text are both at step N."""
+    loss_steps = [event.step for event in _event_tags(trained_run.run_dir / "logs" / "train").Tensors("epoch_loss")]
+    validation = _event_tags(trained_run.run_dir / "logs" / "validation").Tensors("epoch_loss")
+    text_steps = [event.step for event in _event_tags(trained_run.run_dir / "logs" / "text").Tensors("generated_text")]
+    epochs = len(trained_run.history["loss"])
+    assert loss_steps == text_steps == [event.step for event in validation] == list(range(1, epochs + 1))
 
 
 def test_text_generator_ran_after_every_epoch(trained_run):

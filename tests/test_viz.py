@@ -64,6 +64,8 @@ def test_percentages_are_printed_cleanly():
     assert viz.percent(0.111) == "11.10%"
     assert viz.percent(1.0) == "100.00%"
     assert viz.percent(0.0) == "0.00%"
+    from gpt_keras.tools.lecture import _format  # the notebook's table of this run beside the class
+    assert _format("mosel_step_2", 11.1) == "11.10%"
 
 
 def test_plain_has_no_escape_codes_and_ansi_has_shading_and_bars():
@@ -196,6 +198,46 @@ def test_attention_heatmap_writes_a_valid_png(tmp_path):
     assert not (tmp_path / "x.png").exists()
 
 
+def _long_generation(n_steps: int = 76, n_heads: int = 2) -> list[dict]:
+    """A generation as long as `generate`'s default: the prompt grows a word per step, attention over all of it."""
+    rng = np.random.default_rng(0)
+    words = ["wine", "review", ":", "germany", ":"] + [WORDS[2 + i % 9] for i in range(n_steps)]
+    steps = []
+    for step in range(n_steps):
+        seen = 5 + step
+        attention = rng.random((n_heads, seen)).astype(np.float32)
+        steps.append({"prompt": " ".join(words[:seen]), "atts": attention / attention.sum(-1, keepdims=True),
+                      "word_probs": probs(mosel=0.9, baden=0.1), "word": words[seen]})
+    return steps
+
+
+@pytest.mark.parametrize("step", [None, -1])
+def test_the_heatmap_is_a_landscape_slide_with_12_pt_labels_that_do_not_overlap(tmp_path, step):
+    from matplotlib.image import imread
+
+    from gpt_keras.tools.viz.pictures import heatmap_figure
+
+    info = _long_generation()
+    height, width, _ = imread(attention_heatmap(info, tmp_path / "slide.png", step=step)).shape
+    assert (width, height) == (1920, 1080)  # 16:9, as a projector shows it
+    figure = heatmap_figure(info, step=step)
+    points_at_1920 = 1920 / (figure.get_figwidth() * figure.dpi)  # 1.0: the PNG is 1920 px wide
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()  # lays the labels out as the PNG has them
+    renderer = canvas.get_renderer()
+    for ax in figure.axes[:-1]:  # the last axes is the colorbar
+        for labels in (ax.get_xticklabels(), ax.get_yticklabels()):
+            shown = [label for label in labels if label.get_visible() and label.get_text()]
+            assert all(label.get_fontsize() * points_at_1920 >= 12 for label in shown)
+            boxes = [label.get_window_extent(renderer) for label in shown]
+            assert not [(a, b) for a, b in zip(boxes, boxes[1:]) if a.overlaps(b)]
+    if step is None:  # every step is there, and a label at least every third one
+        assert figure.axes[0].get_images()[0].get_array().shape == (76, 80)
+        assert len(figure.axes[0].get_yticklabels()) >= 76 // 3
+
+
 class TagChecker(HTMLParser):
     """Collects tags and fails on any end tag that does not close the innermost open element."""
 
@@ -273,3 +315,29 @@ def test_cli_generate_shows_probs_and_writes_the_views(trained_run, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gen-2.html", "gen-2.png", "gen.html", "gen.png"]
     assert _is_png(tmp_path / "gen.png")
     assert (tmp_path / "gen.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
+def test_the_exported_pages_head_labels_sit_on_the_line_of_their_words(tmp_path):
+    """"mean", "head 1", "head 2" share the baseline of the shaded words beside them (in Chromium at 1024x768)."""
+    from tests.test_lab import browser_executable
+
+    executable = browser_executable()
+    if executable is None:
+        pytest.skip("no Chromium found (apt-get install chromium; .ci/install-browser does it)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (the [dev] extra)")
+    page_path = export_html([STEP], WORDS, tmp_path / "page.html")
+    baselines = """() => [...document.querySelectorAll('section table:first-of-type tr')].map(row =>
+        [...row.cells].map(cell => {  // a zero-size inline box sits on the baseline of the cell's first line
+            const mark = document.createElement('span');
+            mark.style.cssText = 'display:inline-block;width:0;height:0;vertical-align:baseline';
+            cell.prepend(mark);
+            return mark.getBoundingClientRect().top; }))"""
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1024, "height": 768})
+        page.goto(page_path.resolve().as_uri())
+        rows = page.evaluate(baselines)
+        browser.close()
+    assert len(rows) == 3  # mean, head 1, head 2
+    for label, words in rows:
+        assert abs(label - words) <= 1, rows

@@ -1,8 +1,9 @@
 """The callbacks that make a training run watchable and resumable.
 
 `RunCheckpoint` saves the model and the run's `RunState` after every epoch, `StopOnNaN` stops at the
-first non-finite loss, `BatchLossSummary` logs each batch's own loss to TensorBoard (Keras' TensorBoard
-callback logs the epochs) and `GeneratedTextSummary` each epoch's generated text.
+first non-finite loss, `EpochTensorBoard` (Keras' TensorBoard callback) logs the epochs, `BatchLossSummary`
+each batch's own loss and `GeneratedTextSummary` each epoch's generated text. Epoch curves and texts share
+one step rule, `epoch_step`: epoch 1 is step 1 in the Scalars tab and in the Text tab.
 The lecture's own callback, `TextGenerator`, lives in the lesson core (`gpt_keras.core.callbacks`).
 """
 
@@ -15,6 +16,22 @@ import numpy as np
 
 from gpt_keras.core.callbacks import TextGenerator
 from gpt_keras.runs.rundir import RunState, save_model
+
+
+def epoch_step(epoch: int) -> int:
+    """The TensorBoard step of an epoch Keras numbers from 0: epoch 1 is step 1, as the progress bar says."""
+    return int(epoch) + 1
+
+
+class EpochTensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard callback with the epoch curves at `epoch_step` (Keras' own uses 0 for epoch 1).
+
+    So `epoch_loss` and the epoch's `generated_text` sit at the same step, and a teacher reading
+    "epoch 1/2" in the terminal finds it at step 1 in both tabs.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch_step(epoch), logs)
 
 
 class BatchLossSummary(keras.callbacks.Callback):
@@ -106,7 +123,7 @@ class GeneratedTextSummary(keras.callbacks.Callback):
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(self.log_dir)
         with self._writer.as_default():
-            tf.summary.text("generated_text", text, step=epoch + 1)
+            tf.summary.text("generated_text", text, step=epoch_step(epoch))
         self._writer.flush()
 
     def on_train_end(self, logs=None):

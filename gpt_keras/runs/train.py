@@ -34,7 +34,7 @@ from gpt_keras.runs import precision as precision_lib
 from gpt_keras.runs import rundir
 from gpt_keras.runs.lock import RunLock
 from gpt_keras.runs.batches import ArrayBatches, load_tokens, save_tokens, split_tokens, training_batches
-from gpt_keras.runs.monitoring import BatchLossSummary, GeneratedTextSummary, RunCheckpoint, StopOnNaN
+from gpt_keras.runs.monitoring import BatchLossSummary, EpochTensorBoard, GeneratedTextSummary, RunCheckpoint, StopOnNaN
 from gpt_keras.runs.datasets import LoadReport, default_data_path, load_texts
 from gpt_keras.runs.metrics import RealTokenPerplexity
 from gpt_keras.runs.files import check_output_path, one_line, open_regular, write_json
@@ -404,8 +404,8 @@ def _run_callbacks(job: FitJob, text_generator: TextGenerator, with_tensorflow: 
                                model_epoch=state.model_epoch if state else None)
     if not with_tensorflow:
         return [stop_on_nan, text_generator, checkpoint], checkpoint, stop_on_nan
-    tensorboard = keras.callbacks.TensorBoard(str(log_dir), update_freq="epoch",
-                                              write_graph=keras.backend.backend() == "tensorflow")
+    tensorboard = EpochTensorBoard(str(log_dir), update_freq="epoch",
+                                   write_graph=keras.backend.backend() == "tensorflow")
     return ([stop_on_nan, tensorboard, batch_losses, text_generator,
              GeneratedTextSummary(text_generator, log_dir / "text"), checkpoint], checkpoint, stop_on_nan)
 

@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from gpt_keras.runs.datasets import FULL_DATASET_NAMES, KAGGLE_DATASET, SAMPLE_NAME, data_dir
+from gpt_keras.tools.viz.steps import percent
 
 # The lecture's figures: the full Kaggle dataset, the book's hyperparameters, 5 epochs on a GPU.
 LECTURE_FIGURES = {
@@ -47,7 +48,7 @@ def _format(key: str, value) -> str:
     if key == "loss":
         return " / ".join(f"{float(loss):.4f}" for loss in value)
     if key == "mosel_step_2":
-        return f"{float(value):.2f}%"
+        return percent(float(value) / 100)  # the one rule for a probability shown to a person
     if key.startswith("p("):
         return " / ".join(f"{float(p):.3f}" for p in value)
     return f"{int(value):,}"

@@ -11,6 +11,13 @@ The command line calls it first; a notebook calls `gpt_keras.quiet_tensorflow()`
 `--verbose` on the command line, `GPT_KERAS_VERBOSE=1` or `quiet_tensorflow(verbose=True)` leave every
 line as TensorFlow writes it. `python -m gpt_keras.tools.quiet MODULE ARGS...` runs a module (TensorBoard)
 quietly in the same way.
+
+The command line also calls `plain_warnings`: Python prints a warning with the file, the line number and
+the source line of the code that raised it, which helps that code's developer and puzzles a class. A
+warning for the user (an unknown prompt word) becomes one line, `gpt-keras generate: warning: ...`; the
+libraries' notices to their own developers (deprecations such as Starlette's `HTTP_422_UNPROCESSABLE_ENTITY
+is deprecated`, which the lab's web server triggers on every request, and TensorBoard's "NOTE: Using
+experimental fast data loading logic") are not shown. `--verbose` shows everything as the libraries write it.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import os
 import re
 import sys
 import tempfile
+import warnings
 
 VERBOSE_VARIABLE = "GPT_KERAS_VERBOSE"
 # glog/absl lines (`I0000 00:00:1796098905.063249   28873 port.cc:153] ...`), absl's pre-init notice, and the
@@ -83,6 +91,62 @@ def native_logs_filtered():
                 sys.stderr.flush()
 
 
+def plain_warnings(prefix: str, verbose: bool | None = None) -> None:
+    """From now on, every warning is one line on stderr, `PREFIX: warning: MESSAGE`, and deprecation
+    notices from other libraries are not shown. `verbose=None` reads `GPT_KERAS_VERBOSE`; verbose changes nothing.
+
+    It replaces `warnings.showwarning`, so Python's filters still decide what is shown and how often;
+    `warnings.catch_warnings()` puts the previous printer back.
+    """
+    if verbose if verbose is not None else verbose_requested():
+        return
+    warnings.showwarning = _one_line_printer(prefix)
+
+
+def is_library_deprecation(category: type[Warning]) -> bool:
+    """A deprecation notice from another package (the reader cannot act on it); this package's own are kept."""
+    if category.__module__.split(".")[0] == "gpt_keras":
+        return False
+    return issubclass(category, (DeprecationWarning, PendingDeprecationWarning, FutureWarning)) \
+        or "deprecat" in category.__name__.lower()  # StarletteDeprecationWarning is a UserWarning
+
+
+def one_line_warning(prefix: str, message, category: type[Warning]) -> str:
+    """`PREFIX: warning: MESSAGE` on one line; a category other than UserWarning (and its own) is named."""
+    text = " ".join(str(message).split())
+    named = "" if category.__name__ in ("UserWarning", "PromptWarning") else f"{category.__name__}: "
+    return f"{prefix}: warning: {named}{text}"
+
+
+def _one_line_printer(prefix: str):
+    def show_warning(message, category, filename, lineno, file=None, line=None):
+        if is_library_deprecation(category):
+            return
+        stream = file if file is not None else sys.stderr
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # as Python's own: a closed stderr is no error
+            stream.write(one_line_warning(prefix, message, category) + "\n")
+    return show_warning
+
+
+# TensorBoard's notice that it uses its own fast loader: written straight to stderr on every start.
+TENSORBOARD_NOTICE = "NOTE: Using experimental fast data loading logic"
+
+
+class _WithoutNotices:
+    """A text stream that passes on every write except those holding one of `notices` (one write each)."""
+
+    def __init__(self, stream, notices: tuple[str, ...]):
+        self._stream, self._notices = stream, notices
+
+    def write(self, text):
+        if any(notice in text for notice in self._notices):
+            return len(text)
+        return self._stream.write(text)
+
+    def __getattr__(self, name):  # flush, fileno, isatty, encoding...: the real stream's
+        return getattr(self._stream, name)
+
+
 def _quiet_python_loggers() -> None:
     for name in ("tensorflow", "absl"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -132,6 +196,8 @@ def _run_module(argv: list[str]) -> None:
     if not argv:
         raise SystemExit("usage: python -m gpt_keras.tools.quiet MODULE [ARGS...]")
     quiet_tensorflow()
+    plain_warnings(argv[0].split(".")[0])
+    sys.stderr = _WithoutNotices(sys.stderr, (TENSORBOARD_NOTICE,))
     sys.argv = argv
     runpy.run_module(argv[0], run_name="__main__", alter_sys=True)
 

@@ -3,7 +3,8 @@
 Each subcommand is a small `add_*_parser` function that declares its flags and a `run_*` function that
 calls the library and prints. Bad input ends with one line on stderr naming the problem and exit code 2.
 Flags, paths and config values are checked before TensorFlow is imported (`--help`, `--version` and the
-temperature calculator never import it), and TensorFlow's own log lines are hidden unless `--verbose`.
+temperature calculator never import it), and TensorFlow's own log lines, the libraries' deprecation notices and
+the file and source line of a warning are hidden unless `--verbose`.
 
 The package, by group of subcommands (each imports only `flags`, `terminal` and the library below it):
 
@@ -20,7 +21,7 @@ The package, by group of subcommands (each imports only `flags`, `terminal` and 
 
 from __future__ import annotations
 
-from gpt_keras.tools.quiet import quiet_tensorflow, verbose_requested  # first: before anything imports TensorFlow
+from gpt_keras.tools.quiet import plain_warnings, quiet_tensorflow, verbose_requested  # first: before TensorFlow
 
 import argparse
 import contextlib
@@ -85,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.verbose = args.verbose or verbose_requested()
     quiet_tensorflow(verbose=args.verbose)
+    plain_warnings(f"gpt-keras {args.command}", verbose=args.verbose)  # one line each, no file or source line
     try:
         with _sigterm_raises(), terminal_warnings(args.command):
             _check_text_flags(args)

@@ -174,10 +174,33 @@ def add_notebook_parser(subparsers) -> None:
     parser.add_argument("--dir", type=Path, default=Path("."),
                         help="folder to copy it into (default: here); an existing copy is opened, not replaced")
     parser.add_argument("--copy-only", action="store_true", help="copy it, print where, and do not start JupyterLab")
+    parser.add_argument("jupyter_args", nargs="*", metavar="-- JUPYTER_ARGS",
+                        help="after --, arguments for JupyterLab, e.g. `gpt-keras notebook -- --port 8890 "
+                             "--no-browser --ip 0.0.0.0`; as root (a container) --allow-root is added")
     parser.set_defaults(handler=run_notebook)
 
 
+def jupyter_command(notebook: Path, jupyter_args=(), as_root: bool = False) -> list[str]:
+    """The command that opens `notebook` in JupyterLab, with the user's own arguments after it.
+
+    Jupyter refuses to start as root ("Running as root is not recommended. Use --allow-root") and exits 1,
+    which is how Docker and JupyterHub images run by default: there `--allow-root` is added, once.
+    """
+    extra = list(jupyter_args)
+    if as_root and "--allow-root" not in extra:
+        extra.append("--allow-root")
+    return [sys.executable, "-m", "jupyterlab", str(notebook), *extra]
+
+
+def running_as_root() -> bool:
+    """Whether this process runs as root (POSIX; never on Windows, which has no such refusal)."""
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
 def run_notebook(args) -> int:
+    if args.copy_only and args.jupyter_args:
+        raise UsageError(f"--copy-only starts no JupyterLab, so there is nothing to pass "
+                         f"{' '.join(args.jupyter_args)} to")
     if not args.copy_only:
         require_extra("notebook", "jupyterlab", purpose="gpt-keras notebook")
     source = notebook_path()
@@ -194,6 +217,9 @@ def run_notebook(args) -> int:
         echo(f"Copied the lecture notebook to {target}")
     if args.copy_only:
         return 0
+    command = jupyter_command(target, args.jupyter_args, as_root=running_as_root())
+    if running_as_root() and "--allow-root" not in args.jupyter_args:
+        print("Running as root (a container?): JupyterLab is started with --allow-root")
     sys.stdout.flush()
-    os.execv(sys.executable, [sys.executable, "-m", "jupyterlab", str(target)])
+    os.execv(command[0], command)
     return 0  # not reached

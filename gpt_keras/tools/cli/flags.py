@@ -156,9 +156,9 @@ def existing_run(path: Path | None, flag: str = "--run") -> None:
         raise UsageError(f"{flag}: {path}: {'not a directory' if path.exists() else 'run directory not found'}")
 
 
-def check_sampling_fits(run: Path, max_tokens: int, samples: int = 1, keep_steps: bool = True) -> None:
+def check_sampling_fits(run: Path, max_tokens: int | None, samples: int = 1, keep_steps: bool = True) -> None:
     """The memory sampling from `run` needs, from its config.json, checked before its model is loaded
-    (a config that cannot be read is left for `load_run` to name)."""
+    (a config that cannot be read is left for `load_run` to name); `max_tokens` None: the run's own length."""
     from gpt_keras.runs.memory import check_generation_fits
     from gpt_keras.runs.rundir import CONFIG, read_config
 
@@ -166,6 +166,7 @@ def check_sampling_fits(run: Path, max_tokens: int, samples: int = 1, keep_steps
         config = read_config(run / CONFIG, complete=True)
     except GPTKerasError:
         return
+    max_tokens = config.generate_max_tokens if max_tokens is None else max_tokens
     check_generation_fits(config, max_tokens, samples, str(run), keep_steps)
 
 

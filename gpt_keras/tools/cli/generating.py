@@ -16,8 +16,9 @@ def add_generate_parser(subparsers) -> None:
     parser = subparsers.add_parser("generate", help="generate text from a trained run")
     parser.add_argument("--run", type=Path, required=True, help="a run directory written by `gpt-keras train`")
     parser.add_argument("--prompt", default="wine review", help="start of the text (default 'wine review')")
-    parser.add_argument("--max-tokens", type=_checked_arg(int, _max_tokens), default=80,
-                        help="length of the text, prompt included (default 80, at most 2048)")
+    parser.add_argument("--max-tokens", type=_checked_arg(int, _max_tokens), default=None,
+                        help="length of the text, prompt included, at most 2048 (default: the run's "
+                             "generate_max_tokens, 80 unless its preset says otherwise, as the demo and training use)")
     parser.add_argument("--seed", type=_checked_arg(int, _seed), default=None,
                         help="seed of the sampler (same seed, same text)")
     parser.add_argument("--samples", type=_checked_arg(int, _count(1, MAX_SAMPLES)), default=1,
@@ -42,10 +43,11 @@ def run_generate(args) -> int:
     check_sampling_fits(args.run, args.max_tokens)  # one text at a time: each is shown, written, then let go
     run = load_run_with_note(args.run, "generate")
     # max_tokens counts the prompt: say so now rather than print the prompt back with no word after it
-    check_room_after_prompt(len(run.vocab.encode(args.prompt)[0]), args.max_tokens, "--max-tokens", UsageError)
+    max_tokens = args.max_tokens if args.max_tokens is not None else run.config.generate_max_tokens
+    check_room_after_prompt(len(run.vocab.encode(args.prompt)[0]), max_tokens, "--max-tokens", UsageError)
     generator = run.text_generator(seed=args.seed, method=args.method)
     for index in range(args.samples):  # each text's steps are shown and written, then let go: memory stays one text's
-        info = generator.generate(args.prompt, max_tokens=args.max_tokens, temperature=args.temperature,
+        info = generator.generate(args.prompt, max_tokens=max_tokens, temperature=args.temperature,
                                   top_k=args.top_k, top_p=args.top_p, greedy=args.greedy)
         if args.show_probs or args.heads:
             from gpt_keras.tools.viz import print_probs

@@ -159,25 +159,42 @@ def run_demo(args) -> int:
         config = GPTConfig.preset("demo", **changes)
     except ConfigError as error:
         raise UsageError(f"--epochs/--seed: {error}") from None
-    from gpt_keras.core.callbacks import TextGenerator
     from gpt_keras.runs.datasets import SAMPLE_PATH as sample
     from gpt_keras.runs.train import train
 
     echo(f"gpt-keras demo: training the 'demo' preset on the embedded synthetic sample {sample}\n"
-          f"  ({config.epochs} epochs; the lecture's size is `gpt-keras train --preset lecture`)")
+         f"  ({config.epochs} epochs; the lecture's size is `gpt-keras train --preset lecture`)")
     result = train(config, sample, runs_dir=args.runs_dir, print_fn=echo, verbose=progress_verbosity())
-    generator = TextGenerator(result.text_generator.vocab, seed=args.seed, every_epoch=False, print_fn=echo)
-    generator.set_model(result.model)
-    infos = {prompt: generator.generate(prompt, max_tokens=config.generate_max_tokens, temperature=temperature)
-             for prompt, temperature in DEMO_PROMPTS}
-    _show_probs(infos[DEMO_PROMPTS[-1][0]][:4], generator.vocab)
+    vocab = result.text_generator.vocab
+    infos = demo_generations(result.model, vocab, seed=args.seed, max_tokens=config.generate_max_tokens)
+    _show_probs(infos[DEMO_PROMPTS[-1][0]][:4], vocab)
     echo(f"\nRun saved in {result.run_dir} (model.keras, vocab.json, config.json, checkpoints/)")
     echo(f"TensorBoard logs in {result.run_dir / 'logs'}: open them with\n"
-          f"  {Path(sys.executable).parent / 'tensorboard'} --logdir {result.run_dir / 'logs'} --host 127.0.0.1\n"
-          f"  (or `gpt-keras tensorboard --run {result.run_dir}`), then browse http://127.0.0.1:6006/")
-    echo(f"Generate again: gpt-keras generate --run {result.run_dir} --prompt \"wine review : germany\" "
-          "--temperature 0.5 --seed 0")
+         f"  {Path(sys.executable).parent / 'tensorboard'} --logdir {result.run_dir / 'logs'} --host 127.0.0.1\n"
+         f"  (or `gpt-keras tensorboard --run {result.run_dir}`), then browse http://127.0.0.1:6006/")
+    echo(f"Generate again (the same text and numbers): gpt-keras generate --run {result.run_dir} "
+         f"--prompt \"wine review : germany\" --temperature 0.5 --seed {args.seed} --show-probs")
     return 0
+
+
+def demo_generations(model, vocab, seed: int, max_tokens: int) -> dict[str, list[dict]]:
+    """The lecture's three prompts, each drawn with a generator seeded afresh with `seed`.
+
+    So each prompt's text and probabilities are those of `gpt-keras generate --run RUN --prompt PROMPT
+    --temperature T --seed SEED` on the saved run (one generator drawing the three in turn would give the
+    germany text the random numbers left over from the other two, and a text `generate` cannot repeat).
+    """
+    import numpy as np
+
+    from gpt_keras.core.callbacks import TextGenerator
+
+    generator = TextGenerator(vocab, seed=seed, every_epoch=False, print_fn=echo)
+    generator.set_model(model)
+    infos = {}
+    for prompt, temperature in DEMO_PROMPTS:
+        generator.set_rng_state(np.random.default_rng(seed).bit_generator.state)
+        infos[prompt] = generator.generate(prompt, max_tokens=max_tokens, temperature=temperature)
+    return infos
 
 
 def _show_probs(info, vocab) -> None:

@@ -50,6 +50,7 @@ from gpt_keras.core.sampling import Sampler, SamplingError, check_temperature
 from gpt_keras.tools.batch_sampling import entropy, sample_batch
 from gpt_keras.tools.tables import json_safe, clip_line, text_table
 from gpt_keras.tools.temperature.calculator import format_number
+from gpt_keras.tools.viz.steps import percent
 
 DEFAULT_TEMPERATURES = (0.2, 0.5, 1.0, 1.5, 2.0, 3.0)
 TENSORBOARD_FILE = "events.out.tfevents.temperature-lab.v2"  # TensorBoard reads any name holding "tfevents"
@@ -116,9 +117,9 @@ class NextWordTable:
 
     def format(self) -> str:
         headers = ["next word"] + [f"T={t:g}" for t in self.temperatures]
-        body = [[_word(word)] + [f"{100 * p:.2f}%" for p in probs]
+        body = [[_word(word)] + [percent(p) for p in probs]
                 for word, probs in zip(self.words, self.probabilities)]
-        body.append(["(all others)"] + [f"{100 * p:.2f}%" for p in self.other])
+        body.append(["(all others)"] + [percent(p) for p in self.other])
         body.append(["entropy (nats)"] + [f"{h:.3f}" for h in self.entropy])
         title = f'next word after "{self.prompt}"' + (f" ({self.strategy})" if self.strategy else "")
         return title + "\n" + text_table(headers, body)

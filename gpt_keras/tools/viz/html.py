@@ -63,8 +63,8 @@ h1 { font-size: 1.4em; } h2 { font-size: 1.05em; margin: 1.4em 0 0.3em; }
 .text { background: #f7f7f7; padding: 0.8em; border-radius: 4px; }
 .prompt { line-height: 1.9; }
 table { border-collapse: collapse; margin-top: 0.4em; }
-td, th { padding: 0.1em 0.6em; text-align: left; vertical-align: top; }
-td.p { text-align: right; font-family: monospace; }
+td, th { padding: 0.1em 0.6em; text-align: left; vertical-align: baseline; }  /* a label on its words' line */
+td.p { text-align: right; font-variant-numeric: tabular-nums; }  /* digits line up, at the words' size */
 .bar { display: inline-block; height: 0.8em; background: rgb(135,206,250); }
 .chosen td { font-weight: bold; }
 .head { color: #666; font-size: smaller; white-space: nowrap; }

@@ -30,7 +30,7 @@ def _attention_grid(steps: list[Mapping]) -> tuple[np.ndarray, list[str]]:
 
 
 def attention_heatmap(info: Any, path: str | Path, step: int | None = None, heads: bool = True) -> Path:
-    """Draws attention as a PNG (matplotlib, Agg), written atomically.
+    """Draws attention as a slide-ready PNG (1920 x 1080 px, labels at 12 pt; matplotlib, Agg), written atomically.
 
     Args:
         info: the steps of `TextGenerator.generate`.
@@ -44,15 +44,7 @@ def attention_heatmap(info: Any, path: str | Path, step: int | None = None, head
     Returns:
         The path written.
     """
-    steps = _steps(info)
-    if not steps:
-        raise VizError("no steps to draw: the generation produced no steps")
-    if step is not None:
-        step = _step_index(step, len(steps))
-        steps = [steps[step]]
-    grid, words = _attention_grid(steps)
-    panels, row_labels, title = _panels(grid, steps, step, heads)
-    figure = _draw(panels, row_labels, words, title)
+    figure = heatmap_figure(info, step, heads)
     with atomic_path(path) as temporary:
         figure.savefig(temporary, format="png")
     return Path(path)
@@ -79,24 +71,64 @@ def _panels(grid: np.ndarray, steps: list[Mapping], step: int | None, heads: boo
     return [(f"step {step + 1}", np.stack(rows))], row_labels, f"attention at step {step + 1} (info[{step}])"
 
 
+# A slide: 16:9, 1920 px wide, labels at 12 pt and titles at 14 pt, readable from the back of a room.
+SLIDE_INCHES = (16.0, 9.0)
+SLIDE_DPI = 120  # 16 in x 120 = 1920 px; 12 pt = 20 px
+LABEL_POINTS = 12
+TITLE_POINTS = 14
+
+
+def heatmap_figure(info: Any, step: int | None = None, heads: bool = True):
+    """The figure `attention_heatmap` saves (a matplotlib `Figure`), for a notebook to show or a test to measure.
+
+    A landscape slide, 1920 x 1080 px: the panels (one per head, or their mean) side by side, labels at
+    12 pt. When there are more words or steps than 12 pt labels can hold, every second (third...) one is
+    labelled, counting from the first, so no two labels overlap.
+    """
+    steps = _steps(info)
+    if not steps:
+        raise VizError("no steps to draw: the generation produced no steps")
+    if step is not None:
+        step = _step_index(step, len(steps))
+        steps = [steps[step]]
+    grid, words = _attention_grid(steps)
+    panels, row_labels, title = _panels(grid, steps, step, heads)
+    return _draw(panels, row_labels, words, title)
+
+
+def _every(n_labels: int, room_px: float) -> int:
+    """Label every k-th position so that labels LABEL_POINTS high, with a little space, fit in `room_px`."""
+    label_px = LABEL_POINTS / 72 * SLIDE_DPI * 1.25
+    fits = max(1, int(room_px // label_px))
+    return max(1, -(-n_labels // fits))
+
+
 def _draw(panels: list[tuple[str, np.ndarray]], row_labels: list[str], words: list[str], title: str):
-    """The panels one under another as a matplotlib `Figure` (not yet saved)."""
+    """The panels side by side on a 16:9 slide, as a matplotlib `Figure` (not yet saved)."""
     from matplotlib.figure import Figure  # a bare Figure renders with Agg and leaves pyplot's backend alone
 
     n_rows, n_cols = panels[0][1].shape
-    width = min(max(6.0, 0.22 * n_cols + 2.5), 40.0)
-    height = min(max(2.0, 0.18 * n_rows + 1.8), 30.0) * len(panels)
-    figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    axes = figure.subplots(len(panels), 1, squeeze=False)[:, 0]
-    for ax, (name, values) in zip(axes, panels):
-        image = ax.imshow(np.ma.masked_invalid(values), aspect="auto", cmap="Blues", vmin=0.0,
-                          vmax=max(float(np.nanmax(values)) if np.isfinite(values).any() else 1.0, 1e-9),
+    figure = Figure(figsize=SLIDE_INCHES, dpi=SLIDE_DPI, layout="constrained")
+    axes = figure.subplots(1, len(panels), squeeze=False, sharey=True)[0]
+    width_px, height_px = SLIDE_INCHES[0] * SLIDE_DPI, SLIDE_INCHES[1] * SLIDE_DPI
+    # the room the ticks have, roughly: the panel's share of the slide less the labels and titles around it
+    column_room = (width_px - 260) / len(panels) - 60
+    row_room = height_px - 330
+    columns = range(0, n_cols, _every(n_cols, column_room))
+    rows = range(0, n_rows, _every(n_rows, row_room))
+    every_value = np.stack([values for _, values in panels])
+    top = max(float(np.nanmax(every_value)) if np.isfinite(every_value).any() else 1.0, 1e-9)  # one scale, one colorbar
+    for index, (ax, (name, values)) in enumerate(zip(axes, panels)):
+        image = ax.imshow(np.ma.masked_invalid(values), aspect="auto", cmap="Blues", vmin=0.0, vmax=top,
                           interpolation="nearest")
-        ax.set_title(name, fontsize=9)
+        ax.set_title(name, fontsize=TITLE_POINTS)
         # parse_math=False: a word is plain text, "$" included (matplotlib would read "$^^$" as maths and fail)
-        ax.set_xticks(range(n_cols), [printable(word) for word in words], rotation=90, fontsize=7, parse_math=False)
-        ax.set_yticks(range(n_rows), row_labels, fontsize=7, parse_math=False)
+        ax.set_xticks(list(columns), [printable(words[i]) for i in columns], rotation=90, fontsize=LABEL_POINTS,
+                      parse_math=False)
+        ax.set_yticks(list(rows), [row_labels[i] for i in rows], fontsize=LABEL_POINTS, parse_math=False)
+        ax.tick_params(labelleft=index == 0)  # the panels share their rows: label them once
         ax.set_facecolor("#f2f2f2")  # words a step did not see
-        figure.colorbar(image, ax=ax, fraction=0.03, pad=0.01)
-    figure.suptitle(title, fontsize=10)
+    colorbar = figure.colorbar(image, ax=list(axes), fraction=0.02, pad=0.01)
+    colorbar.ax.tick_params(labelsize=LABEL_POINTS)
+    figure.suptitle(title, fontsize=TITLE_POINTS)
     return figure

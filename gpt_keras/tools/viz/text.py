@@ -76,7 +76,7 @@ def _text_step(view: StepView, heads: bool, ansi: bool) -> list[str]:
             label = f"{printable(word) + ':':<{width}}"
             if word == view.chosen:
                 label = f"\x1b[1m{label}{_RESET}"
-            lines.append(f"{label} {100 * probability:6.2f}% {_ANSI_BAR}{_bar(probability)}{_RESET}")
+            lines.append(f"{label} {percent(probability):>7} {_ANSI_BAR}{_bar(probability)}{_RESET}")
     else:
         lines.extend(f"{printable(word)}: {percent(probability)}" for _, word, probability in view.top)
     lines.append(SEPARATOR)
