@@ -191,6 +191,7 @@ MODE = "full"  # "full": la clase; "lecture": la misma forma, reducida para una 
 DATA = None  # un archivo de reseñas (JSON o CSV de Kaggle); None: se busca (ver «1. Load the data»)
 REPO_URL = ""  # la dirección git de este repositorio (https://github.com/...): Colab instala de ahí los extras"""),
         ("code:install", """\
+import importlib
 import os
 import subprocess
 import sys
@@ -214,6 +215,7 @@ def install_gpt_keras(url):
     if done.returncode != 0:
         reason = (done.stderr.strip().splitlines() or ["pip no dijo por qué"])[-1]
         print(f"No se pudo instalar gpt-keras desde {url}: {reason}. La lección sigue sin los extras.")
+    importlib.invalidate_caches()  # para que el import de abajo vea lo que pip acaba de instalar
 
 
 try:

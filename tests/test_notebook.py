@@ -484,3 +484,25 @@ def test_lecture_shaped_mode_on_the_real_reviews(tmp_path, monkeypatch, tiny_gpt
     assert probe["banner"] is None and "Datos sintéticos" not in html
     assert probe["n_wines"] == 9_996 and probe["n_texts"] == 3_000 and probe["VOCAB_SIZE"] == 2000
     assert probe["loss"][1] < probe["loss"][0] < math.log(2000)  # it learns
+
+
+def test_a_failed_install_in_colab_says_why_and_the_lesson_goes_on(tmp_path):
+    """In Colab without the package, an install that fails (here: no such repository) prints pip's reason in
+    one line and the notebook continues without the extras."""
+    install = _tagged(_notebook(), "install")[0].source
+    before_tensorflow = install[:install.index("import tensorflow as tf")]
+    (tmp_path / "sitecustomize.py").write_text(BLOCKER)
+    script = ("import sys, types\n"
+              "sys.modules['google.colab'] = types.ModuleType('google.colab')  # as in Colab\n"
+              "MODE, DATA, REPO_URL = 'quick', None, sys.argv[1]\n"
+              "exec(compile(sys.argv[2], '<install cell>', 'exec'))\n"
+              "print('HAVE_GPT_KERAS', HAVE_GPT_KERAS)\n")
+    missing = (tmp_path / "no-such-repository").as_uri()
+    done = subprocess.run([sys.executable, "-c", script, missing, before_tensorflow], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path, env={**__import__("os").environ, "PYTHONPATH": str(tmp_path),
+                                                          "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith(f"No se pudo instalar gpt-keras desde {missing}: ") and len(lines[0]) > 60
+    assert lines[0].endswith("La lección sigue sin los extras.")
+    assert lines[1].startswith("Sin el paquete gpt_keras: la lección corre igual") and lines[-1] == "HAVE_GPT_KERAS False"
