@@ -11,6 +11,12 @@ only the package needs: registration decorators, long docstrings, the key/value-
 path), so there is one source of truth; `TextGenerator` and `print_probs` are the lecture's versions,
 and tests/test_notebook.py proves that all of them give the package's outputs and parameter count.
 
+The lecture's path (data, tokenizing, model, training, generation, `print_probs`, temperature) needs
+only what Colab has (TensorFlow, Keras 3, NumPy, kagglehub): its data code is the book's (`json.load`,
+the four-field filter, `pad_punctuation`), and `gpt_keras` is imported only for the extras (the
+"clase | esta ejecución" tables, the sample's banner, the per-head view, the temperature sweep, GPT-2
+beside our model), each of which says in one line how to get the package when it is missing.
+
 Markdown is in Spanish for the students; code and names are in English, as in the lecture.
 """
 

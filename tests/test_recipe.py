@@ -56,6 +56,7 @@ def test_the_lecture_shuffle_keeps_whole_batches_and_reorders_them_each_epoch():
     assert [x.numpy()[:, 0].tolist() for x, _ in resumed.take(steps)] == epochs[1]  # resuming sees epoch 1's order
 
 
+@pytest.mark.slow  # two tiny trainings: a run and its resume
 def test_train_recipe_lecture_writes_a_float32_run_with_the_lectures_settings_and_resume_keeps_them(
         tmp_path, small_json):
     import keras
