@@ -11,6 +11,12 @@ only the package needs: registration decorators, long docstrings, the key/value-
 path), so there is one source of truth; `TextGenerator` and `print_probs` are the lecture's versions,
 and tests/test_notebook.py proves that all of them give the package's outputs and parameter count.
 
+The lecture's path (data, tokenizing, model, training, generation, `print_probs`, temperature) needs
+only what Colab has (TensorFlow, Keras 3, NumPy, kagglehub): its data code is the book's (`json.load`,
+the four-field filter, `pad_punctuation`), and `gpt_keras` is imported only for the extras (the
+"clase | esta ejecución" tables, the sample's banner, the per-head view, the temperature sweep, GPT-2
+beside our model), each of which says in one line how to get the package when it is missing.
+
 Markdown is in Spanish for the students; code and names are in English, as in the lecture.
 """
 
@@ -142,7 +148,11 @@ def print_probs(info, vocab, top_k=5):
 
 
 def cells() -> list[tuple[str, str]]:
-    """(kind, source) of every cell: "md", "code", or "code:TAG" for a tagged code cell."""
+    """(kind, source) of every cell: "md", "code", or "code:TAG" for a tagged code cell.
+
+    Tags: "parameters" (the cell a student edits), "install", "data" (the lecture's data code, which
+    tests/test_notebook.py runs alone), "lesson" (the lesson's definitions), "model".
+    """
     lesson = _lesson_cells()
     return [
         ("md", """\
@@ -150,12 +160,15 @@ def cells() -> list[tuple[str, str]]:
 
 Modelos Generativos Profundos, *Transformers III* (clase 21). Este cuaderno es el de la clase
 (`gpt_listo_para_entrenar.ipynb`, del capítulo 9 de *Generative Deep Learning*, 2.ª ed.), celda por
-celda: el código de la máscara causal, del bloque Transformer, del embedding, del modelo, de
-`TextGenerator` y de `print_probs` está aquí para leerlo, cambiarlo y ejecutarlo. Es el mismo código
-del paquete `gpt_keras` (las pruebas lo comprueban), escrito en Keras 3.
+celda: la carga de los datos, la máscara causal, el bloque Transformer, el embedding, el modelo,
+`TextGenerator` y `print_probs` están aquí para leerlos, cambiarlos y ejecutarlos, escritos en Keras 3.
 
-Después de los datos, del entrenamiento, de `print_probs` y de la temperatura, una tabla pone las
-cifras de la clase **al lado de las de esta ejecución**, para saber si todo fue bien.
+**La lección corre con lo que Colab ya trae** (TensorFlow, Keras 3, NumPy y `kagglehub` para los datos).
+El paquete `gpt_keras` de este repositorio agrega extras: tablas que ponen las cifras de la clase **al
+lado de las de esta ejecución**, el aviso cuando los datos son la muestra sintética, la atención por
+cabeza, el barrido de temperaturas con perplejidad y la comparación con GPT-2. Si no está instalado,
+cada extra lo dice en una línea y la lección sigue. (En el paquete, las mismas clases están en
+`gpt_keras.core`; las pruebas comprueban que dan lo mismo que las de este cuaderno.)
 
 ## Contenido
 0. [Parameters](#parameters)
@@ -170,19 +183,23 @@ cifras de la clase **al lado de las de esta ejecución**, para saber si todo fue
 3. [Generate text using the Transformer](#generate) (y la temperatura: ¿qué pasa si usas T = 3?)
 - [GPT-2 con Hugging Face](#gpt2)
 
-(La numeración es la del cuaderno del libro, que salta el 4.)
+Los títulos y su numeración son los del cuaderno del libro, tal cual, para que coincidan con los de la
+clase: salta el 4, y la generación de texto vuelve a numerarse 3.
 
-> **Modos.** `MODE = "full"` entrena el modelo de la clase (5.8 M de parámetros, 129,907 reseñas,
-> 5 épocas: unos 10 minutos en una GPU, horas en una CPU). `MODE = "lecture"` tiene la misma forma con
-> hiperparámetros reducidos (unos minutos en CPU) y `MODE = "quick"` un modelo diminuto (un minuto); en
-> ambos el texto generado tendrá menos sentido. También se eligen con la variable de entorno
-> `GPT_KERAS_NOTEBOOK_MODE` (y los datos con `GPT_KERAS_DATA`)."""),
+> **Modos.** `MODE = "full"` es la clase: 5.8 M de parámetros, todas las reseñas (129,907), 5 épocas de
+> lotes de 32, en float32, con la pérdida de Keras y los lotes barajados como en el libro (lo mismo que
+> `gpt-keras train --recipe lecture`; unos 10 minutos en una GPU, horas en una CPU). `MODE = "lecture"`
+> tiene la misma forma con hiperparámetros reducidos (unos minutos en CPU) y `MODE = "quick"` un modelo
+> diminuto (un minuto); en ambos el texto generado tendrá menos sentido. También se eligen con la
+> variable de entorno `GPT_KERAS_NOTEBOOK_MODE` (y los datos con `GPT_KERAS_DATA`)."""),
         ("code:parameters", """\
-REPO_URL = "https://github.com/OWNER/gpt-keras"  # de dónde instala Colab el paquete gpt_keras
 MODE = "full"  # "full": la clase; "lecture": la misma forma, reducida para una CPU; "quick": diminuto
-DATA = None  # un archivo de reseñas (JSON o CSV de Kaggle); None: data/ del repositorio
-
+DATA = None  # un archivo de reseñas (JSON o CSV de Kaggle); None: se busca (ver «1. Load the data»)
+REPO_URL = ""  # la dirección git de este repositorio (https://github.com/...): Colab instala de ahí los extras"""),
+        ("code:install", """\
+import importlib
 import os
+import subprocess
 import sys
 import warnings
 
@@ -190,17 +207,45 @@ MODE = os.environ.get("GPT_KERAS_NOTEBOOK_MODE", MODE)
 DATA = os.environ.get("GPT_KERAS_DATA", DATA)
 if MODE not in ("full", "lecture", "quick"):
     raise ValueError(f"MODE debe ser 'full', 'lecture' o 'quick', no {MODE!r}")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # menos líneas de C++ de TensorFlow al importarlo
 
-if "google.colab" in sys.modules:  # en Colab: instalar el paquete (en Jupyter ya está instalado)
-    import subprocess
+INSTALL_HINT = (f'pip install "gpt-keras[gpt2] @ git+{REPO_URL}"' if REPO_URL else
+                "pon en REPO_URL la dirección git de este repositorio y vuelve a ejecutar esta celda, "
+                'o pip install "gpt-keras[gpt2] @ git+<esa dirección>"')
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"git+{REPO_URL}"], check=True)
 
-# Sin ruido: TensorFlow escribe unas líneas en C++ al importarse; gpt_keras.quiet_tensorflow() las oculta
-# (GPT_KERAS_VERBOSE=1 las deja ver).
-import gpt_keras
+def install_gpt_keras(url):
+    \"\"\"Instala el paquete con el extra [gpt2] (las celdas de GPT-2); si falla, dice por qué y sigue.\"\"\"
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"gpt-keras[gpt2] @ git+{url}"],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["pip no dijo por qué"])[-1]
+        print(f"No se pudo instalar gpt-keras desde {url}: {reason}. La lección sigue sin los extras.")
+    importlib.invalidate_caches()  # para que el import de abajo vea lo que pip acaba de instalar
 
-gpt_keras.quiet_tensorflow()
+
+try:
+    import gpt_keras
+except ImportError:
+    if "google.colab" in sys.modules and REPO_URL:  # en Colab: instalar el paquete (en Jupyter ya está)
+        install_gpt_keras(REPO_URL)
+try:
+    import gpt_keras
+
+    HAVE_GPT_KERAS = True
+    # Sin ruido: TensorFlow escribe unas líneas en C++ al importarse; quiet_tensorflow() las oculta
+    # (GPT_KERAS_VERBOSE=1 las deja ver).
+    gpt_keras.quiet_tensorflow()
+except ImportError:
+    HAVE_GPT_KERAS = False
+    print(f"Sin el paquete gpt_keras: la lección corre igual, sin los extras. Para tenerlos: {INSTALL_HINT}.")
+
+
+def needs_gpt_keras(extra):
+    \"\"\"Una línea en lugar de un extra del paquete, cuando no está instalado.\"\"\"
+    print(f"({extra}: es un extra del paquete gpt_keras, que no está instalado: {INSTALL_HINT}.)")
+
+
 import tensorflow as tf
 import keras
 import absl.logging
@@ -211,6 +256,7 @@ warnings.filterwarnings("ignore", message=r".*`shuffle=True` was passed.*", cate
 warnings.filterwarnings("ignore", message=r"IProgress not found")  # tqdm, al importar transformers
 print("modo:", MODE)"""),
         ("code:setup", """\
+import csv
 import json
 import re
 import string
@@ -223,9 +269,9 @@ from IPython.display import HTML, display
 import keras
 from keras import callbacks, layers, losses, models, ops
 
-from gpt_keras.runs.monitoring import BatchLossSummary
-from gpt_keras.runs.datasets import default_data_path, load_texts
-from gpt_keras.tools.lecture import data_banner, lecture_table, word_percent
+if HAVE_GPT_KERAS:
+    from gpt_keras.runs.monitoring import BatchLossSummary
+    from gpt_keras.tools.lecture import data_banner, lecture_table, slide_temperature_table, word_percent
 
 print("Keras", keras.__version__, "con backend", keras.backend.backend())"""),
 
@@ -252,28 +298,104 @@ keras.utils.set_random_seed(SEED)"""),
         ("md", """\
 ## 1. Load the data <a name="load"></a>
 
-El conjunto *Wine Reviews* de Kaggle (`winemag-data-130k-v2.json`). Cada reseña se convierte en el
-texto `wine review : {país} : {provincia} : {variedad} : {descripción}`, se descartan las que no tienen
-alguno de esos cuatro campos, y la puntuación se separa con espacios (`pad_punctuation`) para que cada
-signo sea una palabra. Sin el archivo descargado se usa la muestra sintética del repositorio, y el
-cuaderno lo dice."""),
+El conjunto *Wine Reviews* de Kaggle (`winemag-data-130k-v2.json`). Se busca, en este orden: el archivo
+de `DATA` (o de la variable de entorno `GPT_KERAS_DATA`); la carpeta `data/` del repositorio (este
+cuaderno corre en `notebooks/`, así que también se mira `../data/`); la descarga de Kaggle con
+`kagglehub` (`zynicide/wine-reviews`, como en Colab); y, si nada de eso está, la muestra sintética
+del paquete `gpt_keras`, con un aviso."""),
+        ("code:data", """\
+REVIEW_FILES = ("winemag-data-130k-v2.json", "winemag-data-130k-v2.csv")  # el JSON de la clase, o su CSV
+
+
+def find_reviews():
+    if DATA:
+        return Path(DATA)
+    for folder in (Path("data"), Path("..") / "data"):  # el repositorio, visto desde su raíz o desde notebooks/
+        for name in REVIEW_FILES:
+            if (folder / name).is_file():
+                return folder / name
+    try:
+        import kagglehub
+    except ImportError:
+        kagglehub = None
+    if kagglehub is not None:
+        try:
+            folder = Path(kagglehub.dataset_download("zynicide/wine-reviews"))
+            return next(folder / name for name in REVIEW_FILES if (folder / name).is_file())
+        except Exception as error:  # sin red, sin Kaggle: se dice y se sigue
+            reason = (str(error).strip().splitlines() or [""])[0][:200]
+            print(f"No se pudo descargar zynicide/wine-reviews de Kaggle ({type(error).__name__}: {reason})")
+    if HAVE_GPT_KERAS:
+        from gpt_keras.runs.datasets import SAMPLE_PATH
+
+        return SAMPLE_PATH
+    raise FileNotFoundError("No hay reseñas: pon en DATA la ruta de winemag-data-130k-v2.json (o del CSV), "
+                            "o instala kagglehub para descargarlas de Kaggle")
+
+
+data_path = find_reviews()
+print("reseñas de:", data_path)"""),
+        ("md", """\
+El código de la clase: se cargan las reseñas, se quedan las que tienen país, provincia, variedad y
+descripción, y cada una se escribe `wine review : {país} : {provincia} : {variedad} : {descripción}`.
+(Si el archivo es el CSV de Kaggle en vez del JSON, se lee en la misma lista de diccionarios, con
+`None` donde la celda está vacía, como el `null` del JSON.)"""),
+        ("code:data", """\
+# Load the full dataset
+if data_path.suffix == ".json":
+    with open(data_path) as json_data:
+        wine_data = json.load(json_data)
+else:  # el CSV de Kaggle: las mismas columnas; una celda vacía es None, como null en el JSON
+    with open(data_path, newline="", encoding="utf-8-sig") as csv_data:
+        wine_data = [{key: value or None for key, value in row.items()} for row in csv.DictReader(csv_data)]"""),
+        ("code:data", """\
+# Filter the dataset
+filtered_data = [
+    "wine review : "
+    + x["country"]
+    + " : "
+    + x["province"]
+    + " : "
+    + x["variety"]
+    + " : "
+    + x["description"]
+    for x in wine_data
+    if x["country"] is not None
+    and x["province"] is not None
+    and x["variety"] is not None
+    and x["description"] is not None
+]"""),
+        ("code:data", """\
+# Count the recipes
+n_wines = len(filtered_data)
+print(f"{n_wines} recipes loaded")  # así en el libro: su cuaderno viene del de recetas"""),
         ("code", """\
-if DATA:
-    data_path = Path(DATA)
-else:
-    data_path, _ = default_data_path()  # data/winemag-data-130k-v2.json si se descargó; si no, la muestra
-text_data, report = load_texts(data_path)
-n_wines = report.kept
-print(f"{n_wines:,} reseñas cargadas de {data_path.name} ({report.dropped:,} descartadas por campos vacíos)")
+example = filtered_data[25]
+print(example)"""),
+        ("md", """\
+La puntuación se separa con espacios para que cada signo sea una palabra (`pad_punctuation`)."""),
+        ("code:data", """\
+# Pad the punctuation, to treat them as separate 'words'
+def pad_punctuation(s):
+    s = re.sub(f"([{string.punctuation}, '\\n'])", r" \\1 ", s)
+    s = re.sub(" +", " ", s)
+    return s
+
+
+text_data = [pad_punctuation(x) for x in filtered_data]"""),
+        ("code", """\
 if MAX_REVIEWS is not None and MAX_REVIEWS < len(text_data):
     text_data = text_data[:MAX_REVIEWS]
-    print(f"modo {MODE}: se entrena con las primeras {len(text_data):,}")"""),
-        ("code", """\
-banner = data_banner(data_path, n_wines)
-if banner:
-    display(HTML(banner))
-data_table = lecture_table(reviews=n_wines)
-data_table"""),
+    print(f"modo {MODE}: se entrena con las primeras {len(text_data):,} reseñas")
+if HAVE_GPT_KERAS:
+    banner = data_banner(data_path, n_wines)
+    if banner:
+        display(HTML(banner))
+    data_table = lecture_table(reviews=n_wines)
+    display(data_table)
+else:
+    banner = None
+    needs_gpt_keras("la tabla «clase | esta ejecución» de las reseñas")"""),
         ("code", """\
 example_data = text_data[25]
 example_data"""),
@@ -335,8 +457,15 @@ triangular (1 = se puede mirar). Aquí en `keras.ops`, para cualquier backend de
 
 Atención multi-cabeza con la máscara causal, *dropout*, conexión residual y `LayerNormalization`;
 luego una red feed-forward con lo mismo. Devuelve también los **pesos de atención de cada cabeza**:
-con ellos `print_probs` mostrará dónde mira el modelo. (`build` crea los pesos antes de la primera
-llamada, como pide Keras 3.)"""),
+con ellos `print_probs` mostrará dónde mira el modelo.
+
+Este bloque es el del paquete y tiene tres cosas que el del libro no tiene; ninguna la pide Keras 3 (el
+bloque del libro corre sin cambios en Keras 3.15, sin avisos, y la clase misma corrió en Keras 3):
+`build` crea los pesos de cada subcapa con su forma antes de la primera llamada, y los `name=` les dan
+nombres fijos, para que un modelo guardado (`.keras`) se vuelva a cargar con cada peso en su sitio y
+para que la generación con caché del paquete (`call_cached`, que usa las subcapas de atención sin pasar
+por `call`) los encuentre creados; `dtype=policy` hace que las subcapas calculen en la precisión del
+bloque (precisión mixta). Con float32, como aquí, calcula lo mismo que el del libro."""),
         ("code:lesson", lesson["block"]),
 
         ("md", """\
@@ -365,8 +494,11 @@ Keras 3: el modelo se llama `functional` (Keras 2: `model`), la entrada `input_l
 capa de salida `dense` (en el libro `dense_2`, porque allí las dos densas del bloque, que aquí se llaman
 `ffn_1` y `ffn_2`, no tenían nombre y se llevaban `dense` y `dense_1`)."""),
         ("code", """\
-model_table = lecture_table(parameters=gpt.count_params())
-model_table"""),
+if HAVE_GPT_KERAS:
+    model_table = lecture_table(parameters=gpt.count_params())
+    display(model_table)
+else:
+    print(f"{gpt.count_params():,} parámetros (la clase: 5,809,168)")"""),
 
         ("md", """\
 ## 9. Train the Transformer <a name="train"></a>
@@ -385,24 +517,32 @@ model_table"""),
 Muestrea con un generador con semilla (`SEED`) en vez de `np.random`, para que el texto se repita."""),
         ("code:lesson", TEXT_GENERATOR),
         ("md", """\
-TensorBoard guarda la pérdida **por época** (`epoch_loss`, el callback de Keras) y **por lote**
-(`batch_loss`, `BatchLossSummary` del paquete: la pérdida de cada lote, no el promedio acumulado de la
+TensorBoard guarda la pérdida **por época** (`epoch_loss`, el callback de Keras) y, con el paquete,
+**por lote** (`batch_loss`, `BatchLossSummary`: la pérdida de cada lote, no el promedio acumulado de la
 época que muestra la barra de progreso). Para verlas: `%load_ext tensorboard` y
 `%tensorboard --logdir runs/notebook/logs` (o `tensorboard --logdir runs/notebook/logs`)."""),
         ("code", """\
 tensorboard_callback = callbacks.TensorBoard(log_dir=LOG_DIR)
-batch_loss_callback = BatchLossSummary(f"{LOG_DIR}/train")
-text_generator = TextGenerator(vocab)"""),
+text_generator = TextGenerator(vocab)
+training_callbacks = [tensorboard_callback, text_generator]
+if HAVE_GPT_KERAS:
+    batch_loss_callback = BatchLossSummary(f"{LOG_DIR}/train")
+    training_callbacks.insert(1, batch_loss_callback)"""),
         ("code", """\
 gpt.fit(
     train_ds,
     epochs=EPOCHS,
-    callbacks=[tensorboard_callback, batch_loss_callback, text_generator],
+    callbacks=training_callbacks,
 )"""),
         ("code", """\
-training_table = lecture_table(steps_per_epoch=len(batch_loss_callback.losses) // EPOCHS,
-                               loss=gpt.history.history["loss"])
-training_table"""),
+steps_per_epoch = gpt.history.params["steps"]
+if HAVE_GPT_KERAS:
+    training_table = lecture_table(steps_per_epoch=steps_per_epoch, loss=gpt.history.history["loss"])
+    display(training_table)
+else:
+    print(f"{steps_per_epoch:,} pasos por época (la clase: 4,060); pérdida por época:",
+          " / ".join(f"{loss:.4f}" for loss in gpt.history.history["loss"]),
+          "(la clase: 2.5973 / 1.9768 / 1.8990 / 1.8507 / 1.8236)")"""),
 
         ("md", """\
 ## 3. Generate text using the Transformer <a name="generate"></a>
@@ -425,17 +565,23 @@ print_probs(info, vocab)"""),
 En la clase, en el paso 2 (después de `wine review : germany :`) el modelo atiende sobre todo a
 **germany** y propone regiones alemanas: mosel 92.43%, rheinhessen 6.03%, rheingau 0.75%."""),
         ("code", """\
-probs_table = lecture_table(mosel_step_2=word_percent(info, vocab, step=2, word="mosel"))
 print("paso 2 de esta ejecución, después de:", repr(info[1]["prompt"]) if len(info) > 1 else "(no hubo paso 2)")
-probs_table"""),
+if HAVE_GPT_KERAS:
+    probs_table = lecture_table(mosel_step_2=word_percent(info, vocab, step=2, word="mosel"))
+    display(probs_table)
+else:
+    needs_gpt_keras("la tabla «clase | esta ejecución» de mosel")"""),
         ("md", """\
 El bloque devuelve la atención **de cada cabeza**: el `print_probs` del paquete la muestra por
 separado con `heads=True` (cada cabeza normalizada por su propio máximo). Suelen especializarse: una
 mira el país, otra los dos puntos o la palabra anterior."""),
         ("code", """\
-from gpt_keras.tools import viz
+if HAVE_GPT_KERAS:
+    from gpt_keras.tools import viz
 
-viz.print_probs(info[:4], vocab, heads=True)"""),
+    viz.print_probs(info[:4], vocab, heads=True)
+else:
+    needs_gpt_keras("la atención de cada cabeza por separado")"""),
 
         ("md", """\
 ### La temperatura
@@ -443,51 +589,67 @@ viz.print_probs(info[:4], vocab, heads=True)"""),
 El ejemplo de la clase: logits de *pfalz* 4.1, *mosel* 3.9 y *rhein* 2.7 después de
 `wine review : germany :`, con softmax(*z* / *T*)."""),
         ("code", """\
-from gpt_keras.core.sampling import softmax
-
 logits = np.array([4.1, 3.9, 2.7])
-temperature_table = lecture_table(temperature={t: softmax(logits, t) for t in (0.5, 1.0, 1.5)})
-temperature_table"""),
+for temperature in (0.5, 1.0, 1.5):
+    probs = np.exp(logits / temperature)
+    probs = probs / np.sum(probs)
+    print(f"T = {temperature}: pfalz {probs[0]:.3f}, mosel {probs[1]:.3f}, rhein {probs[2]:.3f}")"""),
         ("md", """\
-Ahora con nuestro modelo: el mismo prompt con *T* = 0.2, 0.5, 1.0, 1.5 y 3.0, tres muestras con
-semilla fija para cada una. Para muestrear muchas veces rápido usamos el generador con caché del
-paquete (`CachedGenerator`) sobre **los mismos pesos** (`build_gpt` construye el mismo modelo). Para
-cada temperatura medimos la **perplejidad** de las muestras según el propio modelo (más alta =
-palabras que el modelo considera improbables) y la proporción de palabras distintas (más baja = más
-repetición)."""),
+La diapositiva muestra 0.577 / 0.388 con *T* = 0.5 y 0.397 para *mosel* con *T* = 1.0; la cuenta da
+0.578 / 0.387 y 0.396 (la misma que el ejemplo resuelto de la clase, 0.484 / 0.396 / 0.119). La
+diferencia es el redondeo de la diapositiva, no de este modelo: estos números no dependen del
+entrenamiento."""),
         ("code", """\
-import pandas as pd
-
-from gpt_keras.core.config import GPTConfig
-from gpt_keras.core.data import Vocabulary
-from gpt_keras.core.generation import CachedGenerator
-from gpt_keras.core.model import build_gpt
-from gpt_keras.core.sampling import Sampler
-from gpt_keras.tools.batch_sampling import sample_batch
-
-config = GPTConfig(vocab_size=VOCAB_SIZE, max_len=MAX_LEN, embedding_dim=EMBEDDING_DIM, key_dim=KEY_DIM,
-                   n_heads=N_HEADS, feed_forward_dim=FEED_FORWARD_DIM)
-fast_gpt = build_gpt(config)
-fast_gpt.set_weights(gpt.get_weights())  # los pesos que acabamos de entrenar
-generator = CachedGenerator(fast_gpt, Vocabulary(tuple(vocab)))
-
+if HAVE_GPT_KERAS:
+    temperature_table = slide_temperature_table(logits, (0.5, 1.0, 1.5))
+    display(temperature_table)
+else:
+    needs_gpt_keras("la tabla «diapositiva | cuenta» de la temperatura")"""),
+        ("md", """\
+Ahora con nuestro modelo: el mismo prompt con *T* = 0.2, 0.5, 1.0, 1.5 y 3.0. Con el paquete, tres
+muestras con semilla fija para cada una, con el generador con caché del paquete (`CachedGenerator`)
+sobre **los mismos pesos** (`build_gpt` construye el mismo modelo), y para cada temperatura la
+**perplejidad** de las muestras según el propio modelo (más alta = palabras que el modelo considera
+improbables) y la proporción de palabras distintas (más baja = más repetición). Sin el paquete, una
+muestra por temperatura con el `TextGenerator` de la clase."""),
+        ("code", """\
 PROMPT = "wine review : germany"
 TEMPERATURES = (0.2, 0.5, 1.0, 1.5, 3.0)
-rows = []
-for temperature in TEMPERATURES:
-    batch = sample_batch(generator, PROMPT, n_samples=3, max_tokens=MAX_LEN,
-                         sampler=Sampler(temperature=temperature), rng=np.random.default_rng(SEED))
-    print(f"=== T = {temperature} ===")
-    for text in batch.texts:
-        print("-", text)
-    new_words = [word for text in batch.texts for word in text.split()[len(PROMPT.split()):]]
-    rows.append({
-        "T": temperature,
-        "perplexity": float(np.mean([np.exp(-np.nanmean(row)) for row in batch.log_probs])),
-        "distinct words": len(set(new_words)) / max(len(new_words), 1),
-        "mean length": float(np.mean(batch.lengths)),
-    })
-pd.DataFrame(rows).set_index("T").round(2)"""),
+if HAVE_GPT_KERAS:
+    import pandas as pd
+
+    from gpt_keras.core.config import GPTConfig
+    from gpt_keras.core.data import Vocabulary
+    from gpt_keras.core.generation import CachedGenerator
+    from gpt_keras.core.model import build_gpt
+    from gpt_keras.core.sampling import Sampler
+    from gpt_keras.tools.batch_sampling import sample_batch
+
+    config = GPTConfig(vocab_size=VOCAB_SIZE, max_len=MAX_LEN, embedding_dim=EMBEDDING_DIM, key_dim=KEY_DIM,
+                       n_heads=N_HEADS, feed_forward_dim=FEED_FORWARD_DIM)
+    fast_gpt = build_gpt(config)
+    fast_gpt.set_weights(gpt.get_weights())  # los pesos que acabamos de entrenar
+    generator = CachedGenerator(fast_gpt, Vocabulary(tuple(vocab)))
+    rows = []
+    for temperature in TEMPERATURES:
+        batch = sample_batch(generator, PROMPT, n_samples=3, max_tokens=MAX_LEN,
+                             sampler=Sampler(temperature=temperature), rng=np.random.default_rng(SEED))
+        print(f"=== T = {temperature} ===")
+        for text in batch.texts:
+            print("-", text)
+        new_words = [word for text in batch.texts for word in text.split()[len(PROMPT.split()):]]
+        rows.append({
+            "T": temperature,
+            "perplexity": float(np.mean([np.exp(-np.nanmean(row)) for row in batch.log_probs])),
+            "distinct words": len(set(new_words)) / max(len(new_words), 1),
+            "mean length": float(np.mean(batch.lengths)),
+        })
+    display(pd.DataFrame(rows).set_index("T").round(2))
+else:
+    for temperature in TEMPERATURES:
+        print(f"=== T = {temperature} ===")
+        text_generator.generate(PROMPT, max_tokens=MAX_LEN, temperature=temperature)
+    needs_gpt_keras("el barrido con tres muestras, perplejidad y palabras distintas por temperatura")"""),
         ("md", """\
 ### ¿Qué pasa si usas T = 3?
 
@@ -516,18 +678,29 @@ coherente; la diferencia se ve bien con el modelo de la clase entrenado 5 época
 
 GPT-2 (124 M de parámetros) ya viene entrenado: se usa sin entrenarlo. Como en la clase:
 `TFGPT2LMHeadModel` y `GPT2Tokenizer`, `model.generate(..., max_length=20)` y `pipeline`, con el
-prompt "Machine learning is". Los pesos (unos 500 MB) se descargan la primera vez; sin red y sin una
-copia local, la celda lo dice y el resto del cuaderno sigue. (En la terminal:
-`gpt-keras compare --prompt "Machine learning is"`.)"""),
+prompt "Machine learning is". Necesita `transformers` anterior a la versión 5 (la última con
+`TFGPT2LMHeadModel`; el extra `[gpt2]` del paquete la instala). Los pesos (unos 500 MB) se descargan
+la primera vez; sin red y sin una copia local, la celda lo dice y el resto del cuaderno sigue. (En la
+terminal: `gpt-keras compare --prompt "Machine learning is"`.)"""),
         ("code", """\
-from gpt_keras.tools.gpt2.load import GPT2Error, load_gpt2
-
 GPT2_NAME = os.environ.get("GPT_KERAS_GPT2", "gpt2")  # "gpt2", "distilgpt2" o una carpeta de save_pretrained
-try:
-    gpt2 = load_gpt2(GPT2_NAME)  # comprueba que los pesos estén (o se puedan descargar)
-except GPT2Error as error:  # sin red y sin copia local: el mismo mensaje que da gpt-keras compare
-    gpt2 = None
-    print(error)"""),
+gpt2 = None
+if HAVE_GPT_KERAS:
+    from gpt_keras.tools.gpt2.load import GPT2Error, load_gpt2
+
+    try:
+        gpt2 = load_gpt2(GPT2_NAME)  # comprueba que los pesos estén (o se puedan descargar)
+    except GPT2Error as error:  # sin red y sin copia local: el mismo mensaje que da gpt-keras compare
+        print(error)
+else:
+    try:
+        from transformers import TFGPT2LMHeadModel
+
+        gpt2 = TFGPT2LMHeadModel.from_pretrained(GPT2_NAME)
+    except Exception as error:  # transformers 5 (sin TensorFlow), sin red o sin copia local: se dice y se sigue
+        reason = (str(error).strip().splitlines() or [""])[0][:200]
+        print(f"GPT-2 {GPT2_NAME!r} no está disponible ({type(error).__name__}: {reason}); "
+              'necesita pip install "transformers<5" tf-keras y red la primera vez')"""),
         ("code", """\
 if gpt2 is not None:
     import transformers
@@ -552,7 +725,9 @@ if gpt2 is not None:
 Lado a lado: nuestro GPT de reseñas y GPT-2 con el mismo prompt. `gpt-keras compare --run RUN`
 agrega la perplejidad de ambos sobre reseñas que no vieron y el tiempo por token."""),
         ("code", """\
-if gpt2 is not None:
+if not HAVE_GPT_KERAS:
+    needs_gpt_keras("la tabla de nuestro GPT al lado de GPT-2")
+elif gpt2 is not None:
     from gpt_keras.tools.gpt2.generate import GPT2Generator
 
     side_prompt = "wine review : us"
@@ -568,12 +743,15 @@ if gpt2 is not None:
 
 Todas las cifras de «esta ejecución» salen de lo que se acaba de ejecutar."""),
         ("code", """\
-summary_table = lecture_table(reviews=n_wines, steps_per_epoch=len(batch_loss_callback.losses) // EPOCHS,
-                              parameters=gpt.count_params(), loss=gpt.history.history["loss"],
-                              mosel_step_2=word_percent(info, vocab, step=2, word="mosel"))
-if banner:
-    display(HTML(banner))
-summary_table"""),
+if HAVE_GPT_KERAS:
+    summary_table = lecture_table(reviews=n_wines, steps_per_epoch=steps_per_epoch, parameters=gpt.count_params(),
+                                  loss=gpt.history.history["loss"],
+                                  mosel_step_2=word_percent(info, vocab, step=2, word="mosel"))
+    if banner:
+        display(HTML(banner))
+    display(summary_table)
+else:
+    needs_gpt_keras("la tabla resumen «clase | esta ejecución»")"""),
     ]
 
 

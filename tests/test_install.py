@@ -228,6 +228,13 @@ def test_the_wheel_installs_and_runs_from_any_directory(tmp_path):
                               env={**environment, "GPT_KERAS_NOTEBOOK_MODE": "quick"}, timeout=1500)
     timings["notebook"] = time.perf_counter() - started
     assert executed.returncode == 0, executed.stderr[-3000:]
+    # Without data/, [download] nor [gpt2]: the book's data code ran on the package's sample, with its banner.
+    import nbformat
+
+    shown = "".join(str(output.get("text", "")) + str(output.get("data", {}).get("text/html", ""))
+                    for cell in nbformat.read(work / "notebook" / "gpt_listo_para_entrenar.ipynb", as_version=4).cells
+                    if cell.cell_type == "code" for output in cell.outputs)
+    assert "recipes loaded" in shown and "Datos sintéticos" in shown
 
     written = sorted(site_packages_files(venv) - before)
     assert not written, f"written inside site-packages: {written[:20]}"

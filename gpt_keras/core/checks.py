@@ -48,7 +48,7 @@ def check_int_at_least(value: Any, name: str, minimum: int = 1, error: type[Exce
 
 
 _CHOICES = {"jit_compile": ("auto", "on", "off"), "mixed_precision": ("auto", "off", "bfloat16", "float16", "on"),
-            "bucket_by_length": ("off", "on")}
+            "bucket_by_length": ("off", "on"), "recipe": ("fast", "lecture")}
 _MINIMUMS = {"vocab_size": 3, "max_len": 1, "embedding_dim": 1, "key_dim": 1, "n_heads": 1,
              "feed_forward_dim": 1, "n_blocks": 1, "batch_size": 1, "epochs": 1, "shuffle_buffer": 0}
 MAX_TOKENS = 2048  # longest generated text, prompt included: each step keeps a distribution over the vocabulary

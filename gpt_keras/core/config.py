@@ -39,10 +39,24 @@ class GPTConfig:
     jit_compile: str = "auto"
     mixed_precision: str = "auto"
     bucket_by_length: str = "off"  # "on": batches of similar length (faster; the loss then averages less padding)
+    # How training computes (docs/recipes.md): "fast", this package's (the precision and XLA above, its own
+    # loss, reviews reshuffled every epoch); "lecture", the lecture's arithmetic (RECIPES below).
+    recipe: str = "fast"
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             check_config_field(field.name, getattr(self, field.name), field.type)
+        self._check_recipe()
+
+    def _check_recipe(self) -> None:
+        """A "lecture" run computes as the lecture did: a field that would change its arithmetic is refused,
+        naming the field first (the command line turns it into the flag's name)."""
+        if self.recipe != "lecture":
+            return
+        for name, required in LECTURE_ARITHMETIC.items():
+            if getattr(self, name) != required:
+                raise ConfigError(f"{name} {getattr(self, name)!r} conflicts with recipe 'lecture', which trains "
+                                  f"with {name} {required!r} as the lecture did; use recipe 'fast' to change it")
 
     def replace(self, **changes: Any) -> "GPTConfig":
         """A copy with some fields changed, validated like a new config."""
@@ -62,16 +76,18 @@ class GPTConfig:
             raise ConfigError(f"{source}: {error}") from None
 
     @classmethod
-    def preset(cls, name: str, **changes: Any) -> "GPTConfig":
-        """A named starting point (`lecture`, `demo`, `tiny`) with some fields changed.
+    def preset(cls, name: str, recipe: str | None = None, **changes: Any) -> "GPTConfig":
+        """A named starting point (`lecture`, `demo`, `tiny`), then a recipe's values, then some fields changed.
 
         Example:
             >>> GPTConfig.preset("tiny", epochs=1).embedding_dim
             64
+            >>> GPTConfig.preset("tiny", recipe="lecture", epochs=1).mixed_precision
+            'off'
         """
         if name not in PRESETS:
             raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}")
-        return cls(**{**PRESETS[name], **changes})
+        return cls(**{**with_recipe(dict(PRESETS[name]), recipe), **changes})
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -83,3 +99,26 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(vocab_size=2000, max_len=40, embedding_dim=64, key_dim=32, n_heads=2, feed_forward_dim=128,
                  batch_size=32, epochs=2),
 }
+
+
+# The lecture's arithmetic: float32, no XLA (on a CPU, what Keras' default "auto" gives the lecture's compile),
+# the full-width batches (not bucketed) that `from_tensor_slices(...).batch(32).shuffle(1000)` makes.
+# With recipe "lecture" training also uses Keras' `SparseCategoricalCrossentropy` and shuffles whole batches
+# (gpt_keras.runs.train); these fields must then keep these values.
+LECTURE_ARITHMETIC: dict[str, Any] = dict(mixed_precision="off", jit_compile="off", bucket_by_length="off",
+                                          shuffle_buffer=0)
+# What choosing a recipe sets; flags given explicitly win over it (and a lecture run refuses those that
+# would change LECTURE_ARITHMETIC). "fast" puts back the speed defaults.
+RECIPES: dict[str, dict[str, Any]] = {
+    "fast": dict(recipe="fast", mixed_precision="auto", jit_compile="auto"),
+    "lecture": dict(recipe="lecture", epochs=5, batch_size=32, **LECTURE_ARITHMETIC),
+}
+
+
+def with_recipe(values: dict[str, Any], recipe: str | None) -> dict[str, Any]:
+    """`values` (a preset's or a saved config's fields) with the recipe's settings on top; None changes nothing."""
+    if recipe is None:
+        return values
+    if recipe not in RECIPES:
+        raise ConfigError(f"recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
+    return {**values, **RECIPES[recipe]}

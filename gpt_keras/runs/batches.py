@@ -33,8 +33,16 @@ def split_tokens(tokens: np.ndarray, validation_split: float, seed: int) -> tupl
     return tokens[order[n_validation:]], tokens[order[:n_validation]]
 
 
-def training_batches(tokens: np.ndarray, batch_size: int, seed: int, first_epoch: int = 0, shuffle_buffer: int = 0):
+LECTURE_SHUFFLE_BATCHES = 1000  # the lecture's .shuffle(1000), applied after .batch(32): a buffer of batches
+
+
+def training_batches(tokens: np.ndarray, batch_size: int, seed: int, first_epoch: int = 0, shuffle_buffer: int = 0,
+                     whole_batches: bool = False):
     """The training stream for `model.fit(..., steps_per_epoch=steps)`: returns (dataset, steps).
+
+    `whole_batches` (the lecture recipe) keeps the batches of consecutive reviews the lecture's
+    `.batch(32)` makes and shuffles only their order, in a buffer of 1,000 batches as its
+    `.shuffle(1000)` does; otherwise reviews are shuffled before batching (`shuffle_buffer` 0: all).
 
     One endless `tf.data` stream of (x, y) batches, epoch after epoch, each epoch reshuffled and ending
     in a short batch as `make_dataset`'s does. Epoch e's order depends only on `seed`, TensorFlow's
@@ -45,9 +53,14 @@ def training_batches(tokens: np.ndarray, batch_size: int, seed: int, first_epoch
     import tensorflow as tf
 
     steps = -(-len(tokens) // batch_size)
-    order = (tf.data.Dataset.range(len(tokens))
-             .shuffle(shuffle_buffer or len(tokens), seed=seed, reshuffle_each_iteration=True)
-             .batch(batch_size).repeat().skip(first_epoch * steps))
+    if whole_batches:  # the lecture's from_tensor_slices(texts).batch(32).shuffle(1000): fixed batches, shuffled
+        order = (tf.data.Dataset.range(len(tokens)).batch(batch_size)
+                 .shuffle(LECTURE_SHUFFLE_BATCHES, seed=seed, reshuffle_each_iteration=True))
+    else:
+        order = (tf.data.Dataset.range(len(tokens))
+                 .shuffle(shuffle_buffer or len(tokens), seed=seed, reshuffle_each_iteration=True)
+                 .batch(batch_size))
+    order = order.repeat().skip(first_epoch * steps)
     table = tf.constant(np.asarray(tokens, np.int32))
     batches = order.map(lambda rows: shift_for_language_model(tf.gather(table, rows)),
                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -268,6 +268,10 @@ def _valid_rng_state(value) -> bool:
     return True
 
 
+# Fields newer than some saved runs, with the value every run before them had: runs before `recipe` were "fast".
+FIELDS_ADDED_LATER = {"recipe": "fast"}
+
+
 def read_config(path: str | Path, complete: bool = False) -> GPTConfig:
     """A saved `config.json` (a run's, or one given with `--config`).
 
@@ -276,6 +280,7 @@ def read_config(path: str | Path, complete: bool = False) -> GPTConfig:
     """
     values = read_json(path, "config", ConfigError)
     if complete and isinstance(values, dict):
+        values = {**FIELDS_ADDED_LATER, **values}
         missing = [field.name for field in dataclasses.fields(GPTConfig) if field.name not in values]
         if missing:
             raise ConfigError(f"{path}: a run's config needs every field; missing: {', '.join(missing)}")

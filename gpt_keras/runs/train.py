@@ -327,7 +327,7 @@ def announce_precision(config: GPTConfig, run_dir: Path, print_fn) -> precision_
                                      "jit_compile": config.jit_compile, "backend": facts.backend,
                                      "cpu_bfloat16_flags": facts.cpu_bfloat16_flags,
                                      "gpus": [dataclasses.asdict(gpu) for gpu in facts.gpus],
-                                     "bucket_by_length": config.bucket_by_length})
+                                     "bucket_by_length": config.bucket_by_length, "recipe": config.recipe})
     return choice
 
 
@@ -441,8 +441,8 @@ def _training_inputs(config, train_tokens, validation_tokens, initial_epoch, wit
         validation_ds = None if validation_tokens is None else ArrayBatches(
             validation_tokens, config.batch_size, shuffle=False)
         return train_ds, None, validation_ds
-    train_ds, steps_per_epoch = training_batches(train_tokens, config.batch_size, config.seed,
-                                                          initial_epoch, config.shuffle_buffer)
+    train_ds, steps_per_epoch = training_batches(train_tokens, config.batch_size, config.seed, initial_epoch,
+                                                 config.shuffle_buffer, whole_batches=config.recipe == "lecture")
     validation_ds = None if validation_tokens is None else make_dataset(
         validation_tokens, config.batch_size, shuffle=False)
     return train_ds, steps_per_epoch, validation_ds

@@ -80,6 +80,25 @@ def lecture_table(**this_run):
     return pd.DataFrame.from_dict(rows, orient="index", columns=["clase", "esta ejecución"])
 
 
+def slide_temperature_table(logits: Sequence[float], temperatures: Sequence[float] = (0.5, 1.0, 1.5)):
+    """A pandas table "diapositiva | softmax(z / T)" for the slide's worked example (pfalz, mosel, rhein).
+
+    These probabilities do not depend on any run: both columns come from the same logits, and where
+    they differ (0.577 / 0.388 against 0.578 / 0.387 at T = 0.5, 0.397 against 0.396 at T = 1.0) it
+    is the slide's rounding; the lecture's own worked example gives 0.396.
+    """
+    import pandas as pd
+
+    from gpt_keras.core.sampling import softmax
+
+    rows = {f"p({' / '.join(TEMPERATURE_WORDS)}) con T = {temperature:g}":
+            (_format("p(", LECTURE_FIGURES["temperature"][temperature]),
+             _format("p(", softmax(np.asarray(logits, dtype=float), temperature)))
+            for temperature in temperatures}
+    return pd.DataFrame.from_dict(rows, orient="index",
+                                  columns=["diapositiva (su redondeo)", "softmax(z / T), 3 decimales"])
+
+
 def word_percent(info: Sequence[dict], vocab: Sequence[str], step: int, word: str) -> float | None:
     """The probability, in percent, that step `step` (1-based, as `print_probs` counts) gave `word`.
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from gpt_keras.core.checks import MAX_COUNT, GPTKerasError, check_max_tokens, check_seed
-from gpt_keras.core.config import PRESETS, ConfigError, GPTConfig
+from gpt_keras.core.config import PRESETS, ConfigError, GPTConfig, with_recipe
 from gpt_keras.core.sampling import check_temperature, check_top_k, check_top_p
 from gpt_keras.runs.files import check_output_path
 
@@ -49,7 +49,13 @@ def _mixed_precision_help() -> str:
             "machine prefers")
 
 
-_FIELD_HELP = {"mixed_precision": _mixed_precision_help()}
+_FIELD_HELP = {
+    "mixed_precision": _mixed_precision_help(),
+    "recipe": ("fast (default): this package's speed (the precision above, its own loss, reviews reshuffled every "
+               "epoch); lecture: the lecture's arithmetic (float32, no XLA, Keras' SparseCategoricalCrossentropy, "
+               "shuffled whole batches, 5 epochs of batch 32); other flags win, except those that would change "
+               "its arithmetic (docs/recipes.md)"),
+}
 
 
 def _checked_arg(kind: type, check: Callable) -> Callable[[str], object]:
@@ -107,6 +113,11 @@ def config_from_args(args: argparse.Namespace, saved: GPTConfig | None = None) -
 
     `saved` (a run's config, for --resume) takes the place of the preset unless --preset or --config
     is given, so `--resume --epochs 8` changes only the epochs.
+
+    `--recipe` sets its values (`gpt_keras.core.config.RECIPES`: the lecture's float32, no XLA, 5 epochs
+    of batch 32) over the preset or --config; the other flags given win over it, and a lecture run
+    refuses, naming the flag, those that would change its arithmetic (--mixed-precision bfloat16, say).
+    On --resume the run's recipe stays; naming another one is refused as any other changed field is.
     """
     if args.config:
         from gpt_keras.runs.rundir import read_config
@@ -116,8 +127,14 @@ def config_from_args(args: argparse.Namespace, saved: GPTConfig | None = None) -
         base = saved.to_dict()
     else:
         base = GPTConfig.preset(args.preset or "lecture").to_dict()
+    recipe = getattr(args, "recipe", None)
+    if recipe is not None and recipe != base.get("recipe"):
+        try:
+            base = with_recipe(base, recipe)
+        except ConfigError as error:
+            raise ConfigError(f"--recipe: {error}") from None
     changes = {field.name: getattr(args, field.name) for field in dataclasses.fields(GPTConfig)
-               if getattr(args, field.name, None) is not None}
+               if field.name != "recipe" and getattr(args, field.name, None) is not None}
     try:
         return GPTConfig(**{**base, **changes})
     except ConfigError as error:
