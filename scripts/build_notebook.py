@@ -674,6 +674,31 @@ mucho y tienden a repetir frases. Alrededor de *T* = 1.0 se equilibran coherenci
 coherente; la diferencia se ve bien con el modelo de la clase entrenado 5 épocas.)*"""),
 
         ("md", """\
+### El laboratorio de temperatura, dentro de la celda
+
+La misma lección en una página interactiva (un extra del paquete, con Gradio): escribe un prompt, mueve
+la temperatura y mira cómo las barras de la siguiente palabra, «el resto» y la entropía se afilan o se
+aplanan; muestrea palabra a palabra y haz clic en una para ver ese paso. En Colab se abre aquí mismo; en
+Jupyter pon `SHOW_LAB = True`, o en una terminal `gpt-keras lab --run <la carpeta de una ejecución>`."""),
+        ("code", """\
+SHOW_LAB = "google.colab" in sys.modules  # en Jupyter: True para abrirlo aquí (necesita el extra [lab])
+if not HAVE_GPT_KERAS:
+    needs_gpt_keras("el laboratorio de temperatura dentro de la celda")
+elif not SHOW_LAB:
+    print("El laboratorio de temperatura: SHOW_LAB = True en esta celda para abrirlo aquí, "
+          "o `gpt-keras lab --run <la carpeta de una ejecución>` en una terminal.")
+else:
+    from types import SimpleNamespace
+
+    from gpt_keras.core.checks import GPTKerasError
+    from gpt_keras.tools.lab import lab
+
+    try:  # el modelo que acabamos de entrenar, con los pesos copiados a fast_gpt
+        lab_page = lab(SimpleNamespace(model=fast_gpt, vocab=Vocabulary(tuple(vocab)), config=config))
+    except GPTKerasError as error:  # sin Gradio, o sin puerto libre: una línea, y el cuaderno sigue
+        print(error)"""),
+
+        ("md", """\
 ## GPT-2 con Hugging Face <a name="gpt2"></a>
 
 GPT-2 (124 M de parámetros) ya viene entrenado: se usa sin entrenarlo. Como en la clase:

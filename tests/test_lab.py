@@ -811,6 +811,8 @@ def test_api_calls_with_bad_values_answer_on_the_page_and_print_nothing(served_l
         assert status == 200, (name, values, outputs)
         message = html.unescape(outputs[-1])
         assert "lab-error" in message and expected in message and "\n" not in message, (name, values, message)
+    status, body = api(served_lab, "sample", PROMPT, 1.0)  # too few values: Gradio itself would print a traceback
+    assert status == 422 and "this event takes 6 values, the request gave 2" in str(body), (status, body)
     status, outputs = api(served_lab, "sample", "wine review zzqx", 1.0, 0, 1.0, 1, 20)  # an unknown word
     assert status == 200 and outputs[0]
     out, err = capfd.readouterr()

@@ -444,7 +444,7 @@ def _parameters(probe) -> int:
     return build_gpt(GPTConfig(vocab_size=probe["VOCAB_SIZE"], max_len=80, n_heads=2, **sizes)).count_params()
 
 
-@pytest.mark.slow
+@pytest.mark.release  # a second headless notebook run (about 100 s): the 8-minute suite has the one with the package
 def test_quick_mode_without_the_package_reaches_the_end(tmp_path, monkeypatch, small_json):
     """A fresh Colab: no gpt_keras. Every cell of the lecture's path runs; each extra says how to get it."""
     cells, probe = _execute(tmp_path, monkeypatch, "quick", data=small_json, with_package=False)

@@ -14,11 +14,10 @@ import keras
 def compile_decoding(function: Callable, model: keras.Model) -> Callable:
     """Compiles a decoding function for the active backend, reading the model's current weights.
 
-    TensorFlow reads variables live inside `tf.function`; the function is XLA-compiled and its
-    concrete function is called directly per input shape, which skips `tf.function`'s dispatch (a
-    noticeable share of a step this small). JAX bakes arrays
-    into a trace, so the function takes the variable values as an argument under a `StatelessScope`
-    (a retrained model stays fresh). Other backends run it eagerly.
+    TensorFlow reads variables live inside `tf.function`; the function is XLA-compiled and its concrete
+    function called directly per input shape, which skips `tf.function`'s dispatch (a noticeable share of
+    a step this small). JAX bakes arrays into a trace, so the function takes the variable values as an
+    argument under a `StatelessScope` (a retrained model stays fresh). Other backends run it eagerly.
     """
     backend = keras.backend.backend()
     if backend == "tensorflow":

@@ -1,9 +1,6 @@
-"""Optional reading: the limits of every value gpt-keras takes, and the one check of each.
-
-Every entry point (the config, the command line's flags, `TextGenerator`, the lab) checks a value with
-the function here, so a value has one rule and one message wherever it is given; each caller passes the
-error class of its module. All those classes derive from `GPTKerasError`.
-"""
+"""Optional reading: the limits of every value gpt-keras takes, and the one check of each, so a value has one
+rule and one message wherever it is given (config, flags, `TextGenerator`, the lab); each caller passes the
+error class of its module, all derived from `GPTKerasError`."""
 
 from __future__ import annotations
 
@@ -18,17 +15,8 @@ class GPTKerasError(Exception):
 
 
 def printable(text: Any, keep_newlines: bool = False) -> str:
-    """Text safe for a terminal: every character Python does not call printable is shown escaped.
-
-    The one escaper for everything gpt-keras prints (messages, warnings, errors, generated text,
-    `print_probs`, the lab's log lines): control characters (ESC, BEL, carriage return, NUL), bidi
-    overrides (U+202E) and zero-width characters (U+200B) in a prompt or a vocabulary word would let
-    text redraw, reorder or hide what the terminal shows, so they appear as `\\x1b`, `\\u202e`, ...
-
-    Example:
-        >>> printable("red\\x1b[31m \\u202eeniw")
-        'red\\\\x1b[31m \\\\u202eeniw'
-    """
+    """Text safe for a terminal (the one escaper for all gpt-keras prints): control, bidi and zero-width
+    characters would redraw, reorder or hide what it shows, so they appear as `\\x1b`, `\\u202e`, ..."""
     return "".join(c if c.isprintable() or (keep_newlines and c == "\n") else repr(c)[1:-1] for c in str(text))
 
 
@@ -37,11 +25,7 @@ class ConfigError(GPTKerasError, ValueError):
 
 
 def check_int_at_least(value: Any, name: str, minimum: int = 1, error: type[Exception] = ConfigError) -> int:
-    """An integer (not a bool) of at least `minimum`, else `error` naming the parameter and the value.
-
-    The one check behind every count the library takes (top_k, max_tokens, n_samples, batch_size, ...);
-    each caller passes the error class of its module.
-    """
+    """An integer (not a bool) of at least `minimum`, else `error` naming the parameter and the value."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise error(f"{name} must be an integer of at least {minimum}, got {value!r}")
     return int(value)
@@ -52,24 +36,22 @@ _CHOICES = {"jit_compile": ("auto", "on", "off"), "mixed_precision": ("auto", "o
 _MINIMUMS = {"vocab_size": 3, "max_len": 1, "embedding_dim": 1, "key_dim": 1, "n_heads": 1,
              "feed_forward_dim": 1, "n_blocks": 1, "batch_size": 1, "epochs": 1, "shuffle_buffer": 0}
 MAX_TOKENS = 2048  # longest generated text, prompt included: each step keeps a distribution over the vocabulary
-# Far above any classroom model, low enough that a typo fails at once instead of filling the memory.
 _MAXIMUMS = {"vocab_size": 1_000_000, "max_len": 4096, "embedding_dim": 65_536, "key_dim": 65_536, "n_heads": 256,
              "feed_forward_dim": 262_144, "n_blocks": 256, "batch_size": 65_536, "epochs": 100_000,
-             "shuffle_buffer": 100_000_000}
+             "shuffle_buffer": 100_000_000}  # far above any classroom model, low enough that a typo fails at once
 MAX_SAMPLES = 1_000  # texts one command samples (generate, temperature --samples): temperature decodes them as one batch
 MAX_COUNT = 100_000_000  # any other count (reviews held out or kept, words shown): far below int64's overflow
 MAX_SEED = 2**32 - 1  # NumPy's and TensorFlow's seeds are 32-bit
 
 
 def maximum_of(field: str) -> int:
-    """The upper limit of a config field (`maximum_of("epochs")`), for flags that take the same value."""
+    """The upper limit of a config field, for flags that take the same value."""
     return _MAXIMUMS[field]
 
 
 def check_count(value: Any, name: str, minimum: int = 1, maximum: int = MAX_COUNT,
                 error: type[Exception] = ConfigError) -> int:
-    """An integer from `minimum` to `maximum`: every count a user gives has an upper bound, so a typo
-    (or 10**30) fails at once with its name instead of overflowing int64 or filling the memory."""
+    """From `minimum` to `maximum`: a typo (or 10**30) fails at once instead of overflowing int64."""
     value = check_int_at_least(value, name, minimum, error)
     if value > maximum:
         raise error(f"{name} must be at most {maximum:,}, got {value:,}")
@@ -94,11 +76,8 @@ def check_max_tokens(value: Any, name: str = "max_tokens", error: type[Exception
 
 def check_room_after_prompt(prompt_tokens: int, max_tokens: int, name: str = "max_tokens",
                             error: type[Exception] = ConfigError) -> None:
-    """`max_tokens` counts the prompt (the lecture's rule), so it must leave room for one word.
-
-    The advice is one the user can follow: a prompt of MAX_TOKENS tokens or more leaves no `max_tokens`
-    that would do, so then it says to shorten the prompt instead.
-    """
+    """`max_tokens` counts the prompt (the lecture's rule), so it must leave room for one word; past
+    MAX_TOKENS no `max_tokens` would do, so the advice is then to shorten the prompt."""
     if max_tokens > prompt_tokens:
         return
     if prompt_tokens >= MAX_TOKENS:
@@ -134,10 +113,8 @@ def check_config_field(name: str, value: Any, annotation: Any) -> None:
 
 
 def _check_float_range(name: str, value: float) -> None:
-    if name == "dropout_rate" and not 0.0 <= value < 1.0:
-        raise ConfigError(f"dropout_rate must be in [0, 1), got {value}")
-    if name == "validation_split" and not 0.0 <= value < 1.0:
-        raise ConfigError(f"validation_split must be in [0, 1), got {value}")
+    if name in ("dropout_rate", "validation_split") and not 0.0 <= value < 1.0:
+        raise ConfigError(f"{name} must be in [0, 1), got {value}")
     if name in ("layer_norm_epsilon", "learning_rate", "generate_temperature") and value <= 0:
         raise ConfigError(f"{name} must be greater than 0, got {value}")
     if name == "layer_norm_epsilon" and not (value <= 1 and np.float32(value) > 0):

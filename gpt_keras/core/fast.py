@@ -1,15 +1,9 @@
 """Optional reading: the two speed variants the model uses, each doing exactly what the lecture's code does.
 
-- `SoftmaxDense` is the lecture's `layers.Dense(vocab_size, activation="softmax")` as one 2-D matmul over
-  all positions (which XLA, on JAX, differentiates much faster than a 3-D one), with the softmax in
-  float32 under mixed precision (the loss takes its log).
-- `NextTokenCrossEntropy` is the lecture's `SparseCategoricalCrossentropy()` on those probabilities,
-  read at the target word only. On TensorFlow it writes its gradient at the logits, `p - onehot`, as
-  the lecture's training does (Keras hands the lecture's loss the softmax's logits); on JAX it writes it
-  at the target's probability and XLA fuses the softmax's backward pass.
-
-`tests/test_model.py` and `tests/test_precision.py` check each against the lecture's version. Like nanoGPT's
-flash-attention branch, they change the speed, not the model: the lesson reads the same without them.
+`SoftmaxDense` is the lecture's `Dense(vocab_size, activation="softmax")`; `NextTokenCrossEntropy` its
+`SparseCategoricalCrossentropy()`, with the gradient written where it is cheapest. `tests/test_model.py` and
+`tests/test_precision.py` check each against the lecture's version. Like nanoGPT's flash-attention branch,
+they change the speed, not the model: the lesson reads the same without them.
 """
 
 from __future__ import annotations
@@ -19,19 +13,16 @@ from keras import layers, ops
 
 from gpt_keras.core import PACKAGE
 
-# The attribute by which `SoftmaxDense`'s probabilities carry their float32 logits to `NextTokenCrossEntropy`.
-LOGITS_ATTRIBUTE = "gpt_keras_logits"
+LOGITS_ATTRIBUTE = "gpt_keras_logits"  # carries the logits from SoftmaxDense to the loss
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class SoftmaxDense(layers.Dense):
     """The lecture's `Dense(units, activation="softmax")` as one 2-D matmul, with the softmax in float32.
 
-    All positions are flattened into one [positions, width] matrix: the same arithmetic, which XLA (JAX)
-    differentiates much faster than a matmul over [batch, sequence, width]. Under a mixed dtype policy
-    the matmul, most of a step's arithmetic, runs in bfloat16 (or float16) and the logits are cast to
-    float32 before the softmax, whose log the loss takes. The probabilities carry their logits to the
-    loss (`attach_logits`).
+    One [positions, width] matmul is the same arithmetic, which XLA (JAX) differentiates much faster than a
+    3-D one; under mixed precision it runs in bfloat16 (or float16), and the softmax, whose log the loss
+    takes, in float32. The probabilities carry their logits to the loss (`attach_logits`).
     """
 
     def __init__(self, units, **kwargs):
@@ -49,16 +40,13 @@ class SoftmaxDense(layers.Dense):
 
 
 def attach_logits(probabilities, logits):
-    """On TensorFlow, the probabilities as they are, carrying `logits` as their attribute `LOGITS_ATTRIBUTE`.
+    """On TensorFlow, the probabilities carrying `logits` (the matmul's [positions, vocabulary] output, in
+    the compute dtype) as their attribute `LOGITS_ATTRIBUTE`, so the loss's gradient is written there once.
 
-    `logits` are the matmul's output, [positions, vocabulary] in the layer's compute dtype (bfloat16
-    under mixed precision), so that the loss's gradient is written once in that dtype.
-
-    Why: the cross-entropy's gradient at the logits is `p - onehot`, one pass over the probabilities;
-    reached through the softmax's own backward pass it is several passes over [positions, vocabulary]
-    float32 values, most of a CPU training step's time outside the matmuls. The lecture's own loss gets
-    its softmax's logits the same way inside Keras. JAX arrays take no attributes (and XLA fuses that
-    backward pass anyway): there the probabilities are returned alone.
+    Why: the gradient at the logits is `p - onehot`, one pass; through the softmax's own backward pass it
+    is several passes over float32 [positions, vocabulary] values, most of a CPU step outside the matmuls
+    (the lecture's loss gets its softmax's logits the same way inside Keras). JAX arrays take no
+    attributes, and XLA fuses that backward pass anyway: there the probabilities are returned alone.
     """
     if keras.backend.backend() == "tensorflow":
         setattr(probabilities, LOGITS_ATTRIBUTE, logits)
@@ -67,13 +55,10 @@ def attach_logits(probabilities, logits):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class NextTokenCrossEntropy(keras.losses.Loss):
-    """Sparse categorical cross-entropy of softmax probabilities, read at the target word only.
-
-    The value of `keras.losses.SparseCategoricalCrossentropy()` on probabilities (-log p(target), p
-    floored at Keras' epsilon). Its gradient: at the logits that `SoftmaxDense` attached, `p - onehot`,
-    the gradient of the lecture's training (`target_cross_entropy`); otherwise at the target's
-    probability only (`target_negative_log`). Both are faster than Keras' loss, which calls TensorFlow's
-    fused softmax cross-entropy kernel (a second softmax) or, on JAX, logs all 10,000 probabilities.
+    """The value of `keras.losses.SparseCategoricalCrossentropy()` on probabilities (-log p(target), p floored
+    at Keras' epsilon), with its gradient written at the logits `SoftmaxDense` attached (`p - onehot`,
+    `target_cross_entropy`), else at the target's probability (`target_negative_log`): faster than Keras'
+    loss, which runs a second softmax on TensorFlow or logs all 10,000 probabilities on JAX.
     """
 
     def __init__(self, name="next_token_cross_entropy", **kwargs):
@@ -88,15 +73,12 @@ class NextTokenCrossEntropy(keras.losses.Loss):
 
 
 def target_cross_entropy(probabilities, logits, targets):
-    """-log probabilities[..., target], differentiated at `logits`, the [positions, vocabulary] values whose
-    softmax `probabilities` is (`attach_logits`).
+    """-log probabilities[..., target], differentiated at `logits` (whose softmax `probabilities` is).
 
-    The gradient is written once: upstream * probabilities, cast to the logits' dtype, then -upstream
-    added at each target, so the only [positions, vocabulary] values the backward pass makes are the
-    gradient itself (no one-hot, no pass through the softmax, no float32 copy to cast back). It is the
-    gradient of TensorFlow's fused softmax cross-entropy, which the lecture's loss calls; it differs from
-    differentiating the clipped -log p only where p(target) is below Keras' epsilon (a loss above 16),
-    where the clip would stop the gradient.
+    The gradient is written once: upstream * probabilities cast to the logits' dtype, then -upstream added
+    at each target; no one-hot, no pass through the softmax, no float32 copy. It is the gradient of
+    TensorFlow's fused softmax cross-entropy, which the lecture's loss calls (it differs from the clipped
+    -log p's only where p(target) is below Keras' epsilon, where the clip would stop the gradient).
     """
     epsilon = keras.config.epsilon()
     vocabulary = ops.shape(probabilities)[-1]
@@ -120,8 +102,7 @@ def target_cross_entropy(probabilities, logits, targets):
 
 
 def target_negative_log(probabilities, targets):
-    """-log probabilities[..., target] for [..., vocabulary] probabilities and [...] int targets; its
-    gradient is -1 / p(target) at the target and 0 elsewhere, written without scattering a gather's."""
+    """-log probabilities[..., target]; its gradient, -1 / p(target) at the target, written directly."""
     epsilon = keras.config.epsilon()
 
     @ops.custom_gradient

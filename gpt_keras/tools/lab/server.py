@@ -112,14 +112,19 @@ class LabGuard:
         served: the address the lab was started on (`--host`).
     """
 
-    def __init__(self, app, served: str, max_body: int = MAX_REQUEST_BYTES):
+    def __init__(self, app, served: str, max_body: int = MAX_REQUEST_BYTES, events=None):
         self.app, self.served, self.max_body = app, served, max_body
+        self.events = events  # () -> Gradio's events (`Blocks.fns`), to check a call's number of values
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         refusal = self.refusal(scope)
+        if refusal is None and self.events is not None and _is_event_call(scope):
+            body = await _read_body(receive)
+            refusal = _arity_refusal(body, scope.get("path", ""), self.events())
+            receive = _replay(body)
         if refusal is None:
             await self.app(scope, receive, send)
             return
@@ -155,6 +160,61 @@ class LabGuard:
         return None
 
 
+def _is_event_call(scope) -> bool:
+    """A call of one of the page's events: Gradio's queue, or its API by name."""
+    path = scope.get("path", "").rstrip("/")
+    return scope.get("method") == "POST" and (path.endswith("/queue/join") or "/run/" in path or "/call/" in path)
+
+
+async def _read_body(receive) -> bytes:
+    """The whole request body (its length is already held to `MAX_REQUEST_BYTES`)."""
+    chunks, more = [], True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+def _replay(body: bytes):
+    """A `receive` that hands Gradio the body this guard has already read."""
+    sent = False
+
+    async def receive():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+def _arity_refusal(body: bytes, path: str, events) -> tuple[int, str] | None:
+    """Refuses a call with fewer values than its event takes: Gradio would print a traceback for it.
+
+    Anything else (bad JSON, unknown events, wrong values) is left to Gradio and to the lab's own
+    checks of each value, which answer on the page.
+    """
+    import json
+
+    try:
+        call = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(call, dict) or not isinstance(call.get("data"), list):
+        return None
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    by_index, by_name = call.get("fn_index"), lambda fn: getattr(fn, "api_name", None) == name
+    event = events.get(by_index) if isinstance(by_index, int) else next(filter(by_name, events.values()), None)
+    wanted = len(getattr(event, "inputs", None) or ())
+    if event is not None and len(call["data"]) < wanted:
+        return 422, f"refused: this event takes {wanted} values, the request gave {len(call['data'])}"
+    return None
+
+
 def _own_origin(origin: str, host: str, scope) -> bool:
     """The lab's own page: the origin of the address asked for, or a notebook proxy showing it (whose
     page is served over https while the request reaches the lab over plain http)."""
@@ -184,7 +244,7 @@ def guarding_lifespan(served: str):
     @contextlib.asynccontextmanager
     async def lifespan(app):
         stack = app.middleware_stack or app.build_middleware_stack()
-        app.middleware_stack = LabGuard(stack, served)
+        app.middleware_stack = LabGuard(stack, served, events=lambda: app.get_blocks().fns)
         yield
 
     return lifespan
