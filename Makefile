@@ -49,8 +49,8 @@ test-jax: $(DEV)
 test-fast: $(DEV)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not release"
 
-## The release tier (minutes each): the wheel in a fresh venv, the lecture-shaped notebook, two worker
-## processes, the long property run. CI runs it after `make test`.
+## The release tier: the wheel in a fresh venv, the notebooks, two worker processes, the long property runs,
+## and end-to-end subprocesses whose logic `make test` checks in process. CI runs it after `make test`.
 test-release: $(DEV)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m release --durations=0
 

@@ -127,7 +127,7 @@ _CLI_CHILD = textwrap.dedent("""
 """)
 
 
-@pytest.mark.slow
+@pytest.mark.release  # a JAX subprocess that trains (about 25 s); loading token arrays is tested in make test
 def test_gpt_keras_train_from_tokens_and_generate_without_tensorflow(tmp_path):
     pytest.importorskip("jax")
     vocabulary = ["", "[UNK]"] + [f"w{i}" for i in range(2, 30)]

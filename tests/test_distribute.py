@@ -287,7 +287,7 @@ print(json.dumps({"replicas": distribute.replica_count(strategy), "history": res
 """
 
 
-@pytest.mark.slow  # a JAX training process of its own
+@pytest.mark.release  # a JAX training process of its own (about 30 s); the mirrored TensorFlow test stays in make test
 def test_keras_data_parallel_on_jax_splits_each_batch_over_two_devices(tmp_path, small_json):
     """Keras 3's public `keras.distribution.DataParallel`, two CPU devices of one JAX process, no patch."""
     from tests.conftest import tiny_config

@@ -296,7 +296,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-@pytest.mark.slow
+@pytest.mark.release  # a training subprocess killed mid-epoch (15-40 s); the cleanup is tested in process here
 def test_sigterm_in_epoch_one_removes_the_run_folder_lock_included(tmp_path, small_json):
     runs_dir = tmp_path / "runs"
     command = ["train", "--data", small_json, "--runs-dir", runs_dir, "--name", "terminated", "--quiet",

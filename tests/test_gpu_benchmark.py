@@ -17,6 +17,7 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.release  # the benchmark script end to end in a JAX subprocess (about 15 s); its arithmetic is tested here
 def test_the_gpu_benchmark_trains_and_generates_without_tensorflow(tmp_path):
     rng = np.random.default_rng(0)
     tokens = rng.integers(2, 300, (256, 25)).astype(np.int32)

@@ -112,7 +112,7 @@ def test_a_notebook_quiets_tensorflow_with_one_call(tmp_path, verbose):
     assert bool(NATIVE_LOG.search(result.stderr)) == (verbose == "1"), result.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.release  # three TensorFlow subprocesses (about 45 s); test_quiet.py checks the same noise in make test
 def test_train_generate_and_temperature_print_no_tensorflow_log_lines(tmp_path, small_json):
     trained = cli_process("train", "--data", small_json, "--preset", "tiny", *tiny_flags(), "--name", "quiet", "--quiet",
                           cwd=tmp_path)

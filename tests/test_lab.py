@@ -825,7 +825,7 @@ def rss_mib() -> float:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-@pytest.mark.slow
+@pytest.mark.release  # 240 requests (about 15 s); the bounds themselves are unit-tested in make test
 @pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads resident memory from /proc (Linux)")
 def test_memory_stays_flat_over_a_long_session(served_lab, run):
     import random

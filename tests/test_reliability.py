@@ -82,6 +82,7 @@ sys.exit(main(sys.argv[3:]))
 KILL_BATCH = 12  # of the 23 batches of 16 in an epoch of small_json's 400 reviews less the validation tenth
 
 
+@pytest.mark.release  # a training subprocess killed, then resumed (about 20 s); in-process resume is tested in make test
 def test_sigkill_in_the_middle_of_an_epoch_then_resume_gives_the_uninterrupted_result(tmp_path, small_json,
                                                                                      trained_run):
     # The uninterrupted run is the session's `trained_run`: the same tiny config, data and (default) precision.
@@ -222,6 +223,7 @@ sys.exit(code or main(["generate", "--run", run, "--seed", "3", "--max-tokens", 
 """
 
 
+@pytest.mark.release  # two training subprocesses (about 25 s); same-seed runs in one process: test_cli, test_sample_data
 def test_same_seed_same_vocabulary_losses_and_text_in_separate_processes(tmp_path, small_json):
     """This process and a fresh interpreter train the same command and generate with the same seed."""
     child = subprocess.Popen([sys.executable, "-c", TRAIN_THEN_GENERATE, str(tmp_path / "first"), str(small_json),

@@ -235,6 +235,9 @@ def archive_sizes(config_text: bytes, path: Path, error: type[Exception]) -> GPT
         kind = layer.get("class_name") if isinstance(layer, dict) else None
         values = layer.get("config") if isinstance(layer, dict) else None
         name = values.get("name") if isinstance(values, dict) else None
+        if not isinstance(name, str) or not isinstance(kind, str):  # a list there would not even hash
+            raise error(f"{path}: a Keras model, but not a gpt-keras GPT (a layer's name or class is not text: "
+                        f"{str(name)[:80]!r}, {str(kind)[:80]!r})")
         if kind not in GPT_LAYERS or not isinstance(values, dict) or (kind == "Dense" and name != "probabilities"):
             raise error(f"{path}: a Keras model, but not a gpt-keras GPT (layer {str(name)[:80]!r} is a "
                         f"{str(kind)[:80]})")
