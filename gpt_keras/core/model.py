@@ -11,7 +11,7 @@ import keras
 from keras import layers
 
 from gpt_keras.core.config import GPTConfig
-from gpt_keras.core.fast import NextTokenCrossEntropy, SoftmaxDense
+from gpt_keras.core.fast import FusedAdam, NextTokenCrossEntropy, SoftmaxDense
 from gpt_keras.core.layers import TokenAndPositionEmbedding, TransformerBlock
 
 
@@ -59,7 +59,7 @@ def compile_gpt(model: keras.Model, config: GPTConfig = GPTConfig(), jit_compile
     `loss_scaling` wraps Adam in Keras' `LossScaleOptimizer`, which float16 training needs (its small
     gradients would underflow to zero).
     """
-    optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
+    optimizer = _optimizer(config)
     if loss_scaling:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     model.compile(
@@ -69,6 +69,12 @@ def compile_gpt(model: keras.Model, config: GPTConfig = GPTConfig(), jit_compile
         jit_compile=jit_compile,
     )
     return model
+
+
+def _optimizer(config: GPTConfig) -> keras.optimizers.Optimizer:
+    if config.recipe == "lecture":
+        return keras.optimizers.Adam(learning_rate=config.learning_rate)
+    return FusedAdam(learning_rate=config.learning_rate)
 
 
 def _loss(config: GPTConfig) -> keras.losses.Loss:
