@@ -15,7 +15,7 @@ from keras import ops
 
 from gpt_keras.core.config import ConfigError, GPTConfig
 from gpt_keras.core.layers import TokenAndPositionEmbedding, TransformerBlock, causal_attention_mask
-from gpt_keras.core.model import build_gpt
+from gpt_keras.core.model import build_gpt, compile_gpt
 from tests.conftest import tiny_config
 
 pytestmark = pytest.mark.backend_agnostic
@@ -134,36 +134,54 @@ def _gradient(function, x):
     return tape.gradient(value, x).numpy()
 
 
-@pytest.mark.parametrize("logits_attached", [False, True])
-def test_next_token_cross_entropy_gradient_is_softmax_minus_one_hot(logits_attached):
-    """The loss's own gradient, through the softmax or written at the logits that `SoftmaxDense` attaches
-    (on TensorFlow; JAX arrays take no attribute), is what the fused softmax cross-entropy computes."""
-    from gpt_keras.core.fast import LOGITS_ATTRIBUTE, NextTokenCrossEntropy, attach_logits
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "float32"])  # the default here, and the lecture's arithmetic
+def test_the_loss_differentiates_the_output_layer_as_the_lecture_loss_does(policy):
+    """`NextTokenCrossEntropy` on `SoftmaxDense`'s probabilities (on TensorFlow it writes the output layer's
+    backward pass itself, from the operands the layer attaches) gives the output layer's inputs, kernel and
+    bias the gradients Keras' `SparseCategoricalCrossentropy()` gives through the softmax, repeated targets
+    included; exactly in float32, within bfloat16's rounding in mixed precision."""
+    from gpt_keras.core.fast import OPERANDS_ATTRIBUTE, NextTokenCrossEntropy, SoftmaxDense
 
     rng = np.random.default_rng(1)
-    logits = (rng.normal(size=(3, 7, 50)) * 3).astype("float32")
+    layer = SoftmaxDense(50, dtype=policy)
+    layer.build((None, None, 16))
+    layer.set_weights([0.2 * rng.normal(size=(16, 50)).astype("float32"), 0.2 * rng.normal(size=(50,)).astype("float32")])
+    inputs = rng.normal(size=(3, 7, 16)).astype("float32")
     targets = rng.integers(0, 50, (3, 7))
-    loss = NextTokenCrossEntropy()
+    targets[0, :4] = 4  # one word is the target four times: the one-hot part sums per word
+    ours = _layer_gradients(layer, inputs, lambda p: NextTokenCrossEntropy()(targets, p))
+    lecture = _layer_gradients(layer, inputs, lambda p: keras.losses.SparseCategoricalCrossentropy()(
+        targets, p + 0.0))  # `+ 0.0`: a new tensor, carrying nothing from the layer
+    assert hasattr(layer(inputs), OPERANDS_ATTRIBUTE) == (keras.backend.backend() == "tensorflow")
+    tolerance = 1e-6 if policy == "float32" else 0.02  # bfloat16 keeps 8 bits: 0.4% of the largest gradient
+    for mine, theirs in zip(ours, lecture):
+        np.testing.assert_allclose(mine, theirs, atol=tolerance * np.abs(theirs).max())
 
-    def probabilities(z):
-        p = ops.softmax(z, axis=-1)
-        if not logits_attached:
-            return p
-        p = attach_logits(p, ops.reshape(z, (-1, 50)))
-        assert hasattr(p, LOGITS_ATTRIBUTE) == (keras.backend.backend() == "tensorflow")
-        return p
 
-    gradient = _gradient(lambda z: loss(targets, probabilities(z)), logits)
-    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
-    expected = (probs - np.eye(50)[targets]) / targets.size  # the loss is the mean over the 21 positions
-    np.testing.assert_allclose(gradient, expected, atol=1e-6)
+def _layer_gradients(layer, inputs, loss_of_probabilities):
+    """[loss, d inputs, d kernel, d bias] of loss_of_probabilities(layer(inputs)) on the current backend."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        def loss(x, weights):
+            with keras.StatelessScope(state_mapping=list(zip(layer.trainable_variables, weights))):
+                return loss_of_probabilities(layer(x))
+        weights = [variable.value for variable in layer.trainable_variables]
+        value, (d_inputs, d_weights) = jax.value_and_grad(loss, argnums=(0, 1))(inputs, weights)
+        return [np.asarray(t, "float32") for t in (value, d_inputs, *d_weights)]
+    import tensorflow as tf
+
+    x = tf.constant(inputs)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        value = loss_of_probabilities(layer(x))
+    gradients = tape.gradient(value, [x, *layer.trainable_variables])
+    return [np.asarray(t, "float32") for t in (value, *gradients)]
 
 
 def test_training_with_our_loss_is_training_with_the_lecture_loss():
-    """`compile_gpt` (the output layer's logits and `NextTokenCrossEntropy`) trains as the lecture's
+    """`compile_gpt` (`NextTokenCrossEntropy` writing the output layer's backward pass) trains as the lecture's
     `SparseCategoricalCrossentropy()` does: the same losses and the same weights after a few steps."""
-    from gpt_keras.core.model import compile_gpt
-
     config = tiny_config(dropout_rate=0.0)  # no dropout: the two models draw no random masks
     rng = np.random.default_rng(0)
     tokens = rng.integers(1, config.vocab_size, (16, config.max_len + 1))
@@ -171,7 +189,8 @@ def test_training_with_our_loss_is_training_with_the_lecture_loss():
     ours = compile_gpt(build_gpt(config), config, jit_compile=False)
     lecture = build_gpt(config)
     lecture.set_weights(ours.get_weights())
-    lecture.compile(keras.optimizers.Adam(config.learning_rate), jit_compile=False,
+    # the same optimizer on both sides (`FusedAdam`; its own test compares it with Keras' Adam): only the loss differs
+    lecture.compile(type(ours.optimizer)(config.learning_rate), jit_compile=False,
                     loss=[keras.losses.SparseCategoricalCrossentropy(), None])
     histories = [model.fit(tokens[:, :-1], tokens[:, 1:], batch_size=4, epochs=1, shuffle=False, verbose=0)
                  .history["loss"] for model in (ours, lecture)]
@@ -191,3 +210,44 @@ def test_the_output_layer_computes_the_lecture_dense_softmax(shape):
     x = np.random.default_rng(0).normal(size=(*shape, config.embedding_dim)).astype("float32")
     np.testing.assert_allclose(np.asarray(ours(x)), np.asarray(lecture(x)), atol=1e-6)
     assert isinstance(ours, keras.layers.Dense) and ours.count_params() == lecture.count_params()
+
+
+def _adam_steps(optimizer, gradients_per_step, shape=(6, 3)):
+    """The weights after `optimizer` applies each step's gradient to one variable starting at ones."""
+    variable = keras.Variable(np.ones(shape, "float32"))
+    for gradient in gradients_per_step:
+        optimizer.apply([gradient], [variable])
+    return np.asarray(variable)
+
+
+def test_fused_adam_updates_as_keras_adam():
+    """`compile_gpt`'s optimizer (`FusedAdam`) is Keras' Adam with the lecture's settings: the same weights
+    after several steps of dense gradients, of either sign and scale."""
+    from gpt_keras.core.fast import FusedAdam
+
+    rng = np.random.default_rng(0)
+    gradients = [(rng.normal(size=(6, 3)) * 10.0 ** rng.integers(-3, 2)).astype("float32") for _ in range(5)]
+    fused = _adam_steps(FusedAdam(1e-3), gradients)
+    np.testing.assert_allclose(fused, _adam_steps(keras.optimizers.Adam(1e-3), gradients), rtol=0, atol=1e-6)
+    assert np.abs(fused - 1.0).min() > 1e-4  # every weight moved
+    assert isinstance(compile_gpt(build_gpt(tiny_config()), tiny_config()).optimizer, FusedAdam)
+    lecture_recipe = tiny_config(recipe="lecture")  # the lecture recipe keeps Keras' own Adam
+    assert type(compile_gpt(build_gpt(lecture_recipe), lecture_recipe).optimizer) is keras.optimizers.Adam
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="only TensorFlow gives slices (JAX's are dense)")
+def test_fused_adam_sums_a_word_s_slices_before_squaring():
+    """The token embedding's gradient comes as one slice per occurrence: `FusedAdam` steps as Adam on the
+    summed (dense) gradient, as Keras 2's Adam (the book's) and JAX do; Keras 3's Adam on TensorFlow squares
+    each slice instead, which is the difference docs/lecture-differences.md explains."""
+    import tensorflow as tf
+
+    from gpt_keras.core.fast import FusedAdam
+
+    rng = np.random.default_rng(0)
+    values, rows = rng.normal(size=(4, 3)).astype("float32"), np.array([1, 1, 1, 4])  # row 1 three times
+    slices = tf.IndexedSlices(tf.constant(values), tf.constant(rows), tf.constant([6, 3]))
+    dense = tf.convert_to_tensor(slices)  # the three slices of row 1 summed
+    fused = _adam_steps(FusedAdam(1e-3), [slices, slices])
+    np.testing.assert_allclose(fused, _adam_steps(keras.optimizers.Adam(1e-3), [dense, dense]), atol=1e-6)
+    assert np.abs(_adam_steps(keras.optimizers.Adam(1e-3), [slices, slices]) - fused)[1].max() > 1e-4

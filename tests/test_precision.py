@@ -148,15 +148,15 @@ def test_next_token_cross_entropy_equals_keras_loss_on_probabilities():
 
 
 def test_bfloat16_training_with_our_loss_is_training_with_the_lecture_loss():
-    """In mixed_bfloat16 (the default here), `compile_gpt`'s loss, whose gradient is written in bfloat16 at
-    the output matmul's logits, trains as Keras' `SparseCategoricalCrossentropy()` on the probabilities."""
+    """In mixed_bfloat16 (the default here), `compile_gpt`'s loss, which writes the output layer's backward pass
+    in bfloat16 itself, trains as Keras' `SparseCategoricalCrossentropy()` on the probabilities."""
     config = tiny_config(dropout_rate=0.0)  # no dropout: the two models draw no random masks
     tokens = np.random.default_rng(0).integers(1, config.vocab_size, (16, config.max_len + 1))
     keras.utils.set_random_seed(0)
     ours = compile_gpt(build_gpt(config, "mixed_bfloat16"), config, jit_compile=False)
     lecture = build_gpt(config, "mixed_bfloat16")
     lecture.set_weights(ours.get_weights())
-    lecture.compile(keras.optimizers.Adam(config.learning_rate), jit_compile=False,
+    lecture.compile(type(ours.optimizer)(config.learning_rate), jit_compile=False,  # only the loss differs
                     loss=[keras.losses.SparseCategoricalCrossentropy(), None])
     histories = [model.fit(tokens[:, :-1], tokens[:, 1:], batch_size=4, epochs=1, shuffle=False, verbose=0)
                  .history["loss"] for model in (ours, lecture)]

@@ -52,9 +52,10 @@ def compile_gpt(model: keras.Model, config: GPTConfig = GPTConfig(), jit_compile
     """Adam and sparse categorical cross-entropy on the first output only, as in the lecture.
 
     With `config.recipe` "fast" the loss is `NextTokenCrossEntropy`: the value of the lecture's
-    `SparseCategoricalCrossentropy()`, read at the target word only, with a gradient written at the
-    target only (faster on every backend). With "lecture" it is Keras' `SparseCategoricalCrossentropy()`
-    itself, as the lecture's `compile` has it (also in the notebook and `benchmarks/lecture_reference.py`).
+    `SparseCategoricalCrossentropy()`, read at the target word only, which on TensorFlow writes the output
+    layer's backward pass itself (faster on every backend); Adam is `FusedAdam`, Keras' Adam in one kernel
+    per variable (core/fast.py). With "lecture" they are Keras' `SparseCategoricalCrossentropy()` and `Adam`
+    themselves, as the lecture's `compile` has them (also in the notebook and `benchmarks/lecture_reference.py`).
 
     `loss_scaling` wraps Adam in Keras' `LossScaleOptimizer`, which float16 training needs (its small
     gradients would underflow to zero).
