@@ -1,23 +1,23 @@
 """The default training step (mixed_bfloat16 on a CPU with bfloat16 instructions, TensorFlow, no XLA) taken
 apart at the lecture's size, each part against its arithmetic floor on this machine (issue 24, point 2).
 
-Every part trains with `train_on_batch` on fixed random batches, the parts alternating in rounds (the order
-rotating), so that a neighbour's load falls on each alike; a part's figure is the median over rounds of its
-time / the whole step's time in the same round. The parts:
+Every part runs on fixed random batches, the parts alternating in rounds (the order rotating), so that a
+neighbour's load falls on each alike; a part's figure is the median over rounds of its time / the whole
+step's time in the same round. The parts:
 
-- the whole step (`build_gpt` + `compile_gpt`: Adam, `NextTokenCrossEntropy`), and with SGD instead of Adam
-  (their difference is what Adam's own passes cost);
+- the whole step (`build_gpt` + `compile_gpt`: `FusedAdam`, `NextTokenCrossEntropy`);
+- its Adam alone, applying fixed gradients to the model's variables;
 - the embedding and block alone, forward and backward (a mean-squared error on the block's output);
-- the output layer's matmuls alone (`Dense(10,000)` with a loss that only averages the logits);
+- the output layer's three matmuls alone, as the step runs them (the forward with its bias, then the
+  inputs' and the kernel's gradients from bfloat16 probabilities, in `NextTokenCrossEntropy`'s layout);
 - the output layer with its softmax and loss (`SoftmaxDense` + `NextTokenCrossEntropy`): minus the matmuls,
-  that is the softmax and the cross-entropy.
+  that is the softmax, the casts and the loss.
 
 The floors: the matmuls' FLOPs at the rate a bfloat16 matmul of the output layer's shape reaches in this
 process; the softmax and loss, and Adam, as the bytes they must read and write at the rate a float32 copy
-of [positions, vocabulary] reaches. `--loss-paths` times the output layer and loss alone, with the gradient
-written at the logits and through the softmax. Run `python benchmarks/step_parts.py` (a quiet machine: each part is
-timed while the other parts are not running; the figures under load misstate the matmuls most, because a
-matmul waits for its slowest thread).
+of [positions, vocabulary] reaches. `benchmarks/benchmark.py` runs `breakdown` and writes its table into
+BENCHMARKS.md; `python benchmarks/step_parts.py` prints it alone (a quiet machine: the figures under load
+misstate the matmuls most, because a matmul waits for its slowest thread).
 """
 
 from __future__ import annotations
@@ -31,27 +31,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from keras import ops  # noqa: E402
 
+from benchmark import BODY, HEAD, WHOLE, WHOLE_SGD  # noqa: E402  (the parts' names, shared with its JAX table)
 from gpt_keras.core.config import GPTConfig  # noqa: E402
 from gpt_keras.core.fast import NextTokenCrossEntropy, SoftmaxDense  # noqa: E402
 from gpt_keras.core.layers import TokenAndPositionEmbedding, TransformerBlock  # noqa: E402
 from gpt_keras.core.model import build_gpt, compile_gpt  # noqa: E402
 
 POLICY = "mixed_bfloat16"  # what `auto` picks on a CPU with bfloat16 instructions
-WHOLE, WHOLE_SGD = "whole step (Adam)", "whole step, SGD instead of Adam"
-BODY, MATMULS, HEAD = "embedding + block, fwd + bwd", "output matmuls (fwd + 2 bwd)", "output layer + softmax + loss"
-
-
-class MeanOfLogits(keras.losses.Loss):
-    """A loss that only averages the logits: the output layer's matmuls with almost nothing after them."""
-
-    def call(self, y_true, y_pred):
-        return ops.mean(ops.cast(y_pred, "float32"), axis=-1)
+MATMULS = "output matmuls (forward + 2 backward)"
+SOFTMAX_LOSS, ADAM, REST = "softmax, casts and loss", "Adam (`FusedAdam`)", "the rest (framework, Keras' step)"
 
 
 def block_flops(config: GPTConfig, positions: int) -> float:
-    """Forward FLOPs of one block's matmuls: Q, K, V and the attention output, scores and weighted sum, the
+    """Forward FLOPs of the blocks' matmuls: Q, K, V and the attention output, scores and weighted sum, the
     feed-forward network."""
     width, heads, key = config.embedding_dim, config.n_heads, config.key_dim
     projections = 2 * positions * width * heads * key * 4  # Q, K, V in, the heads' output back
@@ -60,34 +53,74 @@ def block_flops(config: GPTConfig, positions: int) -> float:
     return config.n_blocks * (projections + attention + feed_forward)
 
 
-def parts(config: GPTConfig):
-    """The compiled models of each part and their (x, y) batch."""
-    rng = np.random.default_rng(0)
+def part_models(config: GPTConfig, policy: str | None, jit: bool) -> dict:
+    """{part: (compiled model, x, y)}: the whole step, with SGD, the embedding and block, the output layer and
+    loss, each on fixed random batches; `policy` None is Keras' global policy (float32).
+
+    The parts train with SGD (one pass over their weights), so that Adam's cost is the whole step's less its
+    SGD step's alone; the output layer reads its inputs through a `LayerNormalization` (a few
+    [positions, width] passes), so that its inputs' gradient is computed, as in the whole step."""
+    rng = np.random.default_rng(42)
     shape = (config.batch_size, config.max_len)
     tokens, targets = rng.integers(1, config.vocab_size, shape), rng.integers(0, config.vocab_size, shape)
     hidden = rng.normal(size=(*shape, config.embedding_dim)).astype("float32")
 
-    def compiled(model, loss, optimizer=None):
-        model.compile(optimizer=optimizer or keras.optimizers.Adam(config.learning_rate), loss=loss, jit_compile=False)
+    def compiled(model, loss):
+        model.compile(optimizer=keras.optimizers.SGD(0.01), loss=loss, jit_compile=jit)
         return model
 
     token_input = keras.layers.Input((None,), dtype="int32")
-    x = TokenAndPositionEmbedding(config.max_len, config.vocab_size, config.embedding_dim, dtype=POLICY)(token_input)
+    x = TokenAndPositionEmbedding(config.max_len, config.vocab_size, config.embedding_dim, dtype=policy)(token_input)
     for _ in range(config.n_blocks):
         x, _ = TransformerBlock(config.n_heads, config.key_dim, config.embedding_dim, config.feed_forward_dim,
-                                dropout_rate=config.dropout_rate, dtype=POLICY)(x)
+                                dropout_rate=config.dropout_rate, dtype=policy)(x)
     body_output = keras.layers.Activation("linear", dtype="float32")(x)
     hidden_input = keras.layers.Input((None, config.embedding_dim))
     return {
-        WHOLE: (compile_gpt(build_gpt(config, POLICY), config, jit_compile=False), tokens, targets),
-        WHOLE_SGD: (compiled(build_gpt(config, POLICY), [NextTokenCrossEntropy(), None], keras.optimizers.SGD(0.01)),
-                    tokens, targets),
+        WHOLE: (compile_gpt(build_gpt(config, policy), config, jit_compile=jit), tokens, targets),
+        WHOLE_SGD: (compiled(build_gpt(config, policy), [NextTokenCrossEntropy(), None]), tokens, targets),
         BODY: (compiled(keras.Model(token_input, body_output), "mse"), tokens, hidden),
-        MATMULS: (compiled(keras.Model(hidden_input, keras.layers.Dense(config.vocab_size, dtype=POLICY)(hidden_input)),
-                           MeanOfLogits()), hidden, targets),
-        HEAD: (compiled(keras.Model(hidden_input, SoftmaxDense(config.vocab_size, dtype=POLICY)(hidden_input)),
-                        NextTokenCrossEntropy()), hidden, targets),
+        HEAD: (compiled(keras.Model(hidden_input, SoftmaxDense(config.vocab_size, dtype=policy)(
+            keras.layers.LayerNormalization(dtype=policy)(hidden_input))), NextTokenCrossEntropy()), hidden, targets),
     }
+
+
+def output_matmuls(config: GPTConfig):
+    """The output layer's three bfloat16 matmuls as a training step runs them, as one call."""
+    import tensorflow as tf
+
+    positions = config.batch_size * config.max_len
+    rng = np.random.default_rng(0)
+    inputs = tf.constant(rng.normal(size=(positions, config.embedding_dim)), tf.bfloat16)
+    kernel = tf.constant(rng.normal(size=(config.embedding_dim, config.vocab_size)) * 0.05, tf.bfloat16)
+    bias = tf.zeros((config.vocab_size,), tf.bfloat16)
+    probabilities = tf.constant(rng.random(size=(positions, config.vocab_size)), tf.bfloat16)
+
+    @tf.function
+    def matmuls():
+        logits = tf.matmul(inputs, kernel) + bias
+        d_inputs = tf.matmul(probabilities, kernel, transpose_b=True)
+        d_kernel = tf.transpose(tf.matmul(probabilities, inputs, transpose_a=True))
+        return logits[0, 0] + d_inputs[0, 0] + d_kernel[0, 0]
+
+    return lambda: float(matmuls())
+
+
+def adam_update(model: keras.Model, positions: int):
+    """The model's optimizer applying one step of fixed random gradients (the token embedding's as slices, as
+    in training), as one call."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    variables = model.trainable_variables
+    gradients = [tf.constant(rng.normal(size=v.shape).astype("float32") * 1e-3) for v in variables]
+    for index, variable in enumerate(variables):
+        if "token_emb" in variable.path:
+            rows = rng.integers(0, variable.shape[0], positions)
+            gradients[index] = tf.IndexedSlices(tf.constant(rng.normal(size=(len(rows), variable.shape[1])),
+                                                            tf.float32), tf.constant(rows), tf.constant(variable.shape))
+    apply = tf.function(lambda: model.optimizer.apply(gradients, variables), autograph=False)
+    return lambda: (apply(), float(model.optimizer.iterations))
 
 
 def machine_rates(config: GPTConfig, repeats: int = 5) -> tuple[float, float]:
@@ -99,17 +132,10 @@ def machine_rates(config: GPTConfig, repeats: int = 5) -> tuple[float, float]:
     h = tf.constant(rng.normal(size=(positions, config.embedding_dim)), tf.bfloat16)
     w = tf.constant(rng.normal(size=(config.embedding_dim, config.vocab_size)), tf.bfloat16)
     z = tf.constant(rng.normal(size=(positions, config.vocab_size)), tf.float32)
-
-    @tf.function
-    def matmul():
-        return tf.matmul(h, w)
-
-    @tf.function
-    def copy():
-        return z + 1.0
-
+    functions = {"matmul": tf.function(lambda: tf.matmul(h, w), autograph=False),
+                 "copy": tf.function(lambda: z + 1.0, autograph=False)}
     best = {}
-    for name, function in (("matmul", matmul), ("copy", copy)):
+    for name, function in functions.items():
         function()
         times = []
         for _ in range(repeats):
@@ -121,90 +147,61 @@ def machine_rates(config: GPTConfig, repeats: int = 5) -> tuple[float, float]:
     return flops / best["matmul"], 2 * z.shape.num_elements() * 4 / best["copy"]
 
 
-def loss_paths(config: GPTConfig, rounds: int) -> None:
-    """The output layer + loss forward and backward with the gradient written at the logits (what
-    `NextTokenCrossEntropy` does on TensorFlow) against written at the target's probability and taken
-    through the softmax's backward pass (what it did before, and still does on JAX), alternating."""
-    import tensorflow as tf
-
-    from gpt_keras.core.fast import target_negative_log
-
-    rng = np.random.default_rng(0)
-    hidden = tf.constant(rng.normal(size=(config.batch_size, config.max_len, config.embedding_dim)), tf.bfloat16)
-    targets = tf.constant(rng.integers(0, config.vocab_size, (config.batch_size, config.max_len)), tf.int32)
-    layer = SoftmaxDense(config.vocab_size, dtype=POLICY)
-    layer.build((None, None, config.embedding_dim))
-    losses = {"at the logits": lambda y, p: NextTokenCrossEntropy()(y, p),
-              "through the softmax": lambda y, p: ops.mean(target_negative_log(p, y))}
-    steps = {}
-    for name, loss in losses.items():
-        @tf.function
-        def step(loss=loss):
-            with tf.GradientTape() as tape:
-                value = loss(targets, layer(hidden))
-            return value, tape.gradient(value, layer.trainable_variables)
-        steps[name] = step
-    values = {name: step() for name, step in steps.items()}
-    (first, first_grads), (second, second_grads) = values.values()
-    gap = max(float(tf.reduce_max(tf.abs(a - b))) for a, b in zip(first_grads, second_grads))
-    times = {name: [] for name in steps}
-    for round_ in range(rounds):
-        for name in list(steps)[round_ % 2:] + list(steps)[:round_ % 2]:
-            start = time.perf_counter()
-            float(steps[name]()[0])
-            times[name].append(time.perf_counter() - start)
-    ratio = statistics.median(a / b for a, b in zip(*times.values()))
-    print(f"output layer + loss, fwd + bwd: at the logits / through the softmax = {ratio:.3f} (median of {rounds} "
-          f"rounds, load average {os.getloadavg()[0]:.1f}); losses {float(first):.6f}, {float(second):.6f}, "
-          f"largest gradient difference {gap:.2e}")
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=12, help="rounds of alternating parts (default 12)")
-    parser.add_argument("--loss-paths", action="store_true",
-                        help="only the output layer + loss, gradient at the logits against through the softmax")
-    args = parser.parse_args(argv)
-    config = GPTConfig()
-    if args.loss_paths:
-        loss_paths(config, args.rounds)
-        return 0
-    cases = parts(config)
-    for model, x, y in cases.values():
-        for _ in range(2):
-            model.train_on_batch(x, y)
+def breakdown(rounds: int = 12, config: GPTConfig = GPTConfig()) -> dict:
+    """The default step's parts: {"whole_ms", "rows": {part: [share of the step, ms, floor ms or None]},
+    the machine's rates and the load average}."""
+    models = part_models(config, POLICY, jit=False)
+    cases = {name: (lambda m=model, x=x, y=y: m.train_on_batch(x, y)) for name, (model, x, y) in models.items()
+             if name != WHOLE_SGD}
+    cases[MATMULS] = output_matmuls(config)
+    cases[ADAM] = adam_update(models[WHOLE][0], config.batch_size * config.max_len)
+    for run in cases.values():
+        run(), run()
     times = {name: [] for name in cases}
     names = list(cases)
-    for round_ in range(args.rounds):
+    for round_ in range(rounds):
         for name in names[round_ % len(names):] + names[:round_ % len(names)]:
-            model, x, y = cases[name]
             start = time.perf_counter()
-            model.train_on_batch(x, y)
+            cases[name]()
             times[name].append(1000 * (time.perf_counter() - start))
     share = {name: statistics.median(a / b for a, b in zip(times[name], times[WHOLE])) for name in names}
     whole_ms = statistics.median(times[WHOLE])
     flop_rate, byte_rate = machine_rates(config)
     positions = config.batch_size * config.max_len
     logits = positions * config.vocab_size
-    parameters = cases[WHOLE][0].count_params()
+    parameters = build_gpt(config).count_params()
     floors = {  # ms
         BODY: 3 * block_flops(config, positions) / flop_rate * 1000,
         MATMULS: 3 * 2 * positions * config.embedding_dim * config.vocab_size / flop_rate * 1000,
-        # forward: read bfloat16 logits, write float32 probabilities; backward: read them, write a bfloat16 gradient
-        "softmax + loss": (2 + 4 + 4 + 2) * logits / byte_rate * 1000,
+        # cast the bfloat16 logits to float32, softmax (read, write), cast the probabilities to bfloat16
+        SOFTMAX_LOSS: (2 + 4 + 4 + 4 + 4 + 2) * logits / byte_rate * 1000,
         # Adam: read weight, gradient, two moments; write weight and two moments (float32)
-        "Adam (whole - SGD)": 7 * 4 * parameters / byte_rate * 1000,
+        ADAM: 7 * 4 * parameters / byte_rate * 1000,
     }
-    rows = {BODY: share[BODY], MATMULS: share[MATMULS], "softmax + loss": share[HEAD] - share[MATMULS],
-            "Adam (whole - SGD)": share[WHOLE] - share[WHOLE_SGD]}
-    rows["the rest (framework, Keras' step)"] = 1.0 - sum(rows.values())
-    print(f"load average {os.getloadavg()[0]:.1f}; whole step {whole_ms:.1f} ms (median of {args.rounds}); "
-          f"bfloat16 matmul {flop_rate / 1e9:.0f} GFLOP/s, float32 copy {byte_rate / 1e9:.1f} GB/s")
-    print("| part of the default step | share of the step | ms | arithmetic floor, ms |")
-    print("|---|---:|---:|---:|")
-    for name, value in rows.items():
-        floor = floors.get(name)
-        print(f"| {name} | {value:.3f} | {value * whole_ms:.1f} | {'' if floor is None else f'{floor:.1f}'} |")
+    parts = {BODY: share[BODY], MATMULS: share[MATMULS], SOFTMAX_LOSS: share[HEAD] - share[MATMULS], ADAM: share[ADAM]}
+    parts[REST] = 1.0 - sum(parts.values())
+    rows = {name: [value, value * whole_ms, floors.get(name)] for name, value in parts.items()}
+    return {"whole_ms": whole_ms, "rows": rows, "rounds": rounds, "bf16_gflops": flop_rate / 1e9,
+            "copy_gbps": byte_rate / 1e9, "load": os.getloadavg()[0]}
+
+
+def table(figures: dict) -> str:
+    lines = ["| part of the default step | share of the step | ms | arithmetic floor, ms |", "|---|---:|---:|---:|"]
+    for name, (share, ms, floor) in figures["rows"].items():
+        lines.append(f"| {name} | {share:.3f} | {ms:.1f} | {'' if floor is None else f'{floor:.1f}'} |")
+    floors = sum(floor for _, _, floor in figures["rows"].values() if floor is not None)
+    lines.append(f"| **whole step** | 1.000 | {figures['whole_ms']:.1f} | {floors:.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=12, help="rounds of alternating parts (default 12)")
+    args = parser.parse_args(argv)
+    figures = breakdown(args.rounds)
+    print(f"load average {figures['load']:.1f}; whole step {figures['whole_ms']:.1f} ms (median of {args.rounds}); "
+          f"bfloat16 matmul {figures['bf16_gflops']:.0f} GFLOP/s, float32 copy {figures['copy_gbps']:.1f} GB/s")
+    print(table(figures))
     return 0
 
 
