@@ -43,7 +43,8 @@ test-tf: $(DEV)
 		--durations=15
 
 test-jax: $(DEV)
-	KERAS_BACKEND=jax nice -n 10 $(BIN)/python -m pytest -q -p no:cacheprovider -m "backend_agnostic and not release"
+	KERAS_BACKEND=jax nice -n 10 $(BIN)/python -m pytest -q -p no:cacheprovider -m "backend_agnostic and not release" \
+		--durations=10
 
 ## The quick edit loop: the tests marked neither `slow` (training end to end, subprocesses) nor `release`.
 test-fast: $(DEV)

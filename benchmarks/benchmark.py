@@ -112,6 +112,7 @@ def _our_training(keras, data, tokens, key="auto", keras_loss=False):
     from gpt_keras.core.data import make_dataset
     from gpt_keras.core.model import build_gpt, compile_gpt
     from gpt_keras.runs.batches import ArrayBatches
+    from gpt_keras.runs.optimizer import training_optimizer
     from gpt_keras.runs.precision import choose_precision, detect_hardware
 
     _, mode, jit, bucketed, variant_keras_loss, keras_adam = VARIANTS[key]
@@ -121,7 +122,7 @@ def _our_training(keras, data, tokens, key="auto", keras_loss=False):
     choice = choose_precision(facts, "on" if mode == "out32" else mode, jit)
     output_dtype = "float32" if mode == "out32" else choice.output_dtype
     model = compile_gpt(build_gpt(config, choice.policy, output_dtype), config, choice.jit,
-                        loss_scaling=choice.loss_scaling)
+                        loss_scaling=choice.loss_scaling, optimizer=training_optimizer(config))
     if keras_loss or keras_adam:  # Keras' own loss on probabilities, or its own Adam, which `compile_gpt` replaces
         optimizer = keras.optimizers.Adam if keras_adam else type(model.optimizer)
         loss = keras.losses.SparseCategoricalCrossentropy() if keras_loss else model.loss[0]

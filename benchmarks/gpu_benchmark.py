@@ -82,6 +82,7 @@ def train_speed(args) -> dict:
 
     from gpt_keras.runs.batches import ArrayBatches, load_tokens
     from gpt_keras.core.model import build_gpt, compile_gpt
+    from gpt_keras.runs.optimizer import training_optimizer
     from gpt_keras.runs.precision import choose_precision, detect_hardware
 
     tokens, vocabulary = load_tokens(args.tokens)
@@ -92,7 +93,8 @@ def train_speed(args) -> dict:
     choice = choose_precision(facts, config.mixed_precision, config.jit_compile)
     print(choice.describe(), flush=True)
     keras.utils.set_random_seed(0)
-    model = compile_gpt(build_gpt(config, choice.policy), config, choice.jit, loss_scaling=choice.loss_scaling)
+    model = compile_gpt(build_gpt(config, choice.policy), config, choice.jit, loss_scaling=choice.loss_scaling,
+                        optimizer=training_optimizer(config))
     ends = []
 
     class StepTimer(keras.callbacks.Callback):

@@ -107,6 +107,7 @@ def race(path, epochs: int, limit: int | None, eval_every: int | None, seed: int
     from gpt_keras.runs import bucketing
     from gpt_keras.core.config import GPTConfig
     from gpt_keras.core.model import build_gpt, compile_gpt
+    from gpt_keras.runs.optimizer import training_optimizer
     from gpt_keras.runs.precision import choose_precision, detect_hardware
 
     texts = [lecture.pad_punctuation(x) for x in lecture.filter_reviews(lecture.read_records(path))]
@@ -127,7 +128,7 @@ def race(path, epochs: int, limit: int | None, eval_every: int | None, seed: int
         train_tokens, heldout = data_lib_core.vectorize(vectorizer, train_texts), data_lib_core.vectorize(vectorizer, heldout_texts)
         choice = choose_precision(detect_hardware(), "auto" if key.startswith("auto") else "off")
         model = compile_gpt(build_gpt(config, choice.policy), config, choice.jit,
-                            loss_scaling=choice.loss_scaling)
+                            loss_scaling=choice.loss_scaling, optimizer=training_optimizer(config))
         if key == "auto-bucketed":
             batches, _ = bucketing.bucketed_dataset(train_tokens, config.batch_size, seed)
             label = f"ours, {choice.policy} + length buckets (opt-in)"

@@ -37,6 +37,7 @@ from gpt_keras.core.config import GPTConfig  # noqa: E402
 from gpt_keras.core.fast import NextTokenCrossEntropy, SoftmaxDense  # noqa: E402
 from gpt_keras.core.layers import TokenAndPositionEmbedding, TransformerBlock  # noqa: E402
 from gpt_keras.core.model import build_gpt, compile_gpt  # noqa: E402
+from gpt_keras.runs.optimizer import training_optimizer  # noqa: E402
 
 POLICY = "mixed_bfloat16"  # what `auto` picks on a CPU with bfloat16 instructions
 MATMULS = "output matmuls (forward + 2 backward)"
@@ -77,7 +78,8 @@ def part_models(config: GPTConfig, policy: str | None, jit: bool) -> dict:
     body_output = keras.layers.Activation("linear", dtype="float32")(x)
     hidden_input = keras.layers.Input((None, config.embedding_dim))
     return {
-        WHOLE: (compile_gpt(build_gpt(config, policy), config, jit_compile=jit), tokens, targets),
+        WHOLE: (compile_gpt(build_gpt(config, policy), config, jit_compile=jit, optimizer=training_optimizer(config)),
+                tokens, targets),
         WHOLE_SGD: (compiled(build_gpt(config, policy), [NextTokenCrossEntropy(), None]), tokens, targets),
         BODY: (compiled(keras.Model(token_input, body_output), "mse"), tokens, hidden),
         HEAD: (compiled(keras.Model(hidden_input, SoftmaxDense(config.vocab_size, dtype=policy)(

@@ -44,7 +44,8 @@ def __getattr__(name: str):
 
 
 # Importing these registers, under the name "gpt_keras", what a saved run names: the layers, the loss, the metric.
-REGISTERING_MODULES = ("gpt_keras.core.layers", "gpt_keras.core.fast", "gpt_keras.runs.metrics")
+REGISTERING_MODULES = ("gpt_keras.core.layers", "gpt_keras.core.fast", "gpt_keras.runs.metrics",
+                       "gpt_keras.runs.optimizer")
 
 
 class _RegisterAfterKeras(importlib.abc.MetaPathFinder, importlib.abc.Loader):

@@ -189,7 +189,7 @@ def test_training_with_our_loss_is_training_with_the_lecture_loss():
     ours = compile_gpt(build_gpt(config), config, jit_compile=False)
     lecture = build_gpt(config)
     lecture.set_weights(ours.get_weights())
-    # the same optimizer on both sides (`FusedAdam`; its own test compares it with Keras' Adam): only the loss differs
+    # the same optimizer on both sides: only the loss differs
     lecture.compile(type(ours.optimizer)(config.learning_rate), jit_compile=False,
                     loss=[keras.losses.SparseCategoricalCrossentropy(), None])
     histories = [model.fit(tokens[:, :-1], tokens[:, 1:], batch_size=4, epochs=1, shuffle=False, verbose=0)
@@ -211,43 +211,3 @@ def test_the_output_layer_computes_the_lecture_dense_softmax(shape):
     np.testing.assert_allclose(np.asarray(ours(x)), np.asarray(lecture(x)), atol=1e-6)
     assert isinstance(ours, keras.layers.Dense) and ours.count_params() == lecture.count_params()
 
-
-def _adam_steps(optimizer, gradients_per_step, shape=(6, 3)):
-    """The weights after `optimizer` applies each step's gradient to one variable starting at ones."""
-    variable = keras.Variable(np.ones(shape, "float32"))
-    for gradient in gradients_per_step:
-        optimizer.apply([gradient], [variable])
-    return np.asarray(variable)
-
-
-def test_fused_adam_updates_as_keras_adam():
-    """`compile_gpt`'s optimizer (`FusedAdam`) is Keras' Adam with the lecture's settings: the same weights
-    after several steps of dense gradients, of either sign and scale."""
-    from gpt_keras.core.fast import FusedAdam
-
-    rng = np.random.default_rng(0)
-    gradients = [(rng.normal(size=(6, 3)) * 10.0 ** rng.integers(-3, 2)).astype("float32") for _ in range(5)]
-    fused = _adam_steps(FusedAdam(1e-3), gradients)
-    np.testing.assert_allclose(fused, _adam_steps(keras.optimizers.Adam(1e-3), gradients), rtol=0, atol=1e-6)
-    assert np.abs(fused - 1.0).min() > 1e-4  # every weight moved
-    assert isinstance(compile_gpt(build_gpt(tiny_config()), tiny_config()).optimizer, FusedAdam)
-    lecture_recipe = tiny_config(recipe="lecture")  # the lecture recipe keeps Keras' own Adam
-    assert type(compile_gpt(build_gpt(lecture_recipe), lecture_recipe).optimizer) is keras.optimizers.Adam
-
-
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="only TensorFlow gives slices (JAX's are dense)")
-def test_fused_adam_sums_a_word_s_slices_before_squaring():
-    """The token embedding's gradient comes as one slice per occurrence: `FusedAdam` steps as Adam on the
-    summed (dense) gradient, as Keras 2's Adam (the book's) and JAX do; Keras 3's Adam on TensorFlow squares
-    each slice instead, which is the difference docs/lecture-differences.md explains."""
-    import tensorflow as tf
-
-    from gpt_keras.core.fast import FusedAdam
-
-    rng = np.random.default_rng(0)
-    values, rows = rng.normal(size=(4, 3)).astype("float32"), np.array([1, 1, 1, 4])  # row 1 three times
-    slices = tf.IndexedSlices(tf.constant(values), tf.constant(rows), tf.constant([6, 3]))
-    dense = tf.convert_to_tensor(slices)  # the three slices of row 1 summed
-    fused = _adam_steps(FusedAdam(1e-3), [slices, slices])
-    np.testing.assert_allclose(fused, _adam_steps(keras.optimizers.Adam(1e-3), [dense, dense]), atol=1e-6)
-    assert np.abs(_adam_steps(keras.optimizers.Adam(1e-3), [slices, slices]) - fused)[1].max() > 1e-4

@@ -2,9 +2,9 @@
 
 Read `config`, `data`, `layers`, `model`, then `sampling`, `generation` and `callbacks`
 (`TextGenerator`). `fast`, `backend` and `checks` are optional reading: faster versions of the
-lecture's output layer, loss and Adam, the decoder's compilation per backend, the limits of every value.
+lecture's output layer and loss, the decoder's compilation per backend, the limits of every value.
 Imports only keras, numpy and the standard library (TensorFlow inside `data`, for `TextVectorization`
-and `tf.data`; inside `fast`'s Adam, for its fused kernel; TensorFlow or JAX inside `backend`).
+and `tf.data`; TensorFlow or JAX inside `backend`).
 """
 
 PACKAGE = "gpt_keras"  # the name the layers, the loss and the metric are registered under with Keras

@@ -11,7 +11,7 @@ import keras
 from keras import layers
 
 from gpt_keras.core.config import GPTConfig
-from gpt_keras.core.fast import FusedAdam, NextTokenCrossEntropy, SoftmaxDense
+from gpt_keras.core.fast import NextTokenCrossEntropy, SoftmaxDense
 from gpt_keras.core.layers import TokenAndPositionEmbedding, TransformerBlock
 
 
@@ -48,19 +48,21 @@ def build_gpt(config: GPTConfig = GPTConfig(), dtype: str | None = None, output_
 
 
 def compile_gpt(model: keras.Model, config: GPTConfig = GPTConfig(), jit_compile: bool | str = "auto",
-                metrics=None, loss_scaling: bool = False) -> keras.Model:
+                metrics=None, loss_scaling: bool = False, optimizer: keras.optimizers.Optimizer | None = None
+                ) -> keras.Model:
     """Adam and sparse categorical cross-entropy on the first output only, as in the lecture.
 
     With `config.recipe` "fast" the loss is `NextTokenCrossEntropy`: the value of the lecture's
     `SparseCategoricalCrossentropy()`, read at the target word only, which on TensorFlow writes the output
-    layer's backward pass itself (faster on every backend); Adam is `FusedAdam`, Keras' Adam in one kernel
-    per variable (core/fast.py). With "lecture" they are Keras' `SparseCategoricalCrossentropy()` and `Adam`
-    themselves, as the lecture's `compile` has them (also in the notebook and `benchmarks/lecture_reference.py`).
+    layer's backward pass itself (faster on every backend). With "lecture" it is Keras'
+    `SparseCategoricalCrossentropy()` itself, as the lecture's `compile` has it (also in the notebook and
+    `benchmarks/lecture_reference.py`). `optimizer` defaults to the lecture's Adam (`gpt-keras train` passes
+    `runs.optimizer.training_optimizer`).
 
     `loss_scaling` wraps Adam in Keras' `LossScaleOptimizer`, which float16 training needs (its small
     gradients would underflow to zero).
     """
-    optimizer = _optimizer(config)
+    optimizer = optimizer or keras.optimizers.Adam(learning_rate=config.learning_rate)
     if loss_scaling:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     model.compile(
@@ -70,12 +72,6 @@ def compile_gpt(model: keras.Model, config: GPTConfig = GPTConfig(), jit_compile
         jit_compile=jit_compile,
     )
     return model
-
-
-def _optimizer(config: GPTConfig) -> keras.optimizers.Optimizer:
-    if config.recipe == "lecture":
-        return keras.optimizers.Adam(learning_rate=config.learning_rate)
-    return FusedAdam(learning_rate=config.learning_rate)
 
 
 def _loss(config: GPTConfig) -> keras.losses.Loss:

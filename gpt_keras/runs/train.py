@@ -37,6 +37,7 @@ from gpt_keras.runs.batches import ArrayBatches, load_tokens, save_tokens, split
 from gpt_keras.runs.monitoring import BatchLossSummary, EpochTensorBoard, GeneratedTextSummary, RunCheckpoint, StopOnNaN
 from gpt_keras.runs.datasets import LoadReport, default_data_path, load_texts
 from gpt_keras.runs.metrics import RealTokenPerplexity
+from gpt_keras.runs.optimizer import training_optimizer
 from gpt_keras.runs.files import check_output_path, one_line, open_regular, write_json
 from gpt_keras.runs.memory import check_training_fits
 
@@ -344,7 +345,7 @@ def _compiled(config: GPTConfig, choice: precision_lib.PrecisionChoice | None = 
         choice = precision_lib.choose_precision(precision_lib.detect_hardware(), config.mixed_precision,
                                                 config.jit_compile)
     model = compile_gpt(build_gpt(config, choice.policy, choice.output_dtype), config, choice.jit, metrics=_metrics(config),
-                        loss_scaling=choice.loss_scaling)
+                        loss_scaling=choice.loss_scaling, optimizer=training_optimizer(config))
     model.optimizer.build(model.trainable_variables)
     return model
 
