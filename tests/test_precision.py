@@ -11,6 +11,7 @@ import pytest
 
 from gpt_keras.core.config import GPTConfig
 from gpt_keras.core.model import build_gpt, compile_gpt
+from gpt_keras.runs.optimizer import training_optimizer
 from gpt_keras.runs.precision import GPU, HardwareFacts, choose_precision, detect_hardware
 from gpt_keras.runs.train import PRECISION, configure_precision, train
 from tests.conftest import tiny_config
@@ -102,7 +103,9 @@ def test_float16_with_loss_scaling_wraps_adam():
 def _losses(policy: str, output_dtype: str, tokens: np.ndarray, steps: int) -> list[float]:
     config = tiny_config(vocab_size=int(tokens.max()) + 1, max_len=tokens.shape[1] - 1)
     keras.utils.set_random_seed(0)
-    model = compile_gpt(build_gpt(config, policy, output_dtype), config, jit_compile=False)
+    # training's own optimizer (`FusedAdam`) and loss, as `gpt-keras train` compiles them
+    model = compile_gpt(build_gpt(config, policy, output_dtype), config, jit_compile=False,
+                        optimizer=training_optimizer(config))
     x, y = tokens[:, :-1], tokens[:, 1:]
     return [float(model.train_on_batch(x[i % 4 * 16:(i % 4 + 1) * 16], y[i % 4 * 16:(i % 4 + 1) * 16]))
             for i in range(steps)]
