@@ -725,28 +725,31 @@ untrained float32 models (the speed does not depend on the weights).
 
 def _loss_lever(variants: dict) -> str:
     """What replacing Keras' loss by `NextTokenCrossEntropy` measured, when both rows ran."""
-    if "auto-keras-loss" not in variants:
-        return ""
-    return ("The loss: Keras' `SparseCategoricalCrossentropy` finds the softmax's logits and calls TensorFlow's "
-            "fused `sparse_softmax_cross_entropy_with_logits` (a second softmax), then the gradient goes back "
-            "through Keras' `Dense`, which multiplies the kernel's gradient in a layout oneDNN runs at two thirds "
-            "of its speed. `NextTokenCrossEntropy`, the same loss, reads the target's probability and writes the "
-            "output layer's backward pass itself from the operands `SoftmaxDense` hands it: the probabilities cast "
-            "to bfloat16 once, the kernel's gradient as (p.T @ inputs).T, the one-hot part as a gather and a "
-            "segment sum of [positions, width] values, never a [positions, vocabulary] one: "
-            f"{variants['auto-keras-loss']['ratio']:.3f} of the lecture's step with Keras' loss, "
-            f"{variants['auto']['ratio']:.3f} with ours.")
+    return _lever(variants, "auto-keras-loss", "Keras' loss", "ours", (
+        "The loss: Keras' `SparseCategoricalCrossentropy` finds the softmax's logits and calls TensorFlow's "
+        "fused `sparse_softmax_cross_entropy_with_logits` (a second softmax), then the gradient goes back "
+        "through Keras' `Dense`, which multiplies the kernel's gradient in a layout oneDNN runs at two thirds "
+        "of its speed. `NextTokenCrossEntropy`, the same loss, reads the target's probability and writes the "
+        "output layer's backward pass itself from the operands `SoftmaxDense` hands it: the probabilities cast "
+        "to bfloat16 once, the kernel's gradient as (p.T @ inputs).T, the one-hot part as a gather and a "
+        "segment sum of [positions, width] values, never a [positions, vocabulary] one"))
 
 
 def _adam_lever(variants: dict) -> str:
     """What `FusedAdam` measured against Keras' Adam, when both rows ran."""
-    if "auto-keras-adam" not in variants:
+    return _lever(variants, "auto-keras-adam", "Keras' Adam", "`FusedAdam`", (
+        "Adam: Keras' `Adam` runs about a dozen operations per variable, each a pass over its 5.8 M float32 "
+        "weights and moments; `FusedAdam` runs TensorFlow's one `ApplyAdam` kernel per variable (the same "
+        "update; a word's slices of the embedding gradient are summed before squaring, as in Keras 2 and JAX, "
+        "docs/lecture-differences.md)"))
+
+
+def _lever(variants: dict, key: str, theirs: str, ours: str, explanation: str) -> str:
+    """`explanation`, then the step ratio of variant `key` (with `theirs`) against the default (with `ours`)."""
+    if key not in variants:
         return ""
-    return ("Adam: Keras' `Adam` runs about a dozen operations per variable, each a pass over its 5.8 M float32 "
-            "weights and moments; `FusedAdam` runs TensorFlow's one `ApplyAdam` kernel per variable (the same "
-            "update; a word's slices of the embedding gradient are summed before squaring, as in Keras 2 and JAX, "
-            f"docs/lecture-differences.md): {variants['auto-keras-adam']['ratio']:.3f} of the lecture's step with "
-            f"Keras' Adam, {variants['auto']['ratio']:.3f} with `FusedAdam`.")
+    return (f"{explanation}: {variants[key]['ratio']:.3f} of the lecture's step with {theirs}, "
+            f"{variants['auto']['ratio']:.3f} with {ours}.")
 
 
 def _parts_section(results: dict) -> str:
