@@ -87,17 +87,18 @@ def output_layer_gradients(weights, probabilities, operands, targets):
     p is cast once, the weights go on the [P, C] side, the one-hot part is a gather and a segment sum."""
     inputs, kernel, bias = operands  # (P, C), (C, V), (V,)
     vocabulary = ops.shape(kernel)[-1]
-    p = ops.cast(ops.reshape(probabilities, (-1, vocabulary)), kernel.dtype)  # (P, V), the one full-size copy
-    weighted_inputs = ops.cast(ops.cast(inputs, "float32") * weights, inputs.dtype)  # (P, C)
+    p32 = ops.reshape(probabilities, (-1, vocabulary))  # (P, V), float32
+    p = ops.cast(p32, kernel.dtype)  # (P, V), the one full-size copy
+    weighted_inputs = ops.cast(inputs, "float32") * weights  # (P, C)
     through_p = ops.cast(ops.matmul(p, ops.transpose(kernel)), "float32")  # (P, C)
     at_targets = ops.cast(ops.take(ops.transpose(kernel), targets, axis=0), "float32")  # (P, C)
     d_inputs = weights * (through_p - at_targets)  # weights * (p - onehot) @ kernel.T
     # d kernel = weighted_inputs.T @ (p - onehot) as (p.T @ weighted_inputs).T, the layout oneDNN runs fastest
-    onehot_part = ops.segment_sum(ops.cast(weighted_inputs, "float32"), targets, vocabulary)  # (V, C)
-    d_kernel = ops.transpose(ops.cast(ops.matmul(ops.transpose(p), weighted_inputs), "float32") - onehot_part)
+    onehot_part = ops.segment_sum(weighted_inputs, targets, vocabulary)  # (V, C)
+    through_p_kernel = ops.matmul(ops.transpose(p), ops.cast(weighted_inputs, inputs.dtype))  # (V, C)
+    d_kernel = ops.transpose(ops.cast(through_p_kernel, "float32") - onehot_part)
     # d bias = weights.T @ (p - onehot), in float32: rounded, a mean's equal weights would scale it all
-    d_bias = ops.matmul(ops.transpose(weights), ops.reshape(probabilities, (-1, vocabulary)))[0] - (
-        ops.segment_sum(weights[:, 0], targets, vocabulary))
+    d_bias = ops.matmul(ops.transpose(weights), p32)[0] - ops.segment_sum(weights[:, 0], targets, vocabulary)
     return (ops.cast(d_inputs, inputs.dtype), ops.cast(d_kernel, kernel.dtype), ops.cast(d_bias, bias.dtype))
 
 
@@ -119,4 +120,3 @@ def target_negative_log(probabilities, targets):
         return -ops.log(picked), grad
 
     return negative_log(probabilities)
-
