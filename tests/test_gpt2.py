@@ -241,13 +241,12 @@ def test_compare_report_side_by_side(tiny_gpt2, trained_run, small_json, tmp_pat
 
 def test_finetuning_lowers_the_loss_and_saves_a_loadable_model(tiny_gpt2_dir, small_json, tmp_path):
     out = tmp_path / "finetuned"
-    # float32 pinned: GPT-2's "auto" is float32 on a CPU anyway (mixed only on a GPU), and the policy check
-    # below must not depend on whether the machine has one.
+    # the default precision ("auto"): float32 on a CPU, mixed on a GPU; the policy is the one chosen for this machine
     result = gpt2_lib.finetune_gpt2(tiny_gpt2_dir, small_json, out, epochs=3, batch_size=8, max_length=32,
-                                    learning_rate=3e-3, limit=64, heldout=20, mixed_precision="off", verbose=0)
+                                    learning_rate=3e-3, limit=64, heldout=20, verbose=0)
     losses = result.history["loss"]
     assert len(losses) == 3 and losses[-1] < losses[0]
-    assert result.policy == "float32" and result.reviews == 64
+    assert result.policy == gpt2_lib.precision_policy("auto") and result.reviews == 64
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left behind
     tuned = gpt2_lib.load_gpt2(out)
     assert tuned.finetune_info["train_range"] == [0, 64] and tuned.finetune_info["history"]["loss"] == losses
@@ -311,10 +310,10 @@ def test_cli_finetune_then_compare_with_the_result(tiny_gpt2_dir, trained_run, s
     out = tmp_path / "tuned"
     tuned = cli("finetune-gpt2", "--gpt2", tiny_gpt2_dir, "--data", small_json, "--out", out,
                 "--epochs", "1", "--batch-size", "8", "--max-length", "24", "--limit", "16", "--heldout", "10",
-                "--mixed-precision", "off", "--quiet")  # as above: the same on a CPU, and GPU-independent
+                "--quiet")  # the default precision, as above
     printed = tuned.out
     assert tuned.code == 0, tuned.err
-    assert "dtype policy float32" in printed and "Trained on 16 reviews" in printed
+    assert f"dtype policy {gpt2_lib.precision_policy('auto')}" in printed and "Trained on 16 reviews" in printed
     assert (out / "config.json").is_file() and (out / gpt2_lib.FINETUNE_INFO).is_file()
 
     report = tmp_path / "side-by-side"
