@@ -55,6 +55,27 @@ def tiny_config(**changes):
     return GPTConfig.preset("tiny", **{**TEST_SIZE, **changes})
 
 
+def trained_beside_the_lecture_loss(config, policy: str | None = None):
+    """(ours, lecture, [our losses, the lecture's]): `compile_gpt`'s model and a copy of it compiled with the
+    lecture's `SparseCategoricalCrossentropy()` (both with Keras' Adam), trained one epoch on the same
+    random tokens in the same order, so that only the loss differs."""
+    import keras
+    import numpy as np
+
+    from gpt_keras.core.model import build_gpt, compile_gpt
+
+    tokens = np.random.default_rng(0).integers(1, config.vocab_size, (16, config.max_len + 1))
+    keras.utils.set_random_seed(0)
+    ours = compile_gpt(build_gpt(config, policy), config, jit_compile=False)
+    lecture = build_gpt(config, policy)
+    lecture.set_weights(ours.get_weights())
+    lecture.compile(keras.optimizers.Adam(config.learning_rate), jit_compile=False,
+                    loss=[keras.losses.SparseCategoricalCrossentropy(), None])
+    histories = [model.fit(tokens[:, :-1], tokens[:, 1:], batch_size=4, epochs=1, shuffle=False, verbose=0)
+                 .history["loss"] for model in (ours, lecture)]
+    return ours, lecture, histories
+
+
 def run_config(**changes):
     """The config of the shared session runs (`trained_run`, `run_in`): `tiny_config(epochs=2,
     validation_split=0.1)`, with `changes` (`run_config(epochs=3)` resumes one of them)."""

@@ -14,7 +14,7 @@ from gpt_keras.core.model import build_gpt, compile_gpt
 from gpt_keras.runs.optimizer import training_optimizer
 from gpt_keras.runs.precision import GPU, HardwareFacts, choose_precision, detect_hardware
 from gpt_keras.runs.train import PRECISION, configure_precision, train
-from tests.conftest import tiny_config
+from tests.conftest import tiny_config, trained_beside_the_lecture_loss
 
 PLAIN_CPU = HardwareFacts(cpu_flags=frozenset({"avx2", "fma"}))
 BF16_CPU = HardwareFacts(cpu_flags=frozenset({"avx2", "avx512f", "avx512_bf16"}))
@@ -154,15 +154,7 @@ def test_bfloat16_training_with_our_loss_is_training_with_the_lecture_loss():
     """In mixed_bfloat16 (the default here), `compile_gpt`'s loss, which writes the output layer's backward pass
     in bfloat16 itself, trains as Keras' `SparseCategoricalCrossentropy()` on the probabilities."""
     config = tiny_config(dropout_rate=0.0)  # no dropout: the two models draw no random masks
-    tokens = np.random.default_rng(0).integers(1, config.vocab_size, (16, config.max_len + 1))
-    keras.utils.set_random_seed(0)
-    ours = compile_gpt(build_gpt(config, "mixed_bfloat16"), config, jit_compile=False)
-    lecture = build_gpt(config, "mixed_bfloat16")
-    lecture.set_weights(ours.get_weights())
-    lecture.compile(keras.optimizers.Adam(config.learning_rate), jit_compile=False,
-                    loss=[keras.losses.SparseCategoricalCrossentropy(), None])
-    histories = [model.fit(tokens[:, :-1], tokens[:, 1:], batch_size=4, epochs=1, shuffle=False, verbose=0)
-                 .history["loss"] for model in (ours, lecture)]
+    ours, lecture, histories = trained_beside_the_lecture_loss(config, "mixed_bfloat16")
     np.testing.assert_allclose(histories[0], histories[1], rtol=1e-3)
     kernels = [np.asarray(model.get_layer("probabilities").kernel) for model in (ours, lecture)]
     # bfloat16 gradients round differently in the two losses: within a fraction of one Adam step
