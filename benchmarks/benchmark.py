@@ -730,9 +730,9 @@ def _loss_lever(variants: dict) -> str:
         "fused `sparse_softmax_cross_entropy_with_logits` (a second softmax), then the gradient goes back "
         "through Keras' `Dense`, which multiplies the kernel's gradient in a layout oneDNN runs at two thirds "
         "of its speed. `NextTokenCrossEntropy`, the same loss, reads the target's probability and writes the "
-        "output layer's backward pass itself from the operands `SoftmaxDense` hands it: the probabilities cast "
-        "to bfloat16 once, the kernel's gradient as (p.T @ inputs).T, the one-hot part as a gather and a "
-        "segment sum of [positions, width] values, never a [positions, vocabulary] one"))
+        "output layer's backward pass itself from the operands `SoftmaxDense` hands it: the probabilities in "
+        "bfloat16 as the softmax rounded them, the kernel's gradient as (p.T @ inputs).T, the one-hot part as a "
+        "gather and a segment sum of [positions, width] values, never a [positions, vocabulary] one"))
 
 
 def _adam_lever(variants: dict) -> str:
@@ -773,8 +773,10 @@ the median of its time / the whole step's in the same round. The floors: FLOPs a
 
 - The output matmuls are at their floor: the next lever there is fewer FLOPs, which only the opt-in length
   buckets give (27% of the positions are padding), or faster matrix units than this CPU's.
-- The softmax stays float32 (the lecture's); its passes and the two casts around it are the bytes the floor
-  counts. The embedding and block spend about half their time outside their matmuls, in Keras'
+- The softmax computes in float32 (the lecture's) from the bfloat16 logits and, in training, writes bfloat16
+  probabilities, the copy the backward pass multiplies (`softmax_rounds_once`): those two passes are the
+  bytes the floor counts; above it are the softmax's own second pass, the bias's gradient (a GEMV over the
+  probabilities) and the one-hot parts. The embedding and block spend about half their time outside their matmuls, in Keras'
   `MultiHeadAttention`, `LayerNormalization` and `Dropout` (reshapes, bias gradients, random masks), which
   the lesson keeps as the lecture builds them.
 - "The rest" is the whole step less the parts: Keras' step around the model, less what the parts count twice

@@ -8,8 +8,8 @@ step's time in the same round. The parts:
 - the whole step (`build_gpt` + `compile_gpt`: `FusedAdam`, `NextTokenCrossEntropy`);
 - its Adam alone, applying fixed gradients to the model's variables;
 - the embedding and block alone, forward and backward (a mean-squared error on the block's output);
-- the output layer's three matmuls alone, as the step runs them (the forward with its bias, then the
-  inputs' and the kernel's gradients from bfloat16 probabilities, in `NextTokenCrossEntropy`'s layout);
+- the output layer's three matmuls alone, as the step runs them (the forward with its bias as a kernel row,
+  then the inputs' and the kernel's gradients from bfloat16 probabilities, in `NextTokenCrossEntropy`'s layout);
 - the output layer with its softmax and loss (`SoftmaxDense` + `NextTokenCrossEntropy`): minus the matmuls,
   that is the softmax, the casts and the loss.
 
@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 
 from benchmark import BODY, HEAD, WHOLE, WHOLE_SGD  # noqa: E402  (the parts' names, shared with its JAX table)
 from gpt_keras.core.config import GPTConfig  # noqa: E402
-from gpt_keras.core.fast import NextTokenCrossEntropy, SoftmaxDense  # noqa: E402
+from gpt_keras.core.fast import NextTokenCrossEntropy, SoftmaxDense, matmul_with_bias  # noqa: E402
 from gpt_keras.core.layers import TokenAndPositionEmbedding, TransformerBlock  # noqa: E402
 from gpt_keras.core.model import build_gpt, compile_gpt  # noqa: E402
 from gpt_keras.runs.optimizer import training_optimizer  # noqa: E402
@@ -100,7 +100,7 @@ def output_matmuls(config: GPTConfig):
 
     @tf.function
     def matmuls():
-        logits = tf.matmul(inputs, kernel) + bias
+        logits = matmul_with_bias(inputs, kernel, bias)
         d_inputs = tf.matmul(probabilities, kernel, transpose_b=True)
         d_kernel = tf.transpose(tf.matmul(probabilities, inputs, transpose_a=True))
         return logits[0, 0] + d_inputs[0, 0] + d_kernel[0, 0]
@@ -175,8 +175,8 @@ def breakdown(rounds: int = 12, config: GPTConfig = GPTConfig()) -> dict:
     floors = {  # ms
         BODY: 3 * block_flops(config, positions) / flop_rate * 1000,
         MATMULS: 3 * 2 * positions * config.embedding_dim * config.vocab_size / flop_rate * 1000,
-        # cast the bfloat16 logits to float32, softmax (read, write), cast the probabilities to bfloat16
-        SOFTMAX_LOSS: (2 + 4 + 4 + 4 + 4 + 2) * logits / byte_rate * 1000,
+        # the softmax reads the bfloat16 logits and writes bfloat16 probabilities (float32 inside, `softmax_rounds_once`)
+        SOFTMAX_LOSS: (2 + 2) * logits / byte_rate * 1000,
         # Adam: read weight, gradient, two moments; write weight and two moments (float32)
         ADAM: 7 * 4 * parameters / byte_rate * 1000,
     }

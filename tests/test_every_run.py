@@ -290,10 +290,12 @@ def test_a_model_that_fails_in_the_lab_shows_one_line_beside_the_control_in_a_br
 
 def test_the_modules_import_gpt_keras_registers_import_only_keras():
     """`import gpt_keras` registers the layers, the loss and the metric the moment Keras is first imported,
-    which may be half-way through importing any gpt_keras module: so they may import Keras and the core
-    package's name alone, never another gpt_keras module (that one could be the half-imported one). A function
-    may import TensorFlow, which it reaches only when it runs, long after the registration."""
+    which may be half-way through importing any gpt_keras module: so they may import Keras (with NumPy, which
+    Keras imports first, and the standard library) and the core package's name alone, never another gpt_keras
+    module (that one could be the half-imported one). A function may import TensorFlow, which it reaches only
+    when it runs, long after the registration."""
     import ast
+    import sys
 
     import gpt_keras
 
@@ -307,5 +309,6 @@ def test_the_modules_import_gpt_keras_registers_import_only_keras():
             names = ({alias.name for alias in node.names} if isinstance(node, ast.Import)
                      else {node.module} if isinstance(node, ast.ImportFrom) else set())
             (imported_when_called if id(node) in in_functions else imported).update(names)
-        assert imported <= {"__future__", "keras", "gpt_keras.core"}, (name, imported)
+        outside_the_standard_library = {module for module in imported if module.split(".")[0] not in sys.stdlib_module_names}
+        assert outside_the_standard_library <= {"keras", "numpy", "gpt_keras.core"}, (name, imported)
         assert imported_when_called <= {"tensorflow"}, (name, imported_when_called)

@@ -119,12 +119,14 @@ def test_config_files_round_trip_and_reject_unknown_fields(tmp_path):
         runs.read_config(tmp_path / "c.json")
 
 
-@pytest.mark.parametrize("policy", ["mixed_bfloat16", "float32"])  # the default here, and the lecture's arithmetic
-def test_the_loss_differentiates_the_output_layer_as_the_lecture_loss_does(policy):
+# the default here, in training (the probabilities the softmax rounds to bfloat16, `softmax_rounds_once`) and out of
+# it (float32 probabilities); and the lecture's arithmetic
+@pytest.mark.parametrize("policy, training", [("mixed_bfloat16", True), ("mixed_bfloat16", False), ("float32", True)])
+def test_the_loss_differentiates_the_output_layer_as_the_lecture_loss_does(policy, training):
     """`NextTokenCrossEntropy` on `SoftmaxDense`'s probabilities (on TensorFlow it writes the output layer's
     backward pass itself, from the operands the layer attaches) gives the output layer's inputs, kernel and
-    bias the gradients Keras' `SparseCategoricalCrossentropy()` gives through the softmax, repeated targets
-    included; exactly in float32, within bfloat16's rounding in mixed precision."""
+    bias the gradients Keras' `SparseCategoricalCrossentropy()` gives through the float32 softmax, repeated
+    targets included; exactly in float32, within bfloat16's rounding in mixed precision."""
     from gpt_keras.core.fast import OPERANDS_ATTRIBUTE, NextTokenCrossEntropy, SoftmaxDense
 
     rng = np.random.default_rng(1)
@@ -134,7 +136,7 @@ def test_the_loss_differentiates_the_output_layer_as_the_lecture_loss_does(polic
     inputs = rng.normal(size=(3, 7, 16)).astype("float32")
     targets = rng.integers(0, 50, (3, 7))
     targets[0, :4] = 4  # one word is the target four times: the one-hot part sums per word
-    ours = _layer_gradients(layer, inputs, lambda p: NextTokenCrossEntropy()(targets, p))
+    ours = _layer_gradients(layer, inputs, lambda p: NextTokenCrossEntropy()(targets, p), training)
     lecture = _layer_gradients(layer, inputs, lambda p: keras.losses.SparseCategoricalCrossentropy()(
         targets, p + 0.0))  # `+ 0.0`: a new tensor, carrying nothing from the layer
     assert hasattr(layer(inputs), OPERANDS_ATTRIBUTE) == (keras.backend.backend() == "tensorflow")
@@ -143,14 +145,14 @@ def test_the_loss_differentiates_the_output_layer_as_the_lecture_loss_does(polic
         np.testing.assert_allclose(mine, theirs, atol=tolerance * np.abs(theirs).max())
 
 
-def _layer_gradients(layer, inputs, loss_of_probabilities):
+def _layer_gradients(layer, inputs, loss_of_probabilities, training=False):
     """[loss, d inputs, d kernel, d bias] of loss_of_probabilities(layer(inputs)) on the current backend."""
     if keras.backend.backend() == "jax":
         import jax
 
         def loss(x, weights):
             with keras.StatelessScope(state_mapping=list(zip(layer.trainable_variables, weights))):
-                return loss_of_probabilities(layer(x))
+                return loss_of_probabilities(layer(x, training=training))
         weights = [variable.value for variable in layer.trainable_variables]
         value, (d_inputs, d_weights) = jax.value_and_grad(loss, argnums=(0, 1))(inputs, weights)
         return [np.asarray(t, "float32") for t in (value, d_inputs, *d_weights)]
@@ -159,9 +161,47 @@ def _layer_gradients(layer, inputs, loss_of_probabilities):
     x = tf.constant(inputs)
     with tf.GradientTape() as tape:
         tape.watch(x)
-        value = loss_of_probabilities(layer(x))
+        value = loss_of_probabilities(layer(x, training=training))
     gradients = tape.gradient(value, [x, *layer.trainable_variables])
     return [np.asarray(t, "float32") for t in (value, *gradients)]
+
+
+def test_training_probabilities_are_the_float32_softmax_rounded_once_where_the_backend_allows():
+    """In training under mixed_bfloat16, TensorFlow's softmax on a CPU (oneDNN's) computes in float32 and rounds
+    once, so `SoftmaxDense` takes the bfloat16 probabilities from it, which the backward pass multiplies: those
+    are the float32 softmax's rounded to bfloat16. Elsewhere (JAX, or a softmax that sums in bfloat16)
+    training keeps the float32 probabilities."""
+    from gpt_keras.core.fast import SoftmaxDense
+
+    layer = SoftmaxDense(10_000, dtype="mixed_bfloat16")
+    layer.build((None, 16))
+    inputs = np.random.default_rng(3).normal(size=(4, 16)).astype("float32")
+    training, inference = (np.asarray(layer(inputs, training=flag), "float64") for flag in (True, False))
+    assert layer.rounds_in_training == (keras.backend.backend() == "tensorflow")  # oneDNN's softmax, on this CPU
+    if layer.rounds_in_training:
+        rounded = np.asarray(keras.ops.cast(keras.ops.cast(inference.astype("float32"), "bfloat16"), "float32"))
+        np.testing.assert_allclose(training, rounded, rtol=2.0 ** -7)
+        assert np.abs(training - inference).max() > 0  # rounded indeed
+    else:
+        np.testing.assert_array_equal(training, inference)
+
+
+def test_a_softmax_that_sums_in_bfloat16_keeps_training_in_float32(monkeypatch):
+    """`softmax_rounds_once` refuses a bfloat16 softmax that does not compute in float32: one whose running sum is
+    bfloat16 stalls at 256 (256 + 1 rounds to 256), so 10,000 equal logits would get 1/256 each, not 1e-4."""
+    from gpt_keras.core import fast
+
+    def summing_in_bfloat16(x, axis=-1):
+        exponentials = keras.ops.exp(x - keras.ops.max(x, axis=axis, keepdims=True))
+        return exponentials / keras.ops.minimum(keras.ops.sum(exponentials, axis=axis, keepdims=True), 256.0)
+
+    fast.softmax_rounds_once.cache_clear()
+    monkeypatch.setattr(fast.ops, "softmax", summing_in_bfloat16)
+    try:
+        assert not fast.softmax_rounds_once("bfloat16")
+        assert not fast.softmax_rounds_once("float32")  # float32 probabilities are what training keeps anyway
+    finally:
+        fast.softmax_rounds_once.cache_clear()
 
 
 def test_training_with_our_loss_is_training_with_the_lecture_loss():
