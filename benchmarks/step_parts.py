@@ -175,8 +175,9 @@ def breakdown(rounds: int = 12, config: GPTConfig = GPTConfig()) -> dict:
     floors = {  # ms
         BODY: 3 * block_flops(config, positions) / flop_rate * 1000,
         MATMULS: 3 * 2 * positions * config.embedding_dim * config.vocab_size / flop_rate * 1000,
-        # the softmax reads the bfloat16 logits and writes bfloat16 probabilities (float32 inside, `softmax_rounds_once`)
-        SOFTMAX_LOSS: (2 + 2) * logits / byte_rate * 1000,
+        # the softmax reads the bfloat16 logits and writes bfloat16 probabilities (float32 inside, `softmax_rounds_once`),
+        # the bias's gradient reads them again
+        SOFTMAX_LOSS: (2 + 2 + 2) * logits / byte_rate * 1000,
         # Adam: read weight, gradient, two moments; write weight and two moments (float32)
         ADAM: 7 * 4 * parameters / byte_rate * 1000,
     }
