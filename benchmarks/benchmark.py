@@ -774,9 +774,10 @@ the median of its time / the whole step's in the same round. The floors: FLOPs a
 - The output matmuls are at their floor: the next lever there is fewer FLOPs, which only the opt-in length
   buckets give (27% of the positions are padding), or faster matrix units than this CPU's.
 - The softmax computes in float32 (the lecture's) from the bfloat16 logits and, in training, writes bfloat16
-  probabilities, the copy the backward pass multiplies (`softmax_rounds_once`): those two passes are the
-  bytes the floor counts; above it are the softmax's own second pass, the bias's gradient (a GEMV over the
-  probabilities) and the one-hot parts. The embedding and block spend about half their time outside their matmuls, in Keras'
+  probabilities, the copy the backward pass multiplies (`softmax_rounds_once`): those two passes, and the
+  bias's gradient reading the probabilities again, are the bytes the floor counts; above it are the
+  softmax's second pass over the logits and the one-hot parts. The embedding and block spend about half
+  their time outside their matmuls, in Keras'
   `MultiHeadAttention`, `LayerNormalization` and `Dropout` (reshapes, bias gradients, random masks), which
   the lesson keeps as the lecture builds them.
 - "The rest" is the whole step less the parts: Keras' step around the model, less what the parts count twice
