@@ -32,7 +32,8 @@ class SoftmaxDense(layers.Dense):
         shape = ops.shape(inputs)  # (B, T, C)
         flat = ops.reshape(inputs, (-1, shape[-1]))  # (B * T, C)
         kernel, bias = ops.cast(self.kernel, self.compute_dtype), ops.cast(self.bias, self.compute_dtype)
-        logits = matmul_with_bias(flat, kernel, bias)  # (B * T, vocab), in the compute dtype
+        # (B * T, vocab), in the compute dtype; generation's few positions would pay more to copy the kernel
+        logits = matmul_with_bias(flat, kernel, bias) if training else ops.matmul(flat, kernel) + bias
         if training and self.rounds_in_training:  # float32 math, the result rounded to the compute dtype once
             rounded = ops.softmax(logits, axis=-1)
             probabilities = ops.cast(rounded, "float32")
@@ -46,8 +47,8 @@ class SoftmaxDense(layers.Dense):
 
 
 def matmul_with_bias(inputs, kernel, bias):
-    """inputs @ kernel + bias as one matmul, the bias a last row of the kernel against a column of ones: TensorFlow
-    would fuse a bias added apart into a slower oneDNN matmul (BENCHMARKS.md)."""
+    """inputs @ kernel + bias as one matmul, the bias a last row of the kernel against a column of ones: at a
+    training batch's thousands of positions, TensorFlow would fuse a bias added apart into a slower oneDNN matmul."""
     ones = ops.ones((ops.shape(inputs)[0], 1), inputs.dtype)
     return ops.matmul(ops.concatenate([inputs, ones], axis=1), ops.concatenate([kernel, bias[None]], axis=0))
 
