@@ -43,7 +43,8 @@ def test_same_seed_same_text_from_the_saved_run_as_in_the_training_process(train
 
 def test_the_lecture_method_gives_the_same_text_as_the_cached_decoder(run_in):
     # float32 is the point: there the cached decoder and the lecture's whole-sequence passes agree to rounding,
-    # so one seed picks the same words (in bfloat16 their different rounding changes a word now and then).
+    # so one seed picks the same words (in bfloat16 their different rounding changes a word now and then). The two
+    # loops are compared on every precision, auto included, in test_every_run.test_both_generation_loops_agree_on_every_run.
     args = ("generate", "--run", run_in("off").run_dir, "--prompt", "wine review : italy", "--temperature", 0.5,
             "--max-tokens", 20, "--seed", 0)
     cached, lecture = cli(*args), cli(*args, "--method", "lecture")

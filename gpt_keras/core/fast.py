@@ -104,16 +104,16 @@ def output_layer_cross_entropy(probabilities, operands, targets):
     epsilon = keras.config.epsilon()
     inputs, kernel, bias, rounded = operands
     flat_targets = ops.reshape(targets, (-1,))  # (P,)
-    flat = ops.reshape(probabilities, (-1, ops.shape(kernel)[-1])) if rounded is None else rounded  # (P, V)
+    p = ops.reshape(probabilities, (-1, ops.shape(kernel)[-1])) if rounded is None else rounded  # (P, V)
 
     @ops.custom_gradient
     def cross_entropy(inputs, kernel, bias):
-        picked = ops.take_along_axis(flat, ops.expand_dims(flat_targets, -1), axis=-1)  # (P, 1)
+        picked = ops.take_along_axis(p, ops.expand_dims(flat_targets, -1), axis=-1)  # (P, 1)
         picked = ops.reshape(ops.cast(picked, "float32"), ops.shape(targets))
 
         def grad(*args, upstream=None):  # TensorFlow passes the upstream gradient as an argument, JAX by keyword
             weights = ops.reshape(ops.cast(args[0] if upstream is None else upstream, "float32"), (-1, 1))  # (P, 1)
-            return output_layer_gradients(weights, ops.cast(flat, kernel.dtype), (inputs, kernel, bias), flat_targets)
+            return output_layer_gradients(weights, ops.cast(p, kernel.dtype), (inputs, kernel, bias), flat_targets)
 
         return -ops.log(ops.clip(picked, epsilon, 1.0 - epsilon)), grad
 
